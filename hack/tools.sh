@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# Builds the heavy test tools once per machine into
+# ~/.cache/k8s-image-swapper/tools/<name>-<version>/ and reuses them.
+# Usage: hack/tools.sh [name...]   (default: all). Prints nothing for tools already built.
+set -euo pipefail
+
+TOOLS_DIR="${K8S_IMAGE_SWAPPER_TOOLS:-$HOME/.cache/k8s-image-swapper/tools}"
+ETCD_VERSION=v3.6.16
+KUBE_VERSION=v1.37.2
+HELM_VERSION=v3.22.0
+CRICTL_VERSION=v1.37.0
+CRANE_VERSION=v0.22.1
+CONTAINERD_VERSION=v2.4.2
+
+mkdir -p "$TOOLS_DIR"
+log() { echo "tools: $*" >&2; }
+
+# build_module NAME VERSION MODULE@VER PKG [ldflags] [extra go.mod lines]
+# A throwaway module that requires MODULE so `go build` works where
+# `go install` is refused (modules with replace directives).
+build_in_module() {
+  local name=$1 version=$2 require=$3 pkg=$4 ldflags=${5:-} extra=${6:-}
+  local dir="$TOOLS_DIR/$name-$version"
+  [ -x "$dir/$name" ] && return 0
+  log "building $name $version (once per machine)"
+  local work; work=$(mktemp -d)
+  mkdir -p "$dir"
+  (
+    cd "$work"
+    cat > go.mod <<MOD
+module tools.local/$name
+
+go 1.26
+
+require ${require/@/ }
+$extra
+MOD
+    printf 'package tools\n\nimport _ "%s"\n' "$pkg" > tools.go
+    GOFLAGS=-mod=mod go mod tidy >/dev/null 2>&1 || true
+    GOFLAGS=-mod=mod go build -trimpath -ldflags "$ldflags" -o "$dir/$name.tmp" "$pkg"
+    mv "$dir/$name.tmp" "$dir/$name"
+  )
+  rm -rf "$work"
+}
+
+go_install() {
+  local name=$1 version=$2 pkg=$3
+  local dir="$TOOLS_DIR/$name-$version"
+  [ -x "$dir/$name" ] && return 0
+  log "installing $name $version (once per machine)"
+  mkdir -p "$dir"
+  GOBIN="$dir" go install "$pkg@$version"
+}
+
+etcd() { build_in_module etcd "$ETCD_VERSION" "go.etcd.io/etcd/server/v3@$ETCD_VERSION" go.etcd.io/etcd/server/v3; }
+
+kube_apiserver() {
+  local v=${KUBE_VERSION#v} minor staging replace=""
+  minor=$(echo "$v" | cut -d. -f2)
+  # The staging modules of k8s.io/kubernetes, each mapped to its published v0.x tag.
+  staging="api apiextensions-apiserver apimachinery apiserver cli-runtime client-go cloud-provider cluster-bootstrap code-generator component-base component-helpers controller-manager cri-api cri-client csi-translation-lib dynamic-resource-allocation endpointslice externaljwt kms kube-aggregator kube-controller-manager kube-proxy kube-scheduler kubectl kubelet metrics mount-utils pod-security-admission sample-apiserver sample-cli-plugin sample-controller streaming"
+  for m in $staging; do replace+="replace k8s.io/$m => k8s.io/$m v0.$minor.${v##*.}"$'\n'; done
+  build_in_module kube-apiserver "$KUBE_VERSION" "k8s.io/kubernetes@$KUBE_VERSION" k8s.io/kubernetes/cmd/kube-apiserver \
+    "-s -w -X k8s.io/component-base/version.gitVersion=$KUBE_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor" \
+    "$replace"
+}
+
+helm() { go_install helm "$HELM_VERSION" helm.sh/helm/v3/cmd/helm; }
+crictl() { go_install crictl "$CRICTL_VERSION" sigs.k8s.io/cri-tools/cmd/crictl; }
+crane() { go_install crane "$CRANE_VERSION" github.com/google/go-containerregistry/cmd/crane; }
+
+containerd2() {
+  local dir="$TOOLS_DIR/containerd-$CONTAINERD_VERSION"
+  [ -x "$dir/containerd" ] && [ -x "$dir/containerd-shim-runc-v2" ] && [ -x "$dir/ctr" ] && return 0
+  for c in containerd containerd-shim-runc-v2 ctr; do
+    build_in_module "$c" "$CONTAINERD_VERSION" "github.com/containerd/containerd/v2@$CONTAINERD_VERSION" \
+      "github.com/containerd/containerd/v2/cmd/$c"
+    mv "$TOOLS_DIR/$c-$CONTAINERD_VERSION/$c" "$dir/$c" 2>/dev/null || { mkdir -p "$dir"; mv "$TOOLS_DIR/$c-$CONTAINERD_VERSION/$c" "$dir/$c"; }
+    [ "$TOOLS_DIR/$c-$CONTAINERD_VERSION" = "$dir" ] || rmdir "$TOOLS_DIR/$c-$CONTAINERD_VERSION" 2>/dev/null || true
+  done
+}
+
+# path NAME: the folder holding NAME's binary.
+path() {
+  case $1 in
+    etcd) echo "$TOOLS_DIR/etcd-$ETCD_VERSION" ;;
+    kube-apiserver) echo "$TOOLS_DIR/kube-apiserver-$KUBE_VERSION" ;;
+    helm) echo "$TOOLS_DIR/helm-$HELM_VERSION" ;;
+    crictl) echo "$TOOLS_DIR/crictl-$CRICTL_VERSION" ;;
+    crane) echo "$TOOLS_DIR/crane-$CRANE_VERSION" ;;
+    containerd) echo "$TOOLS_DIR/containerd-$CONTAINERD_VERSION" ;;
+    *) echo "unknown tool $1" >&2; return 2 ;;
+  esac
+}
+
+if [ "${1:-}" = path ]; then shift; path "$1"; exit; fi
+if [ $# -eq 0 ]; then set -- etcd kube-apiserver helm crictl; fi
+for t in "$@"; do
+  case $t in
+    etcd) etcd ;; kube-apiserver) kube_apiserver ;; helm) helm ;; crictl) crictl ;; crane) crane ;;
+    containerd) containerd2 ;;
+    *) echo "unknown tool $t" >&2; exit 2 ;;
+  esac
+done

@@ -1,0 +1,182 @@
+// Package config loads and validates .k8s-image-swapper.yml. The keys are the
+// original k8s-image-swapper's, so an existing file works unchanged; new keys
+// are additions.
+package config
+
+import (
+	"fmt"
+	"time"
+)
+
+// Defaults, as the original k8s-image-swapper has them.
+const (
+	DefaultImageSwapPolicy   = "exists"
+	DefaultImageCopyPolicy   = "delayed"
+	DefaultImageCopyDeadline = 8 * time.Second
+	DefaultLogLevel          = "info"
+	DefaultLogFormat         = "json"
+	DefaultListenAddress     = ":8443"
+	DefaultProxyAddress      = "127.0.0.1:7439"
+	DefaultLocalPath         = "./data"
+)
+
+// Config is the whole file.
+type Config struct {
+	DryRun            bool     `yaml:"dryRun"`
+	LogLevel          string   `yaml:"logLevel"`
+	LogFormat         string   `yaml:"logFormat"`
+	ListenAddress     string   `yaml:"listenAddress"`
+	TLSCertFile       string   `yaml:"tlsCertFile"`
+	TLSKeyFile        string   `yaml:"tlsKeyFile"`
+	ImageSwapPolicy   string   `yaml:"imageSwapPolicy"`
+	ImageCopyPolicy   string   `yaml:"imageCopyPolicy"`
+	ImageCopyDeadline Duration `yaml:"imageCopyDeadline"`
+	// SecretReader reads pods' imagePullSecrets for copies (the chart's secretReader.enabled).
+	SecretReader bool   `yaml:"secretReader"`
+	Source       Source `yaml:"source"`
+	Target       Target `yaml:"target"`
+	Mirror       Mirror `yaml:"mirror"`
+	Proxy        Proxy  `yaml:"proxy"`
+}
+
+// Source describes where images come from.
+type Source struct {
+	Registries []Registry `yaml:"registries"`
+	// PrivateRegistries is the original's older name for Registries (aws only).
+	PrivateRegistries []Registry       `yaml:"privateRegistries"`
+	Filters           []JMESPathFilter `yaml:"filters"`
+	// Platforms limits copies to these platforms (os/arch[/variant]); empty means all.
+	Platforms []string `yaml:"platforms"`
+}
+
+// JMESPathFilter excludes a container when its expression is true.
+type JMESPathFilter struct {
+	JMESPath string `yaml:"jmespath"`
+}
+
+// Registry is a source registry with credentials.
+type Registry struct {
+	Type    string  `yaml:"type"`
+	AWS     AWS     `yaml:"aws"`
+	GCP     GCP     `yaml:"gcp"`
+	Generic Generic `yaml:"generic"`
+}
+
+// Target is where images are mirrored to.
+type Target struct {
+	Type    string  `yaml:"type"`
+	AWS     AWS     `yaml:"aws"`
+	GCP     GCP     `yaml:"gcp"`
+	Generic Generic `yaml:"generic"`
+	Local   Local   `yaml:"local"`
+}
+
+// AWS is an ECR registry.
+type AWS struct {
+	AccountID  string     `yaml:"accountId"`
+	Region     string     `yaml:"region"`
+	Role       string     `yaml:"role"`
+	Prefix     string     `yaml:"prefix"`
+	ECROptions ECROptions `yaml:"ecrOptions"`
+	// AccessPolicy and LifecyclePolicy directly under aws appear in the
+	// original's getting-started guide; they fill ecrOptions when it has none.
+	AccessPolicy    string `yaml:"accessPolicy"`
+	LifecyclePolicy string `yaml:"lifecyclePolicy"`
+}
+
+// ECROptions apply to repositories the ECR target creates.
+type ECROptions struct {
+	AccessPolicy               string                     `yaml:"accessPolicy"`
+	LifecyclePolicy            string                     `yaml:"lifecyclePolicy"`
+	Tags                       []Tag                      `yaml:"tags"`
+	ImageTagMutability         string                     `yaml:"imageTagMutability"`
+	ImageScanningConfiguration ImageScanningConfiguration `yaml:"imageScanningConfiguration"`
+	EncryptionConfiguration    EncryptionConfiguration    `yaml:"encryptionConfiguration"`
+}
+
+// Tag is an ECR resource tag.
+type Tag struct {
+	Key   string `yaml:"key"`
+	Value string `yaml:"value"`
+}
+
+// ImageScanningConfiguration is ECR's scan-on-push switch.
+type ImageScanningConfiguration struct {
+	ImageScanOnPush bool `yaml:"imageScanOnPush"`
+}
+
+// EncryptionConfiguration is ECR's repository encryption.
+type EncryptionConfiguration struct {
+	EncryptionType string `yaml:"encryptionType"`
+	KmsKey         string `yaml:"kmsKey"`
+}
+
+// GCP is an Artifact Registry docker repository.
+type GCP struct {
+	Location     string `yaml:"location"`
+	ProjectID    string `yaml:"projectId"`
+	RepositoryID string `yaml:"repositoryId"`
+}
+
+// Generic is any OCI registry. Registry is HOST[:PORT][/PREFIX].
+type Generic struct {
+	Registry string `yaml:"registry"`
+	Insecure bool   `yaml:"insecure"`
+	Username string `yaml:"username"`
+	Password string `yaml:"password"`
+}
+
+// Local is the embedded on-disk store.
+type Local struct {
+	Path string `yaml:"path"`
+	// Registry is the host name target references use; default the proxy address.
+	Registry string `yaml:"registry"`
+}
+
+// Mirror tunes the copy engine.
+type Mirror struct {
+	Workers      int      `yaml:"workers"`
+	QueueSize    int      `yaml:"queueSize"`
+	ExistsTTL    Duration `yaml:"existsTTL"`
+	MissingTTL   Duration `yaml:"missingTTL"`
+	MaxRetries   int      `yaml:"maxRetries"`
+	RetryWaitMax Duration `yaml:"retryWaitMax"`
+}
+
+// Proxy configures the node proxy.
+type Proxy struct {
+	ListenAddress   string   `yaml:"listenAddress"`
+	Registries      []string `yaml:"registries"`
+	OnMiss          string   `yaml:"onMiss"`
+	WaitTimeout     Duration `yaml:"waitTimeout"`
+	TagTTL          Duration `yaml:"tagTTL"`
+	UpstreamTimeout Duration `yaml:"upstreamTimeout"`
+}
+
+// Duration reads "8s" or "1m30s" (and a bare integer as seconds).
+type Duration time.Duration
+
+// D returns the value as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// Summary is the one-line description `config validate` prints.
+func (c *Config) Summary() string {
+	return fmt.Sprintf("target=%s swap=%s copy=%s deadline=%s sources=%d filters=%d platforms=%d dryRun=%t",
+		c.TargetName(), c.ImageSwapPolicy, c.ImageCopyPolicy, c.ImageCopyDeadline.D(),
+		len(c.Source.Registries), len(c.Source.Filters), len(c.Source.Platforms), c.DryRun)
+}
+
+// TargetName describes the target for logs: its type and where it is.
+func (c *Config) TargetName() string {
+	t := c.Target
+	switch t.Type {
+	case "aws":
+		return fmt.Sprintf("aws(%s/%s)", t.AWS.AccountID, t.AWS.Region)
+	case "gcp":
+		return fmt.Sprintf("gcp(%s/%s/%s)", t.GCP.Location, t.GCP.ProjectID, t.GCP.RepositoryID)
+	case "generic":
+		return fmt.Sprintf("generic(%s)", t.Generic.Registry)
+	default:
+		return fmt.Sprintf("local(%s)", t.Local.Path)
+	}
+}

@@ -1,0 +1,348 @@
+package config
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/distribution/reference"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/jmespath/go-jmespath"
+)
+
+// DefaultProxyRegistries are the public registries the node proxy serves
+// when proxy.registries is not set.
+var DefaultProxyRegistries = []string{
+	"docker.io", "ghcr.io", "quay.io", "registry.k8s.io", "gcr.io", "public.ecr.aws", "mcr.microsoft.com",
+}
+
+var (
+	logLevels     = []string{"trace", "debug", "info", "warn", "error", "fatal"}
+	logFormats    = []string{"json", "console"}
+	swapPolicies  = []string{"always", "exists"}
+	copyPolicies  = []string{"delayed", "immediate", "force", "none"}
+	targetTypes   = []string{"aws", "gcp", "generic", "local"}
+	sourceTypes   = []string{"aws", "gcp", "generic"}
+	mutabilities  = []string{"MUTABLE", "IMMUTABLE", "MUTABLE_WITH_EXCLUSION", "IMMUTABLE_WITH_EXCLUSION"}
+	encryptions   = []string{"AES256", "KMS", "KMS_DSSE"}
+	onMissModes   = []string{"passthrough", "wait"}
+	accountIDExpr = regexp.MustCompile(`^[0-9]{1,12}$`)
+	envRefExpr    = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
+)
+
+func (c *Config) applyDefaults() {
+	def := func(s *string, v string) {
+		if *s == "" {
+			*s = v
+		}
+	}
+	defD := func(d *Duration, v time.Duration) {
+		if *d == 0 {
+			*d = Duration(v)
+		}
+	}
+	def(&c.LogLevel, DefaultLogLevel)
+	def(&c.LogFormat, DefaultLogFormat)
+	def(&c.ListenAddress, DefaultListenAddress)
+	def(&c.ImageSwapPolicy, DefaultImageSwapPolicy)
+	def(&c.ImageCopyPolicy, DefaultImageCopyPolicy)
+	defD(&c.ImageCopyDeadline, DefaultImageCopyDeadline)
+
+	for _, r := range c.Source.PrivateRegistries {
+		if r.Type == "" {
+			r.Type = "aws"
+		}
+		c.Source.Registries = append(c.Source.Registries, r)
+	}
+	c.Source.PrivateRegistries = nil
+	for i := range c.Source.Registries {
+		r := &c.Source.Registries[i]
+		if r.Type == "" {
+			r.Type = inferType(r.AWS, r.GCP, r.Generic, Local{})
+		}
+		r.AWS.mergeTopLevelPolicies()
+	}
+
+	t := &c.Target
+	if t.Type == "" {
+		t.Type = inferType(t.AWS, t.GCP, t.Generic, t.Local)
+	}
+	t.AWS.mergeTopLevelPolicies()
+	def(&t.Local.Path, DefaultLocalPath)
+
+	def(&c.Proxy.ListenAddress, DefaultProxyAddress)
+	def(&t.Local.Registry, c.Proxy.ListenAddress)
+	if len(c.Proxy.Registries) == 0 {
+		c.Proxy.Registries = slices.Clone(DefaultProxyRegistries)
+	}
+	def(&c.Proxy.OnMiss, "passthrough")
+	defD(&c.Proxy.WaitTimeout, 30*time.Second)
+	defD(&c.Proxy.TagTTL, 5*time.Minute)
+	defD(&c.Proxy.UpstreamTimeout, 30*time.Second)
+
+	if c.Mirror.Workers == 0 {
+		c.Mirror.Workers = 4
+	}
+	if c.Mirror.QueueSize == 0 {
+		c.Mirror.QueueSize = 1000
+	}
+	if c.Mirror.MaxRetries == 0 {
+		c.Mirror.MaxRetries = 5
+	}
+	defD(&c.Mirror.ExistsTTL, time.Hour)
+	defD(&c.Mirror.MissingTTL, 30*time.Second)
+	defD(&c.Mirror.RetryWaitMax, 30*time.Second)
+}
+
+// inferType keeps the original's files working: they set target.aws with no type.
+func inferType(a AWS, g GCP, gen Generic, l Local) string {
+	switch {
+	case a.AccountID != "" || a.Region != "":
+		return "aws"
+	case g.ProjectID != "" || g.Location != "":
+		return "gcp"
+	case gen.Registry != "":
+		return "generic"
+	default:
+		return "local"
+	}
+}
+
+func (a *AWS) mergeTopLevelPolicies() {
+	if a.ECROptions.AccessPolicy == "" {
+		a.ECROptions.AccessPolicy = a.AccessPolicy
+	}
+	if a.ECROptions.LifecyclePolicy == "" {
+		a.ECROptions.LifecyclePolicy = a.LifecyclePolicy
+	}
+}
+
+// expandEnv replaces ${VAR} in passwords so secrets stay out of the file.
+// Unset variables are left as written and reported by validate.
+func (c *Config) expandEnv() {
+	expand := func(s string) string {
+		return envRefExpr.ReplaceAllStringFunc(s, func(m string) string {
+			if v, ok := os.LookupEnv(m[2 : len(m)-1]); ok {
+				return v
+			}
+			return m
+		})
+	}
+	c.Target.Generic.Password = expand(c.Target.Generic.Password)
+	c.Target.Generic.Username = expand(c.Target.Generic.Username)
+	for i := range c.Source.Registries {
+		c.Source.Registries[i].Generic.Password = expand(c.Source.Registries[i].Generic.Password)
+		c.Source.Registries[i].Generic.Username = expand(c.Source.Registries[i].Generic.Username)
+	}
+	for i := range c.Source.PrivateRegistries {
+		c.Source.PrivateRegistries[i].Generic.Password = expand(c.Source.PrivateRegistries[i].Generic.Password)
+	}
+}
+
+type checker struct {
+	lines    map[string]int
+	problems []Problem
+}
+
+// line returns the line of key, or of its closest parent that was written.
+func (ch *checker) line(key string) int {
+	for k := key; k != ""; {
+		if l, ok := ch.lines[k]; ok {
+			return l
+		}
+		i := strings.LastIndexAny(k, ".[")
+		if i < 0 {
+			break
+		}
+		k = k[:i]
+	}
+	return 0
+}
+
+func (ch *checker) add(key, format string, args ...any) {
+	ch.problems = append(ch.problems, Problem{Key: key, Line: ch.line(key), Msg: fmt.Sprintf(format, args...)})
+}
+
+func (ch *checker) oneOf(key, val string, allowed []string) {
+	if !slices.Contains(allowed, val) {
+		ch.add(key, "invalid value %q, must be one of: %s", val, strings.Join(allowed, ", "))
+	}
+}
+
+func (ch *checker) required(key, val string) {
+	if strings.TrimSpace(val) == "" {
+		ch.add(key, "required")
+	}
+}
+
+func (c *Config) validate(lines map[string]int) []Problem {
+	ch := &checker{lines: lines}
+	ch.oneOf("logLevel", c.LogLevel, logLevels)
+	ch.oneOf("logFormat", c.LogFormat, logFormats)
+	ch.oneOf("imageSwapPolicy", c.ImageSwapPolicy, swapPolicies)
+	ch.oneOf("imageCopyPolicy", c.ImageCopyPolicy, copyPolicies)
+
+	for i, f := range c.Source.Filters {
+		key := fmt.Sprintf("source.filters[%d].jmespath", i)
+		if strings.TrimSpace(f.JMESPath) == "" {
+			ch.add(key, "required")
+		} else if _, err := jmespath.Compile(f.JMESPath); err != nil {
+			ch.add(key, "invalid JMESPath expression: %v", err)
+		}
+	}
+	for i, p := range c.Source.Platforms {
+		key := fmt.Sprintf("source.platforms[%d]", i)
+		pl, err := v1.ParsePlatform(p)
+		if err != nil || pl.OS == "" || pl.Architecture == "" || strings.Count(p, "/") < 1 {
+			ch.add(key, "invalid platform %q, want os/arch[/variant] such as linux/amd64", p)
+		}
+	}
+	for i, r := range c.Source.Registries {
+		key := fmt.Sprintf("source.registries[%d]", i)
+		ch.oneOf(key+".type", r.Type, sourceTypes)
+		switch r.Type {
+		case "aws":
+			ch.aws(key+".aws", r.AWS, false)
+		case "gcp":
+			ch.gcp(key+".gcp", r.GCP)
+		case "generic":
+			ch.generic(key+".generic", r.Generic)
+		}
+	}
+
+	t := c.Target
+	ch.oneOf("target.type", t.Type, targetTypes)
+	switch t.Type {
+	case "aws":
+		ch.aws("target.aws", t.AWS, true)
+	case "gcp":
+		ch.gcp("target.gcp", t.GCP)
+	case "generic":
+		ch.generic("target.generic", t.Generic)
+	case "local":
+		ch.required("target.local.path", t.Local.Path)
+		ch.host("target.local.registry", t.Local.Registry)
+	}
+
+	ch.oneOf("proxy.onMiss", c.Proxy.OnMiss, onMissModes)
+	for i, r := range c.Proxy.Registries {
+		ch.host(fmt.Sprintf("proxy.registries[%d]", i), r)
+	}
+	if c.Mirror.Workers < 1 {
+		ch.add("mirror.workers", "must be at least 1")
+	}
+	if c.Mirror.QueueSize < 1 {
+		ch.add("mirror.queueSize", "must be at least 1")
+	}
+	if c.Mirror.MaxRetries < 0 {
+		ch.add("mirror.maxRetries", "must not be negative")
+	}
+	return ch.problems
+}
+
+func (ch *checker) aws(key string, a AWS, target bool) {
+	ch.required(key+".accountId", a.AccountID)
+	if a.AccountID != "" && !accountIDExpr.MatchString(a.AccountID) {
+		ch.add(key+".accountId", "invalid AWS account ID %q, want up to 12 digits", a.AccountID)
+	}
+	ch.required(key+".region", a.Region)
+	if a.Role != "" && !strings.HasPrefix(a.Role, "arn:") {
+		ch.add(key+".role", "invalid role %q, want an IAM role ARN (arn:aws:iam::ACCOUNT:role/NAME)", a.Role)
+	}
+	if a.Prefix != "" {
+		if _, err := reference.ParseNamed("example.com/" + strings.Trim(a.Prefix, "/") + "/x"); err != nil {
+			ch.add(key+".prefix", "invalid repository prefix %q: %v", a.Prefix, err)
+		}
+	}
+	if !target {
+		return
+	}
+	o := a.ECROptions
+	if o.ImageTagMutability != "" {
+		ch.oneOf(key+".ecrOptions.imageTagMutability", o.ImageTagMutability, mutabilities)
+	}
+	enc := o.EncryptionConfiguration
+	if enc.EncryptionType != "" {
+		ch.oneOf(key+".ecrOptions.encryptionConfiguration.encryptionType", enc.EncryptionType, encryptions)
+	}
+	if strings.HasPrefix(enc.EncryptionType, "KMS") && enc.KmsKey == "" {
+		ch.add(key+".ecrOptions.encryptionConfiguration.kmsKey", "required when encryptionType is %s", enc.EncryptionType)
+	}
+	if enc.KmsKey != "" && !strings.HasPrefix(enc.EncryptionType, "KMS") {
+		ch.add(key+".ecrOptions.encryptionConfiguration.kmsKey", "only valid with encryptionType KMS")
+	}
+	for i, tag := range o.Tags {
+		ch.required(fmt.Sprintf("%s.ecrOptions.tags[%d].key", key, i), tag.Key)
+	}
+	ch.json(key, "accessPolicy", a.AccessPolicy, o.AccessPolicy)
+	ch.json(key, "lifecyclePolicy", a.LifecyclePolicy, o.LifecyclePolicy)
+}
+
+// json checks a policy document, reporting it where it was written.
+func (ch *checker) json(key, name, topLevel, value string) {
+	if value == "" {
+		return
+	}
+	k := key + ".ecrOptions." + name
+	if topLevel == value {
+		k = key + "." + name
+	}
+	var v map[string]any
+	if err := json.Unmarshal([]byte(value), &v); err != nil {
+		ch.add(k, "invalid JSON policy document: %v", err)
+	}
+}
+
+func (ch *checker) gcp(key string, g GCP) {
+	ch.required(key+".location", g.Location)
+	ch.required(key+".projectId", g.ProjectID)
+	ch.required(key+".repositoryId", g.RepositoryID)
+}
+
+func (ch *checker) generic(key string, g Generic) {
+	ch.required(key+".registry", g.Registry)
+	if g.Registry != "" {
+		if strings.Contains(g.Registry, "://") {
+			ch.add(key+".registry", "give HOST[:PORT][/PREFIX] without a scheme (use insecure: true for plain HTTP), got %q", g.Registry)
+		} else if _, _, err := SplitRegistry(g.Registry); err != nil {
+			ch.add(key+".registry", "%v", err)
+		}
+	}
+	for _, f := range []struct{ name, val string }{{"username", g.Username}, {"password", g.Password}} {
+		if m := envRefExpr.FindStringSubmatch(f.val); m != nil {
+			ch.add(key+"."+f.name, "environment variable %s is not set", m[1])
+		}
+	}
+	if (g.Username == "") != (g.Password == "") {
+		ch.add(key+".password", "username and password go together")
+	}
+}
+
+func (ch *checker) host(key, h string) {
+	if h == "" {
+		ch.add(key, "required")
+		return
+	}
+	host, prefix, err := SplitRegistry(h)
+	if err != nil || prefix != "" || host != h {
+		ch.add(key, "invalid registry host %q, want HOST[:PORT]", h)
+	}
+}
+
+// SplitRegistry splits HOST[:PORT][/PREFIX] and checks both parts.
+func SplitRegistry(s string) (host, prefix string, err error) {
+	host, prefix, _ = strings.Cut(strings.TrimSuffix(s, "/"), "/")
+	probe := host + "/probe/x"
+	if prefix != "" {
+		probe = host + "/" + prefix + "/x"
+	}
+	named, err := reference.ParseNamed(probe)
+	if err != nil || reference.Domain(named) != host || !strings.ContainsAny(host, ".:") && host != "localhost" {
+		return "", "", fmt.Errorf("invalid registry %q, want HOST[:PORT][/PREFIX] such as registry.example.com/mirror", s)
+	}
+	return host, prefix, nil
+}

@@ -1,0 +1,307 @@
+// Package mirror copies images from their sources into the target: a
+// bounded queue and worker pool, one copy per image however many ask, and a
+// cache of what the target holds.
+package mirror
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/distribution/reference"
+	"github.com/google/go-containerregistry/pkg/authn"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/auth"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/metrics"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/target"
+)
+
+// Copy policies, as imageCopyPolicy names them.
+const (
+	PolicyDelayed   = "delayed"
+	PolicyImmediate = "immediate"
+	PolicyForce     = "force"
+	PolicyNone      = "none"
+)
+
+// ErrQueueFull is returned when a delayed copy was dropped.
+var ErrQueueFull = errors.New("copy queue is full")
+
+// Options tune an Engine. Zero values take the defaults.
+type Options struct {
+	Workers     int
+	QueueSize   int
+	ExistsTTL   time.Duration // how long "present" is believed (default 1h)
+	MissingTTL  time.Duration // how long "missing" is believed (default 30s)
+	CopyTimeout time.Duration // bound on a queued copy (default 15m)
+	Retries     int           // retries of a registry request on 429/5xx (default 5)
+	RetryWait   time.Duration // cap on one retry wait (default 30s)
+	Jobs        int           // blobs uploaded at once per copy (default 4)
+	Platforms   []v1.Platform // copy only these; empty means all
+	Sources     *auth.Sources
+	// SourceKeychain adds credentials for sources (cloud registries).
+	SourceKeychain authn.Keychain
+	// SourceTransport reaches sources; default http.DefaultTransport.
+	SourceTransport http.RoundTripper
+	Logger          *slog.Logger
+}
+
+// Request asks for one image to be mirrored.
+type Request struct {
+	Source reference.Named // normalised, with tag and/or digest
+	// Keychain holds the caller's credentials (a pod's pull secrets), tried
+	// before the config's.
+	Keychain authn.Keychain
+}
+
+// Result says what a copy did.
+type Result struct {
+	Source  reference.Named
+	Target  reference.Named
+	Digest  v1.Hash
+	Present bool // the target had it already; nothing was copied
+}
+
+// Engine mirrors images into one target.
+type Engine struct {
+	target  target.Target
+	opts    Options
+	log     *slog.Logger
+	srcRT   http.RoundTripper
+	tgtRT   http.RoundTripper
+	cache   *existsCache
+	queue   chan *Job
+	mu      sync.Mutex
+	jobs    map[string]*Job // in flight, by source reference
+	wg      sync.WaitGroup
+	stop    context.CancelFunc
+	started bool
+}
+
+// Job is one copy in flight; every caller asking for the same image shares it.
+type Job struct {
+	req  Request
+	done chan struct{}
+	res  Result
+	err  error
+}
+
+// Wait returns the job's result, or ctx's error if that comes first.
+func (j *Job) Wait(ctx context.Context) (Result, error) {
+	select {
+	case <-j.done:
+		return j.res, j.err
+	case <-ctx.Done():
+		return Result{}, fmt.Errorf("wait for copy of %s: %w", j.req.Source, ctx.Err())
+	}
+}
+
+// Done is closed when the job has finished.
+func (j *Job) Done() <-chan struct{} { return j.done }
+
+// New returns an engine; call Start to run its workers.
+func New(t target.Target, o Options) *Engine {
+	if o.Workers <= 0 {
+		o.Workers = 4
+	}
+	if o.QueueSize <= 0 {
+		o.QueueSize = 1000
+	}
+	if o.ExistsTTL <= 0 {
+		o.ExistsTTL = time.Hour
+	}
+	if o.MissingTTL <= 0 {
+		o.MissingTTL = 30 * time.Second
+	}
+	if o.CopyTimeout <= 0 {
+		o.CopyTimeout = 15 * time.Minute
+	}
+	if o.Retries == 0 {
+		o.Retries = 5
+	}
+	if o.Jobs <= 0 {
+		o.Jobs = 4
+	}
+	if o.SourceTransport == nil {
+		o.SourceTransport = target.NewTransport(false)
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	return &Engine{
+		target: t,
+		opts:   o,
+		log:    o.Logger,
+		srcRT:  &RetryTransport{Next: o.SourceTransport, Retries: o.Retries, WaitMax: o.RetryWait},
+		tgtRT:  &RetryTransport{Next: t.Transport(), Retries: o.Retries, WaitMax: o.RetryWait},
+		cache:  newExistsCache(o.ExistsTTL, o.MissingTTL),
+		queue:  make(chan *Job, o.QueueSize),
+		jobs:   map[string]*Job{},
+	}
+}
+
+// Target is the engine's target.
+func (e *Engine) Target() target.Target { return e.target }
+
+// Start runs the workers until Close.
+func (e *Engine) Start(ctx context.Context) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.started {
+		return
+	}
+	e.started = true
+	ctx, e.stop = context.WithCancel(ctx)
+	for range e.opts.Workers {
+		e.wg.Add(1)
+		go func() {
+			defer e.wg.Done()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case j := <-e.queue:
+					metrics.CopyQueueDepth.Set(float64(len(e.queue)))
+					jctx, cancel := context.WithTimeout(ctx, e.opts.CopyTimeout)
+					e.run(jctx, j)
+					cancel()
+				}
+			}
+		}()
+	}
+}
+
+// Close stops the workers; queued copies that did not start are failed.
+func (e *Engine) Close() {
+	e.mu.Lock()
+	stop := e.stop
+	e.mu.Unlock()
+	if stop != nil {
+		stop()
+	}
+	e.wg.Wait()
+	for {
+		select {
+		case j := <-e.queue:
+			e.finish(j, Result{}, errors.New("copy engine stopped"))
+		default:
+			metrics.CopyQueueDepth.Set(0)
+			return
+		}
+	}
+}
+
+// Mirror applies an imageCopyPolicy: delayed queues and returns, immediate
+// queues and waits up to deadline, force copies in the caller within
+// deadline, none does nothing.
+func (e *Engine) Mirror(ctx context.Context, policy string, deadline time.Duration, req Request) error {
+	switch policy {
+	case PolicyNone:
+		return nil
+	case PolicyDelayed:
+		_, err := e.Submit(req)
+		return err
+	case PolicyImmediate:
+		j, err := e.Submit(req)
+		if err != nil {
+			return err
+		}
+		ctx, cancel := withDeadline(ctx, deadline)
+		defer cancel()
+		_, err = j.Wait(ctx)
+		return err
+	case PolicyForce:
+		ctx, cancel := withDeadline(ctx, deadline)
+		defer cancel()
+		_, err := e.Copy(ctx, req)
+		return err
+	default:
+		return fmt.Errorf("unknown image copy policy %q", policy)
+	}
+}
+
+func withDeadline(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	if d <= 0 {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, d)
+}
+
+// Submit queues a copy and returns at once. A copy of the same image
+// already queued or running is shared. When the queue is full the request
+// is dropped (ErrQueueFull), never blocking the caller.
+func (e *Engine) Submit(req Request) (*Job, error) {
+	j, fresh := e.claim(req)
+	if !fresh {
+		return j, nil
+	}
+	select {
+	case e.queue <- j:
+		metrics.CopyQueueDepth.Set(float64(len(e.queue)))
+		return j, nil
+	default:
+		metrics.CopiesTotal.WithLabelValues("dropped").Inc()
+		e.log.Warn("copy queue full, copy dropped", "image", req.Source.String(), "queue", cap(e.queue))
+		err := fmt.Errorf("mirror %s: %w", req.Source, ErrQueueFull)
+		e.finish(j, Result{}, err)
+		return j, err
+	}
+}
+
+// Copy mirrors the image now, in the caller, sharing a copy in flight.
+func (e *Engine) Copy(ctx context.Context, req Request) (Result, error) {
+	j, fresh := e.claim(req)
+	if fresh {
+		e.run(ctx, j)
+	}
+	return j.Wait(ctx)
+}
+
+// claim returns the in-flight job for req's image, or registers a new one.
+func (e *Engine) claim(req Request) (*Job, bool) {
+	key := req.Source.String()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if j, ok := e.jobs[key]; ok {
+		return j, false
+	}
+	j := &Job{req: req, done: make(chan struct{})}
+	e.jobs[key] = j
+	return j, true
+}
+
+func (e *Engine) run(ctx context.Context, j *Job) {
+	metrics.CopiesInFlight.Inc()
+	defer metrics.CopiesInFlight.Dec()
+	start := time.Now()
+	res, err := e.copy(ctx, j.req)
+	result := "copied"
+	switch {
+	case err != nil:
+		result = "failed"
+		e.log.Error("copy failed", "image", j.req.Source.String(), "error", err)
+	case res.Present:
+		result = "present"
+	default:
+		e.log.Info("copied", "image", j.req.Source.String(), "target", res.Target.String(),
+			"digest", res.Digest.String(), "duration", time.Since(start).Round(time.Millisecond))
+	}
+	metrics.CopiesTotal.WithLabelValues(result).Inc()
+	metrics.CopyDuration.WithLabelValues(result).Observe(time.Since(start).Seconds())
+	e.finish(j, res, err)
+}
+
+func (e *Engine) finish(j *Job, res Result, err error) {
+	e.mu.Lock()
+	if e.jobs[j.req.Source.String()] == j {
+		delete(e.jobs, j.req.Source.String())
+	}
+	e.mu.Unlock()
+	j.res, j.err = res, err
+	close(j.done)
+}

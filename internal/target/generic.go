@@ -1,0 +1,60 @@
+package target
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net/http"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/config"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/imageref"
+)
+
+// Generic is any OCI registry (distribution, Harbor, zot, GHCR, Artifactory)
+// that creates repositories on push.
+type Generic struct {
+	mapper    imageref.Mapper
+	auth      authn.Authenticator
+	insecure  bool
+	transport http.RoundTripper
+}
+
+// NewGeneric checks the generic block and returns its target.
+func NewGeneric(g config.Generic) (*Generic, error) {
+	m, err := imageref.NewMapper(g.Registry)
+	if err != nil {
+		return nil, fmt.Errorf("generic target: %w", err)
+	}
+	var a authn.Authenticator = authn.Anonymous
+	if g.Username != "" {
+		a = &authn.Basic{Username: g.Username, Password: g.Password}
+	}
+	return &Generic{mapper: m, auth: a, insecure: g.Insecure, transport: NewTransport(g.Insecure)}, nil
+}
+
+// NewTransport is the default transport, tolerating self-signed
+// certificates when insecure (plain HTTP comes from name.Insecure).
+func NewTransport(insecure bool) http.RoundTripper {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConnsPerHost = 32
+	if insecure {
+		t.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // asked for by insecure: true
+	}
+	return t
+}
+
+func (g *Generic) Kind() string                                               { return "generic" }
+func (g *Generic) Mapper() imageref.Mapper                                    { return g.mapper }
+func (g *Generic) EnsureRepository(context.Context, string) error             { return nil }
+func (g *Generic) Authenticator(context.Context) (authn.Authenticator, error) { return g.auth, nil }
+func (g *Generic) Transport() http.RoundTripper                               { return g.transport }
+
+func (g *Generic) NameOptions() []name.Option {
+	if g.insecure {
+		return []name.Option{name.Insecure, name.StrictValidation}
+	}
+	return []name.Option{name.StrictValidation}
+}

@@ -1,0 +1,107 @@
+package target
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+
+	"github.com/distribution/distribution/v3/configuration"
+	"github.com/distribution/distribution/v3/registry/handlers"
+	_ "github.com/distribution/distribution/v3/registry/storage/driver/filesystem" // the local store's driver
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/sirupsen/logrus"
+
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/config"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/imageref"
+)
+
+// Local is the embedded on-disk store: distribution's registry library on
+// its filesystem driver, so blobs and manifests survive restarts. It is
+// reached in-process (no listener) and served by the proxy.
+type Local struct {
+	mapper imageref.Mapper
+	app    *handlers.App
+	path   string
+}
+
+// NewLocal opens (creating if needed) the store under l.Path. Its
+// references are named after l.Registry, the address that serves it.
+func NewLocal(ctx context.Context, l config.Local) (t *Local, err error) {
+	m, err := imageref.NewMapper(l.Registry)
+	if err != nil {
+		return nil, fmt.Errorf("local target: %w", err)
+	}
+	dir, err := filepath.Abs(l.Path)
+	if err != nil {
+		return nil, fmt.Errorf("local target path %s: %w", l.Path, err)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("create local store %s: %w", dir, err)
+	}
+	secret, err := httpSecret(dir)
+	if err != nil {
+		return nil, err
+	}
+	// distribution logs every request through logrus; keep only its warnings.
+	logrus.SetLevel(logrus.WarnLevel)
+	cfg := &configuration.Configuration{
+		Storage: configuration.Storage{
+			"filesystem":  configuration.Parameters{"rootdirectory": dir},
+			"delete":      configuration.Parameters{"enabled": true},
+			"redirect":    configuration.Parameters{"disable": true},
+			"maintenance": configuration.Parameters{"uploadpurging": map[any]any{"enabled": false}},
+		},
+	}
+	cfg.HTTP.Secret = secret
+	// NewApp panics on a storage error; turn that into an error.
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("open local store %s: %v", dir, r)
+		}
+	}()
+	app := handlers.NewApp(ctx, cfg)
+	return &Local{mapper: m, app: app, path: dir}, nil
+}
+
+// httpSecret keeps the upload-state secret stable across restarts so that
+// an upload begun before a restart can finish after it.
+func httpSecret(dir string) (string, error) {
+	p := filepath.Join(dir, ".http-secret")
+	if b, err := os.ReadFile(p); err == nil && len(b) > 0 {
+		return string(b), nil
+	}
+	buf := make([]byte, 32)
+	if _, err := rand.Read(buf); err != nil {
+		return "", fmt.Errorf("local store secret: %w", err)
+	}
+	s := hex.EncodeToString(buf)
+	if err := os.WriteFile(p, []byte(s), 0o600); err != nil {
+		return "", fmt.Errorf("local store secret: %w", err)
+	}
+	return s, nil
+}
+
+func (l *Local) Kind() string                                   { return "local" }
+func (l *Local) Mapper() imageref.Mapper                        { return l.mapper }
+func (l *Local) EnsureRepository(context.Context, string) error { return nil }
+func (l *Local) Authenticator(context.Context) (authn.Authenticator, error) {
+	return authn.Anonymous, nil
+}
+func (l *Local) Transport() http.RoundTripper { return HandlerTransport(l.app) }
+func (l *Local) NameOptions() []name.Option {
+	return []name.Option{name.Insecure, name.StrictValidation}
+}
+
+// Handler serves the store's full registry API (pull and push).
+func (l *Local) Handler() http.Handler { return l.app }
+
+// Path is the store's folder.
+func (l *Local) Path() string { return l.path }
+
+// Close stops the store's background work.
+func (l *Local) Close() error { return l.app.Shutdown() }
