@@ -63,4 +63,3 @@ func newCopyCmd() *cobra.Command {
 	cmd.Flags().DurationVar(&timeout, "timeout", 0, "give up after this long (default: no limit)")
 	return cmd
 }
-

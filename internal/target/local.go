@@ -47,8 +47,8 @@ func NewLocal(ctx context.Context, l config.Local) (t *Local, err error) {
 	if err != nil {
 		return nil, err
 	}
-	// distribution logs every request through logrus; keep only its warnings.
-	logrus.SetLevel(logrus.WarnLevel)
+	// distribution logs each request and each 404 through logrus; callers log what matters.
+	logrus.SetLevel(logrus.FatalLevel)
 	cfg := &configuration.Configuration{
 		Storage: configuration.Storage{
 			"filesystem":  configuration.Parameters{"rootdirectory": dir},

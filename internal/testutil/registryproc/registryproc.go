@@ -149,6 +149,7 @@ func (r *Registry) Log() string {
 
 // ResetLog forgets what was logged so far.
 func (r *Registry) ResetLog() {
+	r.settle()
 	r.logMu.Lock()
 	defer r.logMu.Unlock()
 	r.log.Reset()
@@ -162,10 +163,25 @@ type Request struct {
 	Status       string
 }
 
+// settle waits until the log has not grown for 150ms (at most 3s): the
+// registry writes an access-log line after it has answered.
+func (r *Registry) settle() string {
+	last, deadline := r.Log(), time.Now().Add(3*time.Second)
+	for time.Now().Before(deadline) {
+		time.Sleep(150 * time.Millisecond)
+		cur := r.Log()
+		if cur == last {
+			return cur
+		}
+		last = cur
+	}
+	return last
+}
+
 // Requests parses the access log.
 func (r *Registry) Requests() []Request {
 	var out []Request
-	sc := bufio.NewScanner(strings.NewReader(r.Log()))
+	sc := bufio.NewScanner(strings.NewReader(r.settle()))
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
 		if m := accessLine.FindStringSubmatch(sc.Text()); m != nil {

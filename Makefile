@@ -1,0 +1,55 @@
+# k8s-image-swapper. `make run` starts the node proxy on the embedded local
+# store; `make test` runs the unit and integration tests (real registries).
+GO       ?= go
+BIN      := bin/k8s-image-swapper
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT   ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+LDFLAGS  := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
+FUZZTIME ?= 60s
+BENCHTIME ?= 5x
+export REGISTRY_REQUIRED ?= 1
+
+.PHONY: all build run test e2e bench lint fuzz deps tools clean
+
+all: build
+
+build:
+	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/k8s-image-swapper
+
+# The embedded default: a pull-through cache for the public registries into
+# ./data, listening on 127.0.0.1:7439. No config and no cloud account needed.
+run: build
+	$(BIN) proxy --data-dir ./data
+
+# Test prerequisites that are Debian packages (a real registry for the tests).
+deps:
+	@command -v docker-registry >/dev/null 2>&1 || { \
+		echo "installing docker-registry (apt)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-registry >/dev/null; }
+
+test: deps
+	$(GO) test -count=1 ./...
+
+# Heavy tools (etcd, kube-apiserver, helm, crictl, containerd 2.x) built once
+# per machine into ~/.cache/k8s-image-swapper/tools.
+tools:
+	bash hack/tools.sh
+
+e2e: deps tools build
+	E2E_REQUIRED=1 K8S_IMAGE_SWAPPER_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -tags e2e -timeout 30m ./e2e/...
+
+bench: deps
+	$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) -timeout 30m ./...
+
+lint:
+	@out=$$(gofmt -l $$(find . -name '*.go' -not -path './.git/*')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) vet -tags e2e ./e2e/...
+
+# Each fuzz target for FUZZTIME; new corpus entries land in testdata/fuzz.
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./internal/config/
+	$(GO) test -run '^$$' -fuzz '^FuzzMapping$$' -fuzztime $(FUZZTIME) ./internal/imageref/
+
+clean:
+	rm -rf bin

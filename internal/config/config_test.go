@@ -1,0 +1,237 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func mustParse(t *testing.T, doc string) *Config {
+	t.Helper()
+	c, err := Parse([]byte(doc))
+	if err != nil {
+		t.Fatalf("parse: %v", err)
+	}
+	return c
+}
+
+func problems(t *testing.T, doc string) []Problem {
+	t.Helper()
+	_, err := Parse([]byte(doc))
+	var ce *Error
+	if !errors.As(err, &ce) {
+		t.Fatalf("want a config error, got %v", err)
+	}
+	return ce.Problems
+}
+
+func TestDefaults(t *testing.T) {
+	c := mustParse(t, "")
+	if c.ImageSwapPolicy != "exists" || c.ImageCopyPolicy != "delayed" || c.ImageCopyDeadline.D() != 8*time.Second {
+		t.Errorf("policies: got %s/%s/%s", c.ImageSwapPolicy, c.ImageCopyPolicy, c.ImageCopyDeadline.D())
+	}
+	if c.LogLevel != "info" || c.LogFormat != "json" {
+		t.Errorf("logging: got %s/%s", c.LogLevel, c.LogFormat)
+	}
+	if c.Target.Type != "local" || c.Target.Local.Path != "./data" || c.Target.Local.Registry != "127.0.0.1:7439" {
+		t.Errorf("target: got %+v", c.Target)
+	}
+	if len(c.Proxy.Registries) != len(DefaultProxyRegistries) || c.Proxy.OnMiss != "passthrough" || c.Proxy.TagTTL.D() != 5*time.Minute {
+		t.Errorf("proxy: got %+v", c.Proxy)
+	}
+	if c.Mirror.ExistsTTL.D() != time.Hour || c.Mirror.MissingTTL.D() != 30*time.Second {
+		t.Errorf("mirror: got %+v", c.Mirror)
+	}
+}
+
+// Every example of the original's getting-started guide and Helm example loads.
+func TestOriginalExamples(t *testing.T) {
+	files, err := filepath.Glob("testdata/original-*.yml")
+	if err != nil || len(files) < 6 {
+		t.Fatalf("examples: %v %v", files, err)
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			c, _, err := Load(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Target.Type != "aws" && c.Target.Type != "gcp" {
+				t.Errorf("target type %q", c.Target.Type)
+			}
+		})
+	}
+}
+
+func TestOriginalValues(t *testing.T) {
+	c, _, err := Load("testdata/original-ecroptions.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := c.Target.AWS
+	if a.AccountID != "123456789" || a.Region != "ap-southeast-2" || a.Role != "arn:aws:iam::123456789012:role/roleName" {
+		t.Errorf("aws: %+v", a)
+	}
+	o := a.ECROptions
+	if len(o.Tags) != 1 || o.Tags[0].Key != "CreatedBy" || !o.ImageScanningConfiguration.ImageScanOnPush ||
+		o.EncryptionConfiguration.EncryptionType != "KMS" || o.ImageTagMutability != "MUTABLE" {
+		t.Errorf("ecrOptions: %+v", o)
+	}
+	if !c.DryRun || c.ImageCopyDeadline.D() != 10*time.Second || c.ImageSwapPolicy != "always" || len(c.Source.Filters) != 2 {
+		t.Errorf("top level: %+v", c)
+	}
+	if len(c.Source.Registries) != 1 || c.Source.Registries[0].AWS.AccountID != "123456789" {
+		t.Errorf("sources: %+v", c.Source.Registries)
+	}
+
+	// accessPolicy written directly under aws reaches ecrOptions.
+	c, _, err = Load("testdata/original-access-policy.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(c.Target.AWS.ECROptions.AccessPolicy, "AllowCrossAccountPull") {
+		t.Errorf("accessPolicy not carried into ecrOptions")
+	}
+	// privateRegistries become aws source registries.
+	c, _, err = Load("testdata/original-private-registries.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Source.Registries) != 2 || c.Source.Registries[1].Type != "aws" || c.Source.Registries[1].AWS.AccountID != "234567890" {
+		t.Errorf("privateRegistries: %+v", c.Source.Registries)
+	}
+}
+
+func TestGenericAndEnv(t *testing.T) {
+	t.Setenv("TEST_SOURCE_PASSWORD", "from-env")
+	c, _, err := Load("testdata/generic.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Target.Type != "generic" || c.Target.Generic.Registry != "harbor.example.com/mirror" {
+		t.Errorf("target: %+v", c.Target)
+	}
+	if got := c.Source.Registries[0].Generic.Password; got != "from-env" {
+		t.Errorf("password from env: got %q", got)
+	}
+	if len(c.Source.Platforms) != 2 {
+		t.Errorf("platforms: %v", c.Source.Platforms)
+	}
+
+	os.Unsetenv("TEST_SOURCE_PASSWORD")
+	_, _, err = Load("testdata/generic.yml")
+	if err == nil || !strings.Contains(err.Error(), "TEST_SOURCE_PASSWORD is not set") || !strings.Contains(err.Error(), "line 10") {
+		t.Errorf("unset env: got %v", err)
+	}
+}
+
+func TestProblemsNameKeyAndLine(t *testing.T) {
+	doc := `imageSwapPolicy: allways
+imageCopyPolicy: later
+logLevel: verbose
+imageCopyDeadline: soon
+dryRun: maybe
+Source:
+  filters: []
+source:
+  filters:
+    - jmespath: "obj.metadata.namespace =="
+    - jmespth: "x"
+  platforms: [amd64]
+target:
+  type: aws
+  aws:
+    accountId: abc
+    ecrOptions:
+      imageTagMutability: mutable
+      encryptionConfiguration:
+        encryptionType: KMS
+      lifecyclePolicy: "{not json"
+    regoin: eu-west-1
+`
+	got := problems(t, doc)
+	want := []struct {
+		line int
+		key  string
+		msg  string
+	}{
+		{1, "imageSwapPolicy", `invalid value "allways"`},
+		{2, "imageCopyPolicy", `invalid value "later"`},
+		{3, "logLevel", `invalid value "verbose"`},
+		{4, "imageCopyDeadline", "expected a duration"},
+		{5, "dryRun", "expected true or false"},
+		{6, "Source", `did you mean "source"? keys are case-sensitive`},
+		{10, "source.filters[0].jmespath", "invalid JMESPath"},
+		{11, "source.filters[1].jmespth", `did you mean "jmespath"`},
+		{12, "source.platforms[0]", "invalid platform"},
+		{16, "target.aws.accountId", "invalid AWS account ID"},
+		{18, "target.aws.ecrOptions.imageTagMutability", "must be one of"},
+		{19, "target.aws.ecrOptions.encryptionConfiguration.kmsKey", "required when encryptionType is KMS"},
+		{21, "target.aws.ecrOptions.lifecyclePolicy", "invalid JSON"},
+		{22, "target.aws.regoin", `did you mean "region"`},
+	}
+	for _, w := range want {
+		found := false
+		for _, p := range got {
+			if p.Key == w.key && p.Line == w.line && strings.Contains(p.Msg, w.msg) {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("missing problem line %d %s: %s\n got: %v", w.line, w.key, w.msg, got)
+		}
+	}
+}
+
+func TestRequiredFields(t *testing.T) {
+	got := problems(t, "target:\n  type: gcp\n  gcp:\n    location: us\n")
+	keys := map[string]bool{}
+	for _, p := range got {
+		keys[p.Key] = true
+		if p.Line == 0 {
+			t.Errorf("%s has no line", p.Key)
+		}
+	}
+	if !keys["target.gcp.projectId"] || !keys["target.gcp.repositoryId"] || keys["target.gcp.location"] {
+		t.Errorf("got %v", got)
+	}
+	got = problems(t, "target:\n  type: generic\n  generic:\n    registry: http://example.com\n")
+	if len(got) != 1 || !strings.Contains(got[0].Msg, "without a scheme") {
+		t.Errorf("scheme: %v", got)
+	}
+}
+
+func TestBadYAML(t *testing.T) {
+	for _, doc := range []string{"target: [", "\t- x", "target: 3", "source:\n  registries: {a: b}", "[1, 2]"} {
+		if _, err := Parse([]byte(doc)); err == nil {
+			t.Errorf("%q: want an error", doc)
+		}
+	}
+}
+
+func TestFind(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	t.Setenv("HOME", t.TempDir())
+	if p, err := Find(""); err != nil || p != "" {
+		t.Fatalf("no file: %q %v", p, err)
+	}
+	if err := os.WriteFile(filepath.Join(os.Getenv("HOME"), ".k8s-image-swapper.yaml"), []byte("dryRun: true\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if p, _ := Find(""); !strings.HasSuffix(p, ".k8s-image-swapper.yaml") || !strings.HasPrefix(p, os.Getenv("HOME")) {
+		t.Errorf("home: %q", p)
+	}
+	if err := os.WriteFile(".k8s-image-swapper.yml", []byte("dryRun: false\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if p, _ := Find(""); p != ".k8s-image-swapper.yml" {
+		t.Errorf("working folder first: %q", p)
+	}
+	if _, err := Find("missing.yml"); err == nil {
+		t.Errorf("explicit missing file: want error")
+	}
+}
