@@ -57,8 +57,8 @@ func (o Options) checkContainerd() error {
 		dir = o.CertsDir
 	}
 	if !rep.Covers(dir) {
-		return fmt.Errorf("%s: containerd reads hosts.toml from %q (config_path %q in %s), not from %s",
-			o.ContainerdConfig, rep.Dirs, rep.ConfigPath, rep.Section, dir)
+		return fmt.Errorf("containerd reads hosts.toml files from %q (config_path %q under [%s] in %s), not from %s",
+			rep.Dirs, rep.ConfigPath, rep.Section, rep.SetIn, dir)
 	}
 	return nil
 }

@@ -36,7 +36,8 @@ type Options struct {
 	DialTimeout time.Duration
 	// Hosts are the registries to configure.
 	Hosts []Host
-	// PlainHTTP names hosts whose origin speaks plain http (local test registries).
+	// PlainHTTP names hosts whose origin speaks plain http (local test registries);
+	// Host.Server, when set, wins.
 	PlainHTTP map[string]bool
 
 	// ContainerdConfig, when set, is the containerd config.toml to check before any write:

@@ -15,6 +15,13 @@ CONTAINERD_VERSION=v2.4.2
 mkdir -p "$TOOLS_DIR"
 log() { echo "tools: $*" >&2; }
 
+# quiet runs a command, showing its output only when it fails.
+quiet() {
+  local out; out=$(mktemp)
+  if ! "$@" >"$out" 2>&1; then cat "$out" >&2; rm -f "$out"; return 1; fi
+  rm -f "$out"
+}
+
 # build_module NAME VERSION MODULE@VER PKG [ldflags] [extra go.mod lines]
 # A throwaway module that requires MODULE so `go build` works where
 # `go install` is refused (modules with replace directives).
@@ -37,7 +44,7 @@ $extra
 MOD
     printf 'package tools\n\nimport _ "%s"\n' "$pkg" > tools.go
     GOFLAGS=-mod=mod go mod tidy >/dev/null 2>&1 || true
-    GOFLAGS=-mod=mod go build -trimpath -ldflags "$ldflags" -o "$dir/$name.tmp" "$pkg"
+    quiet env GOFLAGS=-mod=mod go build -trimpath -ldflags "$ldflags" -o "$dir/$name.tmp" "$pkg"
     mv "$dir/$name.tmp" "$dir/$name"
   )
   rm -rf "$work"
@@ -49,7 +56,7 @@ go_install() {
   [ -x "$dir/$name" ] && return 0
   log "installing $name $version (once per machine)"
   mkdir -p "$dir"
-  GOBIN="$dir" go install "$pkg@$version"
+  quiet env GOBIN="$dir" go install "$pkg@$version"
 }
 
 etcd() { build_in_module etcd "$ETCD_VERSION" "go.etcd.io/etcd/server/v3@$ETCD_VERSION" go.etcd.io/etcd/server/v3; }

@@ -55,12 +55,27 @@ func (e *Engine) Forget(src reference.Named) {
 	}
 }
 
+// targetRef is how a target reference is checked: a tag+digest reference
+// by its digest, which decides.
 func (e *Engine) targetRef(tgt reference.Named) (name.Reference, error) {
-	// A tag+digest reference is checked and written by digest.
 	s := tgt.String()
 	if d := imageref.Digest(tgt); d != "" {
 		s = tgt.Name() + "@" + d
 	}
+	return e.parseTarget(tgt, s)
+}
+
+// targetWriteRef is how it is written: by tag when there is one, so the tag
+// exists in the target; a digest-only reference by digest.
+func (e *Engine) targetWriteRef(tgt reference.Named) (name.Reference, error) {
+	s := tgt.String()
+	if t := imageref.Tag(tgt); t != "" {
+		s = tgt.Name() + ":" + t
+	}
+	return e.parseTarget(tgt, s)
+}
+
+func (e *Engine) parseTarget(tgt reference.Named, s string) (name.Reference, error) {
 	ref, err := name.ParseReference(s, e.target.NameOptions()...)
 	if err != nil {
 		return nil, fmt.Errorf("target reference %s: %w", tgt, err)
@@ -198,20 +213,6 @@ func sourceString(src reference.Named) string {
 		return src.Name() + "@" + d
 	}
 	return src.String()
-}
-
-// targetWriteRef writes by tag when there is one, so the tag exists in the
-// target; a digest-only reference is written by digest.
-func (e *Engine) targetWriteRef(tgt reference.Named) (name.Reference, error) {
-	s := tgt.String()
-	if t := imageref.Tag(tgt); t != "" {
-		s = tgt.Name() + ":" + t
-	}
-	ref, err := name.ParseReference(s, e.target.NameOptions()...)
-	if err != nil {
-		return nil, fmt.Errorf("target reference %s: %w", tgt, err)
-	}
-	return ref, nil
 }
 
 // sourceDigest resolves the source with a HEAD (Docker Hub does not count

@@ -1,0 +1,136 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/k8s-image-swapper/k8s-image-swapper/daemonset"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/config"
+)
+
+func init() { extraCommands = append(extraCommands, newContainerdConfigCmd) }
+
+func newContainerdConfigCmd() *cobra.Command {
+	var (
+		o         daemonset.Options
+		plainHTTP []string
+		cleanup   bool
+		check     bool
+	)
+	cmd := &cobra.Command{
+		Use:   "containerd-config",
+		Short: "Point containerd at the node proxy through hosts.toml files",
+		Long: "Writes <certs-dir>/<host>/hosts.toml for each registry the proxy serves and for the\n" +
+			"target, with the proxy first and the origin as server, so containerd falls back to the\n" +
+			"origin when the proxy is down. Existing files are kept and backed up; --cleanup restores\n" +
+			"them byte for byte. --check only reports whether containerd's config reads hosts.toml.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			out := cmd.OutOrStdout()
+			if check {
+				if o.ContainerdConfig == "" {
+					return &exitError{code: 2, err: fmt.Errorf("--check needs --containerd-config")}
+				}
+				r, err := daemonset.CheckContainerdConfig(o.ContainerdConfig)
+				if err != nil {
+					return err
+				}
+				certs := o.ContainerdCertsDir
+				if certs == "" {
+					certs = o.CertsDir
+				}
+				fmt.Fprintf(out, "%s: version %d, config_path %q in [%s], searched: %s\n",
+					r.Path, r.Version, r.ConfigPath, r.Section, strings.Join(r.Dirs, ", "))
+				for _, w := range r.Warnings {
+					fmt.Fprintln(out, "warning:", w)
+				}
+				if !r.Covers(certs) {
+					return fmt.Errorf("containerd does not read hosts.toml from %s: set config_path = %q in [%s]", certs, certs, r.Section)
+				}
+				fmt.Fprintf(out, "ok: containerd reads hosts.toml from %s\n", certs)
+				return nil
+			}
+			c, _, err := loadConfig(cmd)
+			if err != nil {
+				return err
+			}
+			o.Logger = newLogger(c)
+			o.Hosts = hostsFor(c)
+			o.PlainHTTP = map[string]bool{}
+			for _, h := range plainHTTP {
+				o.PlainHTTP[h] = true
+			}
+			var res daemonset.Result
+			if cleanup {
+				res, err = daemonset.Cleanup(cmd.Context(), o)
+			} else {
+				res, err = daemonset.Apply(cmd.Context(), o)
+			}
+			for _, p := range res.Written {
+				fmt.Fprintln(out, "written:", p)
+			}
+			for _, p := range res.Unchanged {
+				fmt.Fprintln(out, "unchanged:", p)
+			}
+			for _, p := range res.Restored {
+				fmt.Fprintln(out, "restored:", p)
+			}
+			for _, p := range res.Removed {
+				fmt.Fprintln(out, "removed:", p)
+			}
+			return err
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.CertsDir, "certs-dir", "/etc/containerd/certs.d", "containerd's hosts.toml folder as this process sees it")
+	f.StringVar(&o.ContainerdCertsDir, "containerd-certs-dir", "", "the same folder as containerd on the node names it (default --certs-dir)")
+	f.StringVar(&o.ProxyURL, "proxy-url", "http://"+config.DefaultProxyAddress, "the node proxy's URL")
+	f.DurationVar(&o.DialTimeout, "dial-timeout", time.Second, "how long containerd tries the proxy before the origin")
+	f.StringVar(&o.ContainerdConfig, "containerd-config", "", "containerd's config.toml: refuse to write unless its config_path covers the certs folder")
+	f.StringSliceVar(&plainHTTP, "plain-http", nil, "registry hosts whose origin speaks plain http")
+	f.BoolVar(&cleanup, "cleanup", false, "undo: restore the files that were there, remove the ones written")
+	f.BoolVar(&check, "check", false, "only check --containerd-config and report what a node needs")
+	return cmd
+}
+
+// hostsFor lists the registries a node should reach through the proxy: the
+// proxy's registries, the configured source registries, and the target.
+func hostsFor(c *config.Config) []daemonset.Host {
+	seen := map[string]bool{}
+	var hosts []daemonset.Host
+	add := func(h string) {
+		if h != "" && !seen[h] {
+			seen[h] = true
+			hosts = append(hosts, daemonset.Host{Name: h})
+		}
+	}
+	for _, r := range c.Proxy.Registries {
+		add(r)
+	}
+	for _, r := range c.Source.Registries {
+		if r.Type == "generic" {
+			host, _, _ := config.SplitRegistry(r.Generic.Registry)
+			add(host)
+		}
+	}
+	switch c.Target.Type {
+	case "generic":
+		host, _, _ := config.SplitRegistry(c.Target.Generic.Registry)
+		add(host)
+	case "aws":
+		add(c.Target.AWS.AccountID + ".dkr.ecr." + c.Target.AWS.Region + ".amazonaws.com" + cnSuffix(c.Target.AWS.Region))
+	case "gcp":
+		add(c.Target.GCP.Location + "-docker.pkg.dev")
+	}
+	return hosts
+}
+
+func cnSuffix(region string) string {
+	if strings.HasPrefix(region, "cn-") {
+		return ".cn"
+	}
+	return ""
+}

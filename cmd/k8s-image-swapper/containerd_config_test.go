@@ -1,0 +1,71 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestContainerdConfigCommand(t *testing.T) {
+	certs := t.TempDir()
+	cfg := writeConfig(t, "logLevel: error\nproxy:\n  registries: [docker.io, quay.io]\ntarget:\n  type: generic\n  generic: {registry: \"127.0.0.1:5000/mirror\", insecure: true}\n")
+	existing := filepath.Join(certs, "quay.io", "hosts.toml")
+	if err := os.MkdirAll(filepath.Dir(existing), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	orig := "server = \"https://quay.io\"\n\n[host.\"https://mirror.example.com\"]\n  capabilities = [\"pull\"]\n"
+	if err := os.WriteFile(existing, []byte(orig), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := run(t, "containerd-config", "--config", cfg, "--certs-dir", certs, "--plain-http", "127.0.0.1:5000")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	for _, h := range []string{"docker.io", "quay.io", "127.0.0.1:5000"} {
+		b, err := os.ReadFile(filepath.Join(certs, h, "hosts.toml"))
+		if err != nil {
+			t.Fatalf("%s: %v", h, err)
+		}
+		s := string(b)
+		if !strings.Contains(s, `[host."http://127.0.0.1:7439"]`) {
+			t.Errorf("%s: no proxy host:\n%s", h, s)
+		}
+	}
+	b, _ := os.ReadFile(existing)
+	if i, j := strings.Index(string(b), "127.0.0.1:7439"), strings.Index(string(b), "mirror.example.com"); i < 0 || j < i {
+		t.Errorf("the existing mirror is not kept after the proxy:\n%s", b)
+	}
+	// A second run changes nothing.
+	out, err = run(t, "containerd-config", "--config", cfg, "--certs-dir", certs, "--plain-http", "127.0.0.1:5000")
+	if err != nil || strings.Contains(out, "written:") {
+		t.Errorf("second run: %v\n%s", err, out)
+	}
+	// Cleanup restores the original byte for byte and removes ours.
+	if out, err = run(t, "containerd-config", "--config", cfg, "--certs-dir", certs, "--cleanup"); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if b, _ := os.ReadFile(existing); string(b) != orig {
+		t.Errorf("not restored:\n%s", b)
+	}
+	if _, err := os.Stat(filepath.Join(certs, "docker.io")); !os.IsNotExist(err) {
+		t.Errorf("docker.io folder left behind: %v", err)
+	}
+}
+
+func TestContainerdConfigCheck(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.toml")
+	os.WriteFile(good, []byte("version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".registry]\n  config_path = \"/etc/containerd/certs.d\"\n"), 0o644)
+	bad := filepath.Join(dir, "bad.toml")
+	os.WriteFile(bad, []byte("version = 2\n"), 0o644)
+	if out, err := run(t, "containerd-config", "--check", "--containerd-config", good); err != nil || !strings.Contains(out, "ok:") {
+		t.Errorf("good config: %v\n%s", err, out)
+	}
+	if _, err := run(t, "containerd-config", "--check", "--containerd-config", bad); err == nil || !strings.Contains(err.Error(), "config_path") {
+		t.Errorf("bad config: %v", err)
+	}
+	if _, err := run(t, "containerd-config", "--check"); err == nil || exitCode(err) != 2 {
+		t.Errorf("--check without a file: %v", err)
+	}
+}
