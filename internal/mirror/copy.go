@@ -189,18 +189,22 @@ func (e *Engine) copy(ctx context.Context, req Request) (Result, error) {
 				return res, nil
 			}
 		}
-		if err := remote.WriteIndex(tgtRef, idx, tgtOpts...); err != nil {
+		repo := tgtRef.Context()
+		if err := remote.WriteIndex(tgtRef, mountIndex{index: idx, homes: &e.homes, repo: repo}, tgtOpts...); err != nil {
 			return res, fmt.Errorf("write %s to %s: %w", src, tgtRef, err)
 		}
+		e.homes.rememberIndex(repo, idx)
 	} else {
 		img, err := desc.Image()
 		if err != nil {
 			return res, fmt.Errorf("read image %s: %w", src, err)
 		}
 		res.Digest = desc.Digest
-		if err := remote.Write(tgtRef, img, tgtOpts...); err != nil {
+		repo := tgtRef.Context()
+		if err := remote.Write(tgtRef, mountImage{Image: img, homes: &e.homes, repo: repo}, tgtOpts...); err != nil {
 			return res, fmt.Errorf("write %s to %s: %w", src, tgtRef, err)
 		}
+		e.homes.remember(repo, img)
 	}
 	metrics.ManifestsWritten.Inc()
 	e.cache.set(tgt.String(), true)

@@ -75,6 +75,7 @@ type Engine struct {
 	srcRT   http.RoundTripper
 	tgtRT   http.RoundTripper
 	cache   *existsCache
+	homes   blobHomes
 	queue   chan *Job
 	mu      sync.Mutex
 	jobs    map[string]*Job // in flight, by source reference

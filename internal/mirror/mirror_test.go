@@ -19,6 +19,7 @@ import (
 	"github.com/distribution/reference"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/auth"
@@ -529,6 +530,57 @@ func TestLocalTargetSurvivesRestart(t *testing.T) {
 		}
 		if _, err := io.Copy(io.Discard, rc); err != nil {
 			t.Errorf("layer after restart: %v", err)
+		}
+		rc.Close()
+	}
+}
+
+func TestSharedLayersAreMounted(t *testing.T) {
+	e := newEnv(t)
+	base := images.Image(t, 64*1024, 2, "linux/amd64")
+	extra := images.Image(t, 1024, 1, "linux/amd64")
+	extraLayers, _ := extra.Layers()
+	derived, err := mutate.AppendLayers(base, extraLayers[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	images.Push(t, e.src.Addr+"/team/base:1", base)
+	images.Push(t, e.src.Addr+"/team/derived:1", derived)
+	eng := e.engine(t, Options{})
+	if _, err := eng.Copy(context.Background(), Request{Source: ref(t, e.src.Addr+"/team/base:1")}); err != nil {
+		t.Fatal(err)
+	}
+	e.dst.ResetLog()
+	e.src.ResetLog()
+	if _, err := eng.Copy(context.Background(), Request{Source: ref(t, e.src.Addr+"/team/derived:1")}); err != nil {
+		t.Fatal(err)
+	}
+	// The two base layers are mounted from the base repository, not uploaded.
+	mounts := 0
+	for _, q := range e.dst.Requests() {
+		if q.Method == "POST" && strings.Contains(q.Path, "from=mirror%2F") && q.Status == "201" {
+			mounts++
+		}
+	}
+	if mounts != 2 {
+		t.Errorf("%d mounts, want 2", mounts)
+	}
+	if n := e.src.Count("GET", "/blobs/"); n != 2 { // the new layer and the config
+		t.Errorf("source served %d blobs, want 2", n)
+	}
+	r, _ := name.ParseReference(e.dst.Addr+"/mirror/"+strings.ReplaceAll(e.src.Addr, ":", "_")+"/team/derived:1", name.Insecure)
+	img, err := remote.Image(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	layers, _ := img.Layers()
+	for _, l := range layers {
+		rc, err := l.Compressed()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.Copy(io.Discard, rc); err != nil {
+			t.Errorf("mounted layer unreadable: %v", err)
 		}
 		rc.Close()
 	}

@@ -1,0 +1,125 @@
+package mirror
+
+import (
+	"sync"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+)
+
+// blobHomes remembers a target repository that holds each blob copied, so
+// the next image sharing a layer (another image on the same base) gets it
+// by a cross-repository mount instead of an upload.
+type blobHomes struct {
+	mu    sync.Mutex
+	repos map[v1.Hash]name.Repository
+}
+
+const maxBlobHomes = 50_000
+
+func (b *blobHomes) get(h v1.Hash) (name.Repository, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	r, ok := b.repos[h]
+	return r, ok
+}
+
+// remember records img's layers as held by repo.
+func (b *blobHomes) remember(repo name.Repository, img v1.Image) {
+	layers, err := img.Layers()
+	if err != nil {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.repos == nil {
+		b.repos = map[v1.Hash]name.Repository{}
+	}
+	for _, l := range layers {
+		h, err := l.Digest()
+		if err != nil {
+			continue
+		}
+		if len(b.repos) >= maxBlobHomes {
+			for k := range b.repos { // drop an arbitrary entry: a miss only costs an upload
+				delete(b.repos, k)
+				break
+			}
+		}
+		b.repos[h] = repo
+	}
+}
+
+// mountImage offers each layer the target already holds elsewhere as a
+// mountable layer; go-containerregistry then asks the registry to mount it.
+type mountImage struct {
+	v1.Image
+	homes *blobHomes
+	repo  name.Repository
+}
+
+func (m mountImage) Layers() ([]v1.Layer, error) {
+	layers, err := m.Image.Layers()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]v1.Layer, len(layers))
+	for i, l := range layers {
+		out[i] = l
+		h, err := l.Digest()
+		if err != nil {
+			continue
+		}
+		if home, ok := m.homes.get(h); ok && home.String() != m.repo.String() {
+			out[i] = &remote.MountableLayer{Layer: l, Reference: home.Digest(h.String())}
+		}
+	}
+	return out, nil
+}
+
+// mountIndex does the same for each image of an index.
+type mountIndex struct {
+	index
+	homes *blobHomes
+	repo  name.Repository
+}
+
+// index is v1.ImageIndex under a name that does not clash with its method.
+type index = v1.ImageIndex
+
+func (m mountIndex) Image(h v1.Hash) (v1.Image, error) {
+	img, err := m.index.Image(h)
+	if err != nil {
+		return nil, err
+	}
+	return mountImage{Image: img, homes: m.homes, repo: m.repo}, nil
+}
+
+func (m mountIndex) ImageIndex(h v1.Hash) (v1.ImageIndex, error) {
+	idx, err := m.index.ImageIndex(h)
+	if err != nil {
+		return nil, err
+	}
+	return mountIndex{index: idx, homes: m.homes, repo: m.repo}, nil
+}
+
+// rememberIndex records the layers of every image of idx.
+func (b *blobHomes) rememberIndex(repo name.Repository, idx v1.ImageIndex) {
+	im, err := idx.IndexManifest()
+	if err != nil {
+		return
+	}
+	for _, d := range im.Manifests {
+		switch {
+		case d.MediaType.IsImage():
+			if img, err := idx.Image(d.Digest); err == nil {
+				b.remember(repo, img)
+			}
+		case d.MediaType.IsIndex():
+			if child, err := idx.ImageIndex(d.Digest); err == nil {
+				b.rememberIndex(repo, child)
+			}
+		}
+	}
+}
