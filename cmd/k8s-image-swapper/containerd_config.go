@@ -9,6 +9,8 @@ import (
 
 	"github.com/k8s-image-swapper/k8s-image-swapper/daemonset"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/config"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/target/aws"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/target/gcp"
 )
 
 func init() { extraCommands = append(extraCommands, newContainerdConfigCmd) }
@@ -111,9 +113,14 @@ func hostsFor(c *config.Config) []daemonset.Host {
 		add(r)
 	}
 	for _, r := range c.Source.Registries {
-		if r.Type == "generic" {
+		switch r.Type {
+		case "generic":
 			host, _, _ := config.SplitRegistry(r.Generic.Registry)
 			add(host)
+		case "aws":
+			add(aws.Host(r.AWS.AccountID, r.AWS.Region))
+		case "gcp":
+			add(gcp.Host(r.GCP.Location))
 		}
 	}
 	switch c.Target.Type {
@@ -121,16 +128,9 @@ func hostsFor(c *config.Config) []daemonset.Host {
 		host, _, _ := config.SplitRegistry(c.Target.Generic.Registry)
 		add(host)
 	case "aws":
-		add(c.Target.AWS.AccountID + ".dkr.ecr." + c.Target.AWS.Region + ".amazonaws.com" + cnSuffix(c.Target.AWS.Region))
+		add(aws.Host(c.Target.AWS.AccountID, c.Target.AWS.Region))
 	case "gcp":
-		add(c.Target.GCP.Location + "-docker.pkg.dev")
+		add(gcp.Host(c.Target.GCP.Location))
 	}
 	return hosts
-}
-
-func cnSuffix(region string) string {
-	if strings.HasPrefix(region, "cn-") {
-		return ".cn"
-	}
-	return ""
 }

@@ -32,8 +32,9 @@ func newLogger(c *config.Config) *slog.Logger {
 	return l
 }
 
-// newEngine opens the target and the copy engine the config describes.
-func newEngine(ctx context.Context, c *config.Config, log *slog.Logger) (*mirror.Engine, error) {
+// newEngine opens the target and the copy engine the config describes;
+// tune changes the engine's options (the proxy shares its source fetches).
+func newEngine(ctx context.Context, c *config.Config, log *slog.Logger, tune ...func(*mirror.Options)) (*mirror.Engine, error) {
 	t, err := target.New(ctx, c.Target)
 	if err != nil {
 		return nil, fmt.Errorf("open target: %w", err)
@@ -50,7 +51,11 @@ func newEngine(ctx context.Context, c *config.Config, log *slog.Logger) (*mirror
 		}
 		platforms = append(platforms, *pl)
 	}
-	return mirror.New(t, mirror.Options{
+	keychain, err := target.SourceKeychain(ctx, c.Source.Registries)
+	if err != nil {
+		return nil, fmt.Errorf("source credentials: %w", err)
+	}
+	o := mirror.Options{
 		Workers:    c.Mirror.Workers,
 		QueueSize:  c.Mirror.QueueSize,
 		ExistsTTL:  c.Mirror.ExistsTTL.D(),
@@ -59,6 +64,12 @@ func newEngine(ctx context.Context, c *config.Config, log *slog.Logger) (*mirror
 		RetryWait:  c.Mirror.RetryWaitMax.D(),
 		Platforms:  platforms,
 		Sources:    sources,
-		Logger:     log,
-	}), nil
+		// Cloud (aws, gcp) source registries authenticate with their tokens.
+		SourceKeychain: keychain,
+		Logger:         log,
+	}
+	for _, f := range tune {
+		f(&o)
+	}
+	return mirror.New(t, o), nil
 }

@@ -91,15 +91,16 @@ func (e *Engine) targetOptions(ctx context.Context) ([]remote.Option, error) {
 	return e.remoteOptions(ctx, remote.WithAuth(a), remote.WithTransport(e.tgtRT)), nil
 }
 
+// sourceOptions: the config's credentials for a registry first, then the
+// caller's (a pod's pull secrets), anonymous otherwise.
 func (e *Engine) sourceOptions(ctx context.Context, req Request) []remote.Option {
-	chains := []authn.Keychain{}
-	if req.Keychain != nil {
-		chains = append(chains, req.Keychain)
-	}
+	chains := []authn.Keychain{e.opts.Sources}
 	if e.opts.SourceKeychain != nil {
 		chains = append(chains, e.opts.SourceKeychain)
 	}
-	chains = append(chains, e.opts.Sources)
+	if req.Keychain != nil {
+		chains = append(chains, req.Keychain)
+	}
 	return e.remoteOptions(ctx, remote.WithAuthFromKeychain(authn.NewMultiKeychain(chains...)),
 		remote.WithTransport(e.srcRT))
 }

@@ -55,7 +55,7 @@ type Options struct {
 type Request struct {
 	Source reference.Named // normalised, with tag and/or digest
 	// Keychain holds the caller's credentials (a pod's pull secrets), tried
-	// before the config's.
+	// after the config's.
 	Keychain authn.Keychain
 }
 

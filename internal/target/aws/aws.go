@@ -1,0 +1,113 @@
+// Package aws is the AWS ECR target (target.type: aws) and the keychain for
+// ECR source registries, on aws-sdk-go-v2.
+//
+// It implements target.Target without importing internal/target, which
+// imports this package to build targets (Go interfaces are structural).
+package aws
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+
+	"github.com/aws/aws-sdk-go-v2/service/ecr"
+	"github.com/google/go-containerregistry/pkg/name"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/config"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/imageref"
+)
+
+// Options override where the target's requests go. Production leaves them
+// zero; tests point them at the stand-ins of internal/target/cloudtest.
+type Options struct {
+	// ECREndpoint and STSEndpoint are the SDK clients' BaseEndpoint.
+	ECREndpoint string
+	STSEndpoint string
+	// RegistryHost (HOST:PORT) replaces the ECR registry host in references.
+	RegistryHost string
+	// Insecure reaches the registry over plain HTTP.
+	Insecure bool
+	// Transport carries registry requests; default a clone of http.DefaultTransport.
+	Transport http.RoundTripper
+	Logger    *slog.Logger
+}
+
+func (o Options) logger() *slog.Logger {
+	if o.Logger != nil {
+		return o.Logger
+	}
+	return slog.Default()
+}
+
+// Host is the ECR registry host of an account and region.
+func Host(accountID, region string) string {
+	domain := "amazonaws.com"
+	if strings.HasPrefix(region, "cn-") {
+		domain = "amazonaws.com.cn"
+	}
+	return fmt.Sprintf("%s.dkr.ecr.%s.%s", accountID, region, domain)
+}
+
+// Target is an ECR registry. Repositories are created on first use, named
+// [prefix/]docker.io/library/nginx, and their policies reconciled once per
+// process.
+type Target struct {
+	cfg       config.AWS
+	mapper    imageref.Mapper
+	client    *ecr.Client
+	token     *tokenCache
+	insecure  bool
+	transport http.RoundTripper
+	log       *slog.Logger
+
+	flight  singleflight.Group
+	ensured sync.Map // repository name -> struct{}, once per process
+}
+
+// New returns the ECR target of a. No request is made until one is needed.
+func New(ctx context.Context, a config.AWS, o Options) (*Target, error) {
+	host := Host(a.AccountID, a.Region)
+	if o.RegistryHost != "" {
+		host = o.RegistryHost
+	}
+	base := host
+	if p := strings.Trim(a.Prefix, "/"); p != "" {
+		base += "/" + p
+	}
+	m, err := imageref.NewMapper(base)
+	if err != nil {
+		return nil, fmt.Errorf("aws target: %w", err)
+	}
+	client, err := newClient(ctx, a, o)
+	if err != nil {
+		return nil, err
+	}
+	rt := o.Transport
+	if rt == nil {
+		rt = http.DefaultTransport.(*http.Transport).Clone()
+	}
+	return &Target{
+		cfg:       a,
+		mapper:    m,
+		client:    client,
+		token:     newTokenCache(client, o.logger()),
+		insecure:  o.Insecure,
+		transport: rt,
+		log:       o.logger(),
+	}, nil
+}
+
+func (t *Target) Kind() string                 { return "aws" }
+func (t *Target) Mapper() imageref.Mapper      { return t.mapper }
+func (t *Target) Transport() http.RoundTripper { return t.transport }
+
+func (t *Target) NameOptions() []name.Option {
+	if t.insecure {
+		return []name.Option{name.Insecure, name.StrictValidation}
+	}
+	return []name.Option{name.StrictValidation}
+}

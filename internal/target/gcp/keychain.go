@@ -1,0 +1,58 @@
+package gcp
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"golang.org/x/oauth2"
+
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/config"
+)
+
+// Keychain authenticates pulls from the Artifact Registry hosts of
+// source.registries entries of type gcp with Application Default
+// Credentials, found on first use.
+type Keychain struct {
+	ctx   context.Context
+	opts  Options
+	hosts map[string]bool
+	once  sync.Once
+	ts    oauth2.TokenSource
+	err   error
+}
+
+// NewKeychain reads the gcp entries of regs; other types are ignored.
+// o.RegistryHost, when set, stands for every entry's host (tests).
+func NewKeychain(ctx context.Context, regs []config.Registry, o Options) *Keychain {
+	k := &Keychain{ctx: context.WithoutCancel(ctx), opts: o, hosts: map[string]bool{}}
+	for _, r := range regs {
+		if r.Type != "gcp" {
+			continue
+		}
+		host := Host(r.GCP.Location)
+		if o.RegistryHost != "" {
+			host = o.RegistryHost
+		}
+		k.hosts[strings.ToLower(host)] = true
+	}
+	return k
+}
+
+// Resolve implements authn.Keychain: an access token for a configured
+// host, anonymous for any other.
+func (k *Keychain) Resolve(r authn.Resource) (authn.Authenticator, error) {
+	if !k.hosts[strings.ToLower(r.RegistryStr())] {
+		return authn.Anonymous, nil
+	}
+	k.once.Do(func() { k.ts, k.err = tokenSource(k.ctx, k.opts) })
+	if k.err != nil {
+		return nil, fmt.Errorf("gcp source %s: %w", r.RegistryStr(), k.err)
+	}
+	if _, err := k.ts.Token(); err != nil {
+		return nil, fmt.Errorf("gcp source %s: access token: %w", r.RegistryStr(), err)
+	}
+	return tokenAuth{k.ts}, nil
+}
