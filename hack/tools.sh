@@ -77,13 +77,14 @@ crictl() { go_install crictl "$CRICTL_VERSION" sigs.k8s.io/cri-tools/cmd/crictl;
 crane() { go_install crane "$CRANE_VERSION" github.com/google/go-containerregistry/cmd/crane; }
 
 containerd2() {
-  local dir="$TOOLS_DIR/containerd-$CONTAINERD_VERSION"
-  [ -x "$dir/containerd" ] && [ -x "$dir/containerd-shim-runc-v2" ] && [ -x "$dir/ctr" ] && return 0
+  local dir="$TOOLS_DIR/containerd-$CONTAINERD_VERSION" c
+  mkdir -p "$dir"
   for c in containerd containerd-shim-runc-v2 ctr; do
-    build_in_module "$c" "$CONTAINERD_VERSION" "github.com/containerd/containerd/v2@$CONTAINERD_VERSION" \
+    [ -x "$dir/$c" ] && continue
+    build_in_module "$c" "$CONTAINERD_VERSION.build" "github.com/containerd/containerd/v2@$CONTAINERD_VERSION" \
       "github.com/containerd/containerd/v2/cmd/$c"
-    mv "$TOOLS_DIR/$c-$CONTAINERD_VERSION/$c" "$dir/$c" 2>/dev/null || { mkdir -p "$dir"; mv "$TOOLS_DIR/$c-$CONTAINERD_VERSION/$c" "$dir/$c"; }
-    [ "$TOOLS_DIR/$c-$CONTAINERD_VERSION" = "$dir" ] || rmdir "$TOOLS_DIR/$c-$CONTAINERD_VERSION" 2>/dev/null || true
+    mv "$TOOLS_DIR/$c-$CONTAINERD_VERSION.build/$c" "$dir/$c"
+    rmdir "$TOOLS_DIR/$c-$CONTAINERD_VERSION.build"
   done
 }
 

@@ -1,0 +1,156 @@
+package auth
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	coreinformers "k8s.io/client-go/informers/core/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+)
+
+// PullSecrets finds the registry credentials of a pod: its imagePullSecrets
+// and its service account's, read from informer caches so an admission never
+// waits on the API server.
+type PullSecrets struct {
+	secrets  []cache.SharedIndexInformer // one per secret type
+	accounts cache.SharedIndexInformer
+	log      *slog.Logger
+}
+
+// NewPullSecrets watches the pull secrets and service accounts of namespace
+// ("" for all). Only the two docker secret types are listed and only what
+// lookups need is kept, so the cache stays small on clusters with many
+// secrets. Call Start before use.
+func NewPullSecrets(client kubernetes.Interface, namespace string, resync time.Duration, log *slog.Logger) *PullSecrets {
+	if log == nil {
+		log = slog.Default()
+	}
+	p := &PullSecrets{log: log}
+	for _, typ := range []corev1.SecretType{corev1.SecretTypeDockerConfigJson, corev1.SecretTypeDockercfg} {
+		sel := fields.OneTermEqualSelector("type", string(typ)).String()
+		inf := coreinformers.NewFilteredSecretInformer(client, namespace, resync, cache.Indexers{},
+			func(o *metav1.ListOptions) { o.FieldSelector = sel })
+		_ = inf.SetTransform(trimSecret)
+		p.secrets = append(p.secrets, inf)
+	}
+	p.accounts = coreinformers.NewFilteredServiceAccountInformer(client, namespace, resync, cache.Indexers{}, nil)
+	_ = p.accounts.SetTransform(trimServiceAccount)
+	return p
+}
+
+// Start runs the informers until ctx ends.
+func (p *PullSecrets) Start(ctx context.Context) {
+	for _, inf := range p.informers() {
+		go inf.RunWithContext(ctx)
+	}
+}
+
+// WaitForSync waits until the caches are filled or ctx ends.
+func (p *PullSecrets) WaitForSync(ctx context.Context) error {
+	var synced []cache.InformerSynced
+	for _, inf := range p.informers() {
+		synced = append(synced, inf.HasSynced)
+	}
+	if !cache.WaitForCacheSync(ctx.Done(), synced...) {
+		return fmt.Errorf("pull secret caches not synced: %w", context.Cause(ctx))
+	}
+	return nil
+}
+
+func (p *PullSecrets) informers() []cache.SharedIndexInformer {
+	return append([]cache.SharedIndexInformer{p.accounts}, p.secrets...)
+}
+
+// Keychain returns the credentials of the named secrets and then the
+// service account's, as one kubelet-style keyring; nil when there are none.
+// Missing or malformed secrets are logged and skipped.
+func (p *PullSecrets) Keychain(namespace string, names []string, serviceAccount string) authn.Keychain {
+	if p == nil {
+		return nil
+	}
+	all := append([]string(nil), names...)
+	if serviceAccount != "" {
+		if sa := p.serviceAccount(namespace, serviceAccount); sa != nil {
+			for _, r := range sa.ImagePullSecrets {
+				all = append(all, r.Name)
+			}
+		}
+	}
+	var kr Keyring
+	seen := map[string]bool{}
+	for _, n := range all {
+		if n == "" || seen[n] {
+			continue
+		}
+		seen[n] = true
+		s := p.secret(namespace, n)
+		if s == nil {
+			p.log.Debug("pull secret not found", "namespace", namespace, "secret", n)
+			continue
+		}
+		creds, err := ParseSecret(s)
+		if err != nil {
+			p.log.Warn("pull secret unreadable", "namespace", namespace, "secret", n, "error", err)
+		}
+		kr.Add(creds)
+	}
+	if kr.Empty() {
+		return nil
+	}
+	return &kr
+}
+
+func (p *PullSecrets) secret(namespace, name string) *corev1.Secret {
+	for _, inf := range p.secrets {
+		o, ok, err := inf.GetIndexer().GetByKey(namespace + "/" + name)
+		if err == nil && ok {
+			if s, ok := o.(*corev1.Secret); ok {
+				return s
+			}
+		}
+	}
+	return nil
+}
+
+func (p *PullSecrets) serviceAccount(namespace, name string) *corev1.ServiceAccount {
+	o, ok, err := p.accounts.GetIndexer().GetByKey(namespace + "/" + name)
+	if err != nil || !ok {
+		return nil
+	}
+	sa, _ := o.(*corev1.ServiceAccount)
+	return sa
+}
+
+// trimSecret keeps the name, type and the docker config only.
+func trimSecret(o any) (any, error) {
+	s, ok := o.(*corev1.Secret)
+	if !ok {
+		return o, nil
+	}
+	out := &corev1.Secret{Type: s.Type, Data: map[string][]byte{}}
+	out.Name, out.Namespace, out.ResourceVersion = s.Name, s.Namespace, s.ResourceVersion
+	for _, k := range []string{corev1.DockerConfigJsonKey, corev1.DockerConfigKey} {
+		if v, ok := s.Data[k]; ok {
+			out.Data[k] = v
+		}
+	}
+	return out, nil
+}
+
+// trimServiceAccount keeps the name and the imagePullSecrets only.
+func trimServiceAccount(o any) (any, error) {
+	sa, ok := o.(*corev1.ServiceAccount)
+	if !ok {
+		return o, nil
+	}
+	out := &corev1.ServiceAccount{ImagePullSecrets: sa.ImagePullSecrets}
+	out.Name, out.Namespace, out.ResourceVersion = sa.Name, sa.Namespace, sa.ResourceVersion
+	return out, nil
+}

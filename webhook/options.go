@@ -1,0 +1,102 @@
+package webhook
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"time"
+
+	"github.com/distribution/reference"
+	"github.com/google/go-containerregistry/pkg/authn"
+
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/config"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/filter"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/imageref"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/mirror"
+)
+
+// SkipKey is the label or annotation by which a pod opts out: with the value
+// "true" none of its images is touched (operators that reconcile images).
+const SkipKey = "k8s-image-swapper.io/skip"
+
+// Swap policies, as imageSwapPolicy names them.
+const (
+	SwapAlways = "always"
+	SwapExists = "exists"
+)
+
+// Mirror is what the webhook needs of the copy engine (*mirror.Engine).
+type Mirror interface {
+	Exists(ctx context.Context, src reference.Named) (bool, error)
+	Mirror(ctx context.Context, policy string, deadline time.Duration, req mirror.Request) error
+}
+
+// Keychains gives the registry credentials of a pod (*auth.PullSecrets).
+type Keychains interface {
+	Keychain(namespace string, secrets []string, serviceAccount string) authn.Keychain
+}
+
+// Options configure the admission handler.
+type Options struct {
+	Mirror Mirror
+	// Mapper names target references (the engine's target's Mapper).
+	Mapper       imageref.Mapper
+	SwapPolicy   string        // always or exists
+	CopyPolicy   string        // delayed, immediate, force or none
+	CopyDeadline time.Duration // bound on an immediate or force copy
+	// DryRun logs and counts decisions but copies and patches nothing.
+	DryRun bool
+	Filter *filter.Filter
+	// PullSecrets, when set, adds each pod's pull secrets to its copies.
+	PullSecrets Keychains
+	Logger      *slog.Logger
+}
+
+// OptionsFromConfig fills the policies, dry run and filters from c; the
+// caller sets Mirror, Mapper, PullSecrets and Logger.
+func OptionsFromConfig(c *config.Config) (Options, error) {
+	exprs := make([]string, len(c.Source.Filters))
+	for i, f := range c.Source.Filters {
+		exprs[i] = f.JMESPath
+	}
+	f, err := filter.New(exprs)
+	if err != nil {
+		return Options{}, fmt.Errorf("source.filters: %w", err)
+	}
+	return Options{
+		SwapPolicy:   c.ImageSwapPolicy,
+		CopyPolicy:   c.ImageCopyPolicy,
+		CopyDeadline: c.ImageCopyDeadline.D(),
+		DryRun:       c.DryRun,
+		Filter:       f,
+	}, nil
+}
+
+func (o *Options) check() error {
+	if o.Mirror == nil {
+		return fmt.Errorf("webhook: no copy engine")
+	}
+	if o.Mapper.Host == "" {
+		return fmt.Errorf("webhook: no target registry")
+	}
+	if o.SwapPolicy == "" {
+		o.SwapPolicy = config.DefaultImageSwapPolicy
+	}
+	if o.CopyPolicy == "" {
+		o.CopyPolicy = config.DefaultImageCopyPolicy
+	}
+	if o.CopyDeadline <= 0 {
+		o.CopyDeadline = config.DefaultImageCopyDeadline
+	}
+	if !slices.Contains([]string{SwapAlways, SwapExists}, o.SwapPolicy) {
+		return fmt.Errorf("webhook: unknown image swap policy %q", o.SwapPolicy)
+	}
+	if !slices.Contains([]string{mirror.PolicyDelayed, mirror.PolicyImmediate, mirror.PolicyForce, mirror.PolicyNone}, o.CopyPolicy) {
+		return fmt.Errorf("webhook: unknown image copy policy %q", o.CopyPolicy)
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	return nil
+}

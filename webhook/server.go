@@ -1,0 +1,115 @@
+package webhook
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/metrics"
+)
+
+// ServerOptions configure the webhook's HTTP server.
+type ServerOptions struct {
+	Addr string // listen address, e.g. :8443
+	// CertFile and KeyFile enable HTTPS; both or neither. They are reloaded
+	// when they change.
+	CertFile, KeyFile string
+	// Webhook serves POST /webhook (a *Handler).
+	Webhook   http.Handler
+	Readiness *Readiness // nil: always ready
+	Logger    *slog.Logger
+}
+
+// Server serves /webhook, /healthz, /readyz and /metrics.
+type Server struct {
+	o   ServerOptions
+	srv *http.Server
+}
+
+// NewServer checks o (and reads the certificate) and returns the server.
+func NewServer(o ServerOptions) (*Server, error) {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Webhook == nil {
+		return nil, errors.New("webhook server: no handler")
+	}
+	if (o.CertFile == "") != (o.KeyFile == "") {
+		return nil, errors.New("webhook server: give both --tls-cert-file and --tls-key-file, or neither")
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/webhook", o.Webhook)
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if o.Readiness != nil {
+			if p := o.Readiness.Pending(); len(p) > 0 {
+				http.Error(w, "waiting for: "+strings.Join(p, ", "), http.StatusServiceUnavailable)
+				return
+			}
+		}
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.Handle("/metrics", metrics.Handler())
+	srv := &http.Server{
+		Addr:              o.Addr,
+		Handler:           mux,
+		ReadHeaderTimeout: 5 * time.Second,
+		// The API server waits at most 30 s for a webhook.
+		ReadTimeout:    30 * time.Second,
+		WriteTimeout:   35 * time.Second,
+		IdleTimeout:    90 * time.Second,
+		MaxHeaderBytes: 64 << 10,
+		// TLS handshake failures (scanners, probes) are not worth a warning.
+		ErrorLog: slog.NewLogLogger(o.Logger.Handler(), slog.LevelDebug),
+	}
+	if o.CertFile != "" {
+		certs, err := newCertLoader(o.CertFile, o.KeyFile, o.Logger)
+		if err != nil {
+			return nil, err
+		}
+		srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: certs.GetCertificate}
+	}
+	return &Server{o: o, srv: srv}, nil
+}
+
+// ListenAndServe listens on Addr and serves until ctx ends.
+func (s *Server) ListenAndServe(ctx context.Context) error {
+	ln, err := net.Listen("tcp", s.o.Addr)
+	if err != nil {
+		return fmt.Errorf("webhook listen: %w", err)
+	}
+	return s.Serve(ctx, ln)
+}
+
+// Serve serves on ln until ctx ends, then lets requests in flight finish.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	errc := make(chan error, 1)
+	go func() {
+		if s.srv.TLSConfig != nil {
+			s.o.Logger.Info("webhook serving HTTPS", "address", ln.Addr().String())
+			errc <- s.srv.ServeTLS(ln, "", "")
+		} else {
+			s.o.Logger.Warn("webhook serving plain HTTP: the API server requires HTTPS; give --tls-cert-file and --tls-key-file",
+				"address", ln.Addr().String())
+			errc <- s.srv.Serve(ln)
+		}
+	}()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("webhook server: %w", err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err := s.srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("webhook shutdown: %w", err)
+	}
+	<-errc
+	return nil
+}
