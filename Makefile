@@ -6,10 +6,10 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 COMMIT   ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS  := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 FUZZTIME ?= 60s
-BENCHTIME ?= 5x
+BENCHTIME ?= 1x
 export REGISTRY_REQUIRED ?= 1
 
-.PHONY: all build run test e2e bench lint fuzz deps tools clean
+.PHONY: all build run test e2e conformance bench lint fuzz deps tools clean
 
 all: build
 
@@ -37,6 +37,11 @@ tools:
 
 e2e: deps tools build
 	E2E_REQUIRED=1 K8S_IMAGE_SWAPPER_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -tags e2e -timeout 30m ./e2e/...
+
+# The OCI distribution-spec conformance suite (pull and push) against the
+# proxy in front of the local store.
+conformance:
+	bash hack/conformance.sh
 
 bench: deps
 	$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) -timeout 30m ./...

@@ -1,0 +1,121 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/metrics"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/mirror"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/target"
+	"github.com/k8s-image-swapper/k8s-image-swapper/proxy"
+)
+
+func init() { extraCommands = append(extraCommands, newProxyCmd) }
+
+func newProxyCmd() *cobra.Command {
+	var listen, dataDir, spoolDir string
+	cmd := &cobra.Command{
+		Use:   "proxy",
+		Short: "Run the node proxy: a pull-through registry containerd uses as a mirror",
+		Long: "Serve the OCI distribution read API for the configured source registries\n" +
+			"(proxy.registries and source.registries) and the target: from the target's copy\n" +
+			"when it has one, else from the source while the copy into the target is made.\n" +
+			"With no config file it is a pull-through cache of the public registries into a\n" +
+			"local store under ./data (or --data-dir), on 127.0.0.1:7439.\n" +
+			"Also serves /metrics, /healthz and /readyz.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, file, err := loadConfig(cmd)
+			if err != nil {
+				return err
+			}
+			if listen != "" {
+				// A local target is named after the address that serves it.
+				if c.Target.Local.Registry == c.Proxy.ListenAddress {
+					c.Target.Local.Registry = listen
+				}
+				c.Proxy.ListenAddress = listen
+			}
+			if dataDir != "" {
+				c.Target.Local.Path = dataDir
+			}
+			log := newLogger(c)
+			ctx := cmd.Context()
+
+			// The engine (which opens the target) comes first; its source
+			// requests then go through the proxy's shared fetches.
+			shared := &lateTransport{}
+			engine, err := newEngine(ctx, c, log, func(o *mirror.Options) { o.SourceTransport = shared })
+			if err != nil {
+				return err
+			}
+			t := engine.Target()
+			if cl, ok := t.(interface{ Close() error }); ok {
+				defer cl.Close()
+			}
+			opts, err := proxy.OptionsFromConfig(c)
+			if err != nil {
+				return &exitError{code: 2, err: err}
+			}
+			opts.Target, opts.Mirror, opts.Logger, opts.SpoolDir = t, engine, log, spoolDir
+			// Cloud (aws, gcp) source registries authenticate with their tokens.
+			if opts.Keychain, err = target.SourceKeychain(ctx, c.Source.Registries); err != nil {
+				return fmt.Errorf("source credentials: %w", err)
+			}
+			p, err := proxy.New(opts)
+			if err != nil {
+				return err
+			}
+			defer p.Close()
+			shared.rt = p.SourceTransport(target.NewTransport(false))
+			engine.Start(ctx)
+			defer engine.Close()
+
+			mux := http.NewServeMux()
+			mux.Handle("/v2/", p)
+			mux.Handle("/v2", p)
+			mux.Handle("/metrics", metrics.Handler())
+			ok := func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) }
+			mux.HandleFunc("/healthz", ok)
+			mux.HandleFunc("/readyz", ok)
+			ln, err := net.Listen("tcp", c.Proxy.ListenAddress)
+			if err != nil {
+				return err
+			}
+			srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+			if file == "" {
+				file = "(none: defaults)"
+			}
+			log.Info("proxy listening", "address", ln.Addr().String(), "target", c.TargetName(),
+				"registries", opts.Registries, "onMiss", opts.OnMiss, "config", file)
+			errc := make(chan error, 1)
+			go func() { errc <- srv.Serve(ln) }()
+			select {
+			case err := <-errc:
+				return err
+			case <-ctx.Done():
+			}
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			defer cancel()
+			if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+				return err
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&listen, "listen-address", "", "address to serve on (default proxy.listenAddress, 127.0.0.1:7439)")
+	cmd.Flags().StringVar(&dataDir, "data-dir", "", "folder of the local target (default target.local.path, ./data)")
+	cmd.Flags().StringVar(&spoolDir, "spool-dir", "", "folder for blobs while they stream from sources (default a temporary folder)")
+	return cmd
+}
+
+// lateTransport is bound once the proxy exists, before the engine starts.
+type lateTransport struct{ rt http.RoundTripper }
+
+func (l *lateTransport) RoundTrip(r *http.Request) (*http.Response, error) { return l.rt.RoundTrip(r) }

@@ -1,0 +1,41 @@
+package metrics
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// Node proxy metrics.
+var (
+	ProxyRequests = register(prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Name: "proxy_requests_total",
+		Help: "Manifest and blob requests by registry, kind (manifest|blob) and where they were served from: " +
+			"target, source, fallback (a target reference served from its source) or error.",
+	}, []string{"registry", "kind", "served_from"}))
+	ProxyBytes = register(prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Name: "proxy_bytes_total",
+		Help: "Bytes of manifests and blobs sent to clients, by where they came from: target, source or fallback.",
+	}, []string{"origin"}))
+	ProxyUpstreamDuration = register(prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: namespace, Name: "proxy_upstream_duration_seconds",
+		Help:    "Time until an upstream registry answered (response headers), by upstream (target|source) and kind.",
+		Buckets: []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30},
+	}, []string{"upstream", "kind"}))
+	ProxyInFlight = register(prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: namespace, Name: "proxy_requests_in_flight",
+		Help: "Requests the proxy is serving now.",
+	}))
+	ProxyCopiesTriggered = register(prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Name: "proxy_copies_triggered_total",
+		Help: "Copies into the target the proxy asked for, by registry and result (queued|dropped).",
+	}, []string{"registry", "result"}))
+	ProxySourceFetches = register(prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Name: "proxy_source_fetches_total",
+		Help: "Fetches of manifests and blobs from source registries (after coalescing), by registry and kind.",
+	}, []string{"registry", "kind"}))
+	ProxyCoalesced = register(prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Name: "proxy_coalesced_total",
+		Help: "Requests that shared a fetch already in flight or just finished instead of asking the source, by kind.",
+	}, []string{"kind"}))
+	ProxyDigestMismatches = register(prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Name: "proxy_digest_mismatches_total",
+		Help: "Source responses whose bytes did not match their digest (the transfer was aborted), by registry.",
+	}, []string{"registry"}))
+)

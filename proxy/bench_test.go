@@ -1,0 +1,320 @@
+package proxy
+
+// Benchmarks of the node proxy as a process of the built binary (so its
+// RSS is its own) between real registry processes:
+//
+//	go test -run '^$' -bench . -benchtime 3x ./proxy/
+//
+// The pulling client does what containerd does: HEAD the tag with ?ns=,
+// GET the manifest by digest, then the config and layers three at a time,
+// checking every digest.
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/testutil/registryproc"
+)
+
+const (
+	benchLayers    = 4
+	benchLayerSize = 64 << 20 // 4 x 64 MiB = 256 MiB
+)
+
+// benchStack is a source and a target registry with the proxy between.
+type benchStack struct {
+	env
+	addr string // the proxy's
+	cmd  *exec.Cmd
+}
+
+var (
+	benchBinOnce sync.Once
+	benchBin     string
+	benchBinErr  error
+)
+
+// benchBinary is $K8S_IMAGE_SWAPPER_BIN, else the binary built once per run.
+func benchBinary(b *testing.B) string {
+	if p := os.Getenv("K8S_IMAGE_SWAPPER_BIN"); p != "" {
+		return p
+	}
+	benchBinOnce.Do(func() {
+		dir, err := os.UserCacheDir()
+		if err != nil {
+			dir = os.TempDir()
+		}
+		dir = filepath.Join(dir, "k8s-image-swapper", "bench")
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			benchBinErr = err
+			return
+		}
+		benchBin = filepath.Join(dir, "k8s-image-swapper")
+		out, err := exec.Command("go", "build", "-o", benchBin, "../cmd/k8s-image-swapper").CombinedOutput()
+		if err != nil {
+			benchBinErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if benchBinErr != nil {
+		b.Fatal(benchBinErr)
+	}
+	return benchBin
+}
+
+func startBenchStack(b *testing.B) *benchStack {
+	b.Helper()
+	s := &benchStack{env: env{src: registryproc.Start(b, registryproc.Options{}), tgt: registryproc.Start(b, registryproc.Options{})}}
+	s.addr = registryproc.FreeAddr(b)
+	dir := b.TempDir()
+	cfg := fmt.Sprintf("logLevel: warn\ntarget:\n  type: generic\n  generic:\n    registry: %q\n    insecure: true\n"+
+		"proxy:\n  registries: [%q]\n", s.tgt.Addr, s.src.Addr)
+	must(b, os.WriteFile(filepath.Join(dir, "config.yml"), []byte(cfg), 0o600))
+	s.cmd = exec.Command(benchBinary(b), "proxy", "--config", filepath.Join(dir, "config.yml"),
+		"--listen-address", s.addr, "--spool-dir", filepath.Join(dir, "spool"))
+	s.cmd.Stderr = os.Stderr
+	must(b, s.cmd.Start())
+	b.Cleanup(func() { _ = s.cmd.Process.Kill(); _ = s.cmd.Wait() })
+	for i := 0; ; i++ {
+		if resp, err := http.Get("http://" + s.addr + "/healthz"); err == nil {
+			resp.Body.Close()
+			return s
+		}
+		if i > 400 {
+			b.Fatal("the proxy did not start")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// pull fetches repo:tag like containerd and returns the bytes read.
+func pull(ctx context.Context, base, ns, repo, tag string) (int64, error) {
+	q := ""
+	if ns != "" {
+		q = "?ns=" + ns
+	}
+	get := func(method, kind, ref string, h http.Header) (*http.Response, error) {
+		req, err := http.NewRequestWithContext(ctx, method, base+"/v2/"+repo+"/"+kind+"/"+ref+q, nil)
+		if err != nil {
+			return nil, err
+		}
+		req.Header = h
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil && resp.StatusCode != http.StatusOK {
+			resp.Body.Close()
+			return nil, fmt.Errorf("%s %s/%s: %s", method, kind, ref, resp.Status)
+		}
+		return resp, err
+	}
+	accept := http.Header{"Accept": {manifestAccept}}
+	resp, err := get(http.MethodHead, kindManifests, tag, accept)
+	if err != nil {
+		return 0, err
+	}
+	resp.Body.Close()
+	dgst := resp.Header.Get("Docker-Content-Digest")
+	resp, err = get(http.MethodGet, kindManifests, dgst, accept)
+	if err != nil {
+		return 0, err
+	}
+	var m v1.Manifest
+	err = json.NewDecoder(resp.Body).Decode(&m)
+	resp.Body.Close()
+	if err != nil {
+		return 0, err
+	}
+	var total int64
+	var mu sync.Mutex
+	var firstErr error
+	sem := make(chan struct{}, 3)
+	var wg sync.WaitGroup
+	for _, d := range append([]v1.Descriptor{m.Config}, m.Layers...) {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			n, err := fetchBlob(get, d.Digest)
+			mu.Lock()
+			defer mu.Unlock()
+			total += n
+			if err != nil && firstErr == nil {
+				firstErr = err
+			}
+		}()
+	}
+	wg.Wait()
+	return total, firstErr
+}
+
+func fetchBlob(get func(method, kind, ref string, h http.Header) (*http.Response, error), d v1.Hash) (int64, error) {
+	resp, err := get(http.MethodGet, kindBlobs, d.String(), nil)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, resp.Body)
+	if err != nil {
+		return n, err
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != d.Hex {
+		return n, fmt.Errorf("blob %s: got sha256:%s", d, got)
+	}
+	return n, nil
+}
+
+// BenchmarkWarmPull pulls a 256 MiB, 4-layer image the target holds,
+// straight from the target registry and through the proxy, alternately.
+// ratio is proxy throughput over direct throughput (1 = no cost).
+func BenchmarkWarmPull(b *testing.B) {
+	s := startBenchStack(b)
+	want := s.push(b, "bench/warm", "v1", blobImage(b, benchLayers, benchLayerSize))
+	ctx := context.Background()
+	proxyBase, targetBase := "http://"+s.addr, "http://"+s.tgt.Addr
+	if _, err := pull(ctx, proxyBase, s.src.Addr, "bench/warm", "v1"); err != nil {
+		b.Fatal(err)
+	}
+	waitBenchTarget(b, s, "bench/warm", want)
+	var direct, proxied time.Duration
+	var n int64
+	// One untimed round of each warms caches on both paths.
+	for i := -1; i < b.N; i++ {
+		t0 := time.Now()
+		got, err := pull(ctx, targetBase, "", s.mirrorRepo("bench/warm"), "v1")
+		if err != nil {
+			b.Fatal(err)
+		}
+		t1 := time.Now()
+		if _, err := pull(ctx, proxyBase, s.src.Addr, "bench/warm", "v1"); err != nil {
+			b.Fatal(err)
+		}
+		if i >= 0 {
+			direct += t1.Sub(t0)
+			proxied += time.Since(t1)
+			n += got
+		}
+		if i == -1 {
+			b.ResetTimer()
+		}
+	}
+	mb := float64(n) / (1 << 20)
+	b.ReportMetric(mb/direct.Seconds(), "direct-MiB/s")
+	b.ReportMetric(mb/proxied.Seconds(), "proxy-MiB/s")
+	b.ReportMetric(direct.Seconds()/proxied.Seconds(), "ratio")
+}
+
+// BenchmarkColdPull10 pulls a new 256 MiB, 4-layer image with 10 clients
+// at once through the proxy (ns/op is that wall time), and counts the
+// source's fetches of each blob (its access log) once the copy into the
+// target is done too. peak-RSS-MiB is the proxy process's VmHWM.
+func BenchmarkColdPull10(b *testing.B) {
+	s := startBenchStack(b)
+	ctx := context.Background()
+	pid := s.cmd.Process.Pid
+	stop := make(chan struct{})
+	var peakAnon int64
+	go func() { // RssAnon's peak: the proxy's own memory, without the binary's pages
+		t := time.NewTicker(20 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				peakAnon = max(peakAnon, procStatus(pid, "RssAnon"))
+			}
+		}
+	}()
+	maxFetches, blobsSeen := 0, 0
+	var wall time.Duration
+	b.ResetTimer()
+	for i := range b.N {
+		b.StopTimer()
+		repo := fmt.Sprintf("bench/cold%d", i)
+		img := blobImage(b, benchLayers, benchLayerSize)
+		want := s.push(b, repo, "v1", img)
+		s.src.ResetLog()
+		b.StartTimer()
+		t0 := time.Now()
+		var wg sync.WaitGroup
+		errs := make(chan error, 10)
+		for range 10 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if _, err := pull(ctx, "http://"+s.addr, s.src.Addr, repo, "v1"); err != nil {
+					errs <- err
+				}
+			}()
+		}
+		wg.Wait()
+		wall += time.Since(t0)
+		b.StopTimer()
+		close(errs)
+		for err := range errs {
+			b.Fatal(err)
+		}
+		waitBenchTarget(b, s, repo, want)
+		for _, d := range blobs(b, img) {
+			maxFetches = max(maxFetches, s.src.Count(http.MethodGet, "/blobs/"+d.String()))
+			blobsSeen++
+		}
+		b.StartTimer()
+	}
+	b.StopTimer()
+	close(stop)
+	b.ReportMetric(wall.Seconds()/float64(b.N), "wall-s/op")
+	b.ReportMetric(float64(maxFetches), "max-source-fetches/blob")
+	b.ReportMetric(float64(procStatus(pid, "VmHWM"))/1024, "peak-RSS-MiB")
+	b.ReportMetric(float64(peakAnon)/1024, "peak-anon-RSS-MiB")
+}
+
+// waitBenchTarget waits until the copy of repo:v1 is in the target.
+func waitBenchTarget(b *testing.B, s *benchStack, repo string, want v1.Hash) {
+	b.Helper()
+	url := "http://" + s.tgt.Addr + "/v2/" + s.mirrorRepo(repo) + "/manifests/v1"
+	for i := 0; ; i++ {
+		req, _ := http.NewRequest(http.MethodHead, url, nil)
+		req.Header.Set("Accept", manifestAccept)
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+			if resp.Header.Get("Docker-Content-Digest") == want.String() {
+				return
+			}
+		}
+		if i > 2400 {
+			b.Fatalf("the copy of %s never reached the target", repo)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// procStatus reads a kB field of /proc/PID/status.
+func procStatus(pid int, field string) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, field+":"); ok {
+			n, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			return n
+		}
+	}
+	return 0
+}

@@ -1,0 +1,212 @@
+package proxy
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/opencontainers/go-digest"
+)
+
+// serveBlob serves a blob from the target, or from the source through the
+// spool, with Range.
+func (p *Proxy) serveBlob(ex *exchange, pl plan) {
+	ctx := ex.r.Context()
+	if pl.targetRepo != "" {
+		resp, err := p.target.do(ctx, ex.r.Method, pl.targetRepo, kindBlobs, ex.call.ref, rangeHeader(ex.r))
+		if err == nil {
+			relay(ex, resp, fromTarget)
+			return
+		}
+		if pl.src == nil {
+			writeError(ex.w, ex.r, asHTTPError(err, codeBlobUnknown))
+			return
+		}
+		p.targetTrouble(err, pl)
+	}
+	s, from := *pl.src, sourceFrom(pl)
+	if ex.r.Method == http.MethodHead {
+		p.headSourceBlob(ex, pl)
+		return
+	}
+	b, err := p.openBlob(ctx, s, ex.call.dgst)
+	switch {
+	case err == nil:
+	case errors.Is(err, errSpool):
+		// No room to spool (disk full?): stream straight through instead.
+		p.log.Warn("streaming without sharing", "error", err)
+		p.streamSourceBlob(ex, pl)
+		return
+	default:
+		sourceError(ex, pl, err, codeBlobUnknown)
+		return
+	}
+	defer p.spool.release(b)
+	size := b.length()
+	start, end, partial, ok := parseRange(ex.r.Header.Get("Range"), size)
+	h := ex.w.Header()
+	if !ok {
+		rangeNotSatisfiable(ex, fmt.Sprintf("bytes */%d", size))
+		return
+	}
+	h.Set("Content-Type", "application/octet-stream")
+	h.Set("Docker-Content-Digest", ex.call.dgst.String())
+	status, limit := http.StatusOK, int64(-1)
+	if size >= 0 {
+		h.Set("Accept-Ranges", "bytes")
+		h.Set("Content-Length", strconv.FormatInt(size, 10))
+	}
+	if partial {
+		status, limit = http.StatusPartialContent, end+1
+		h.Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", start, end, size))
+		h.Set("Content-Length", strconv.FormatInt(end+1-start, 10))
+	}
+	ex.from = from
+	ex.w.WriteHeader(status)
+	if err := copyBody(ex.w, b.reader(ctx, start, limit)); err != nil {
+		abort(ex, err)
+	}
+}
+
+// headSourceBlob answers a HEAD from a blob in the spool, else from the source.
+func (p *Proxy) headSourceBlob(ex *exchange, pl plan) {
+	s, h := *pl.src, ex.w.Header()
+	size, ok := p.spool.lookup(s.String() + "@" + ex.call.dgst.String())
+	if !ok {
+		u, err := p.sourceUpstream(s.registry)
+		var resp *http.Response
+		if err == nil {
+			resp, err = u.do(ex.r.Context(), http.MethodHead, s.repo, kindBlobs, ex.call.ref, nil)
+		}
+		if err != nil {
+			sourceError(ex, pl, err, codeBlobUnknown)
+			return
+		}
+		resp.Body.Close()
+		size = resp.ContentLength
+	}
+	h.Set("Content-Type", "application/octet-stream")
+	h.Set("Docker-Content-Digest", ex.call.dgst.String())
+	if size >= 0 {
+		h.Set("Content-Length", strconv.FormatInt(size, 10))
+		h.Set("Accept-Ranges", "bytes")
+	}
+	ex.from = sourceFrom(pl)
+	ex.w.WriteHeader(http.StatusOK)
+}
+
+// streamSourceBlob streams a blob from the source with no spool: checked
+// on the fly, the last byte held back until the digest matches. Range is
+// ignored (the whole blob is needed to check it), as HTTP allows.
+func (p *Proxy) streamSourceBlob(ex *exchange, pl plan) {
+	s := *pl.src
+	u, err := p.sourceUpstream(s.registry)
+	var resp *http.Response
+	if err == nil {
+		resp, err = u.do(ex.r.Context(), http.MethodGet, s.repo, kindBlobs, ex.call.ref, nil)
+	}
+	if err != nil {
+		sourceError(ex, pl, err, codeBlobUnknown)
+		return
+	}
+	defer resp.Body.Close()
+	h := ex.w.Header()
+	h.Set("Content-Type", "application/octet-stream")
+	h.Set("Docker-Content-Digest", ex.call.dgst.String())
+	if resp.ContentLength >= 0 {
+		h.Set("Content-Length", strconv.FormatInt(resp.ContentLength, 10))
+	}
+	ex.from = sourceFrom(pl)
+	ex.w.WriteHeader(http.StatusOK)
+	if err := copyVerified(ex.w, resp.Body, ex.call.dgst); err != nil {
+		abort(ex, err)
+	}
+}
+
+// copyVerified copies r to w holding back the last byte until all of r
+// matched d, so a mismatch leaves the client one byte short: a failure.
+func copyVerified(w io.Writer, r io.Reader, d digest.Digest) error {
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	buf := *bp
+	v := d.Verifier()
+	held := false // buf[0] is the byte held back
+	for {
+		n, rerr := r.Read(buf[1:])
+		if n > 0 {
+			_, _ = v.Write(buf[1 : 1+n])
+			out := buf[1:n]
+			if held {
+				out = buf[0:n]
+			}
+			if _, err := w.Write(out); err != nil {
+				return err
+			}
+			buf[0], held = buf[n], true
+		}
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			return rerr
+		}
+	}
+	if !v.Verified() {
+		return errDigestMismatch
+	}
+	if held {
+		_, err := w.Write(buf[:1])
+		return err
+	}
+	return nil
+}
+
+// rangeHeader is the client's Range, passed on to the target.
+func rangeHeader(r *http.Request) http.Header {
+	if v := r.Header.Get("Range"); v != "" {
+		return http.Header{"Range": {v}}
+	}
+	return nil
+}
+
+// parseRange reads one "bytes=" range of a size-byte blob. partial is
+// false when the whole blob is to be sent (no range, several ranges, or an
+// unknown size); ok is false for a range the blob cannot satisfy.
+func parseRange(h string, size int64) (start, end int64, partial, ok bool) {
+	spec, found := strings.CutPrefix(strings.TrimSpace(h), "bytes=")
+	if !found || size < 0 || strings.Contains(spec, ",") {
+		return 0, size - 1, false, true
+	}
+	a, b, found := strings.Cut(strings.TrimSpace(spec), "-")
+	if !found {
+		return 0, size - 1, false, true
+	}
+	if a == "" { // the last b bytes
+		n, err := strconv.ParseInt(b, 10, 64)
+		if err != nil || n < 0 {
+			return 0, size - 1, false, true
+		}
+		if n == 0 || size == 0 {
+			return 0, 0, false, false
+		}
+		return max(0, size-n), size - 1, true, true
+	}
+	start, err := strconv.ParseInt(a, 10, 64)
+	if err != nil || start < 0 {
+		return 0, size - 1, false, true
+	}
+	end = size - 1
+	if b != "" {
+		if end, err = strconv.ParseInt(b, 10, 64); err != nil || end < start {
+			return 0, size - 1, false, true
+		}
+		end = min(end, size-1)
+	}
+	if start >= size {
+		return 0, 0, false, false
+	}
+	return start, end, true, true
+}

@@ -1,0 +1,49 @@
+package proxy
+
+import (
+	"fmt"
+	"slices"
+
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/auth"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/config"
+)
+
+// OptionsFromConfig reads the proxy block and the source registries of c:
+// the registries served are proxy.registries plus every source registry.
+// Target, Mirror and Logger are left to the caller.
+func OptionsFromConfig(c *config.Config) (Options, error) {
+	sources, err := auth.NewSources(c.Source.Registries)
+	if err != nil {
+		return Options{}, err
+	}
+	regs := slices.Clone(c.Proxy.Registries)
+	for _, r := range c.Source.Registries {
+		if h := registryHost(r); h != "" && !slices.Contains(regs, h) {
+			regs = append(regs, h)
+		}
+	}
+	return Options{
+		Registries:      regs,
+		OnMiss:          c.Proxy.OnMiss,
+		WaitTimeout:     c.Proxy.WaitTimeout.D(),
+		TagTTL:          c.Proxy.TagTTL.D(),
+		UpstreamTimeout: c.Proxy.UpstreamTimeout.D(),
+		Sources:         sources,
+	}, nil
+}
+
+// registryHost is the host a configured source registry is pulled from.
+func registryHost(r config.Registry) string {
+	switch r.Type {
+	case "aws":
+		return fmt.Sprintf("%s.dkr.ecr.%s.amazonaws.com", r.AWS.AccountID, r.AWS.Region)
+	case "gcp":
+		return r.GCP.Location + "-docker.pkg.dev"
+	case "generic":
+		host, _, err := config.SplitRegistry(r.Generic.Registry)
+		if err == nil {
+			return host
+		}
+	}
+	return ""
+}

@@ -1,0 +1,51 @@
+package proxy
+
+import (
+	"os"
+	"os/exec"
+	"testing"
+
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/testutil/registryproc"
+)
+
+// TestConformance runs the OCI distribution-spec conformance suite against
+// the proxy in front of a local target: the suite pushes its content (the
+// local store takes pushes through the proxy) and pulls it back through the
+// proxy's read path. hack/conformance.sh builds the suite and runs this.
+func TestConformance(t *testing.T) {
+	bin := os.Getenv("OCI_CONFORMANCE_BIN")
+	if bin == "" {
+		t.Skip("OCI_CONFORMANCE_BIN is unset: run hack/conformance.sh")
+	}
+	// A real source behind the proxy, so that misses get a source's 404.
+	src := registryproc.Start(t, registryproc.Options{})
+	e := newLocalEnv(t, src.Addr)
+	results := os.Getenv("OCI_RESULTS_DIR")
+	if results == "" {
+		results = t.TempDir()
+	}
+	cmd := exec.Command(bin)
+	cmd.Env = append(os.Environ(),
+		"OCI_REGISTRY="+e.addr,
+		"OCI_TLS=disabled",
+		"OCI_REPO1=conformance/repo1",
+		"OCI_REPO2=conformance/repo2",
+		"OCI_RESULTS_DIR="+results,
+		"OCI_VERSION=1.1",
+		"OCI_LOG=warn",
+		// What the embedded store (distribution's registry library) does
+		// not do, through the proxy or not: the referrers API and subjects,
+		// sha512 content, foreign (non-distributable) layers.
+		"OCI_API_REFERRER=false",
+		"OCI_DATA_SUBJECT=false",
+		"OCI_DATA_SUBJECT_MISSING=false",
+		"OCI_DATA_SUBJECT_LIST=false",
+		"OCI_DATA_SHA512=false",
+		"OCI_DATA_NONDISTRIBUTABLE=false",
+	)
+	out, err := cmd.CombinedOutput()
+	t.Logf("conformance suite output (reports in %s):\n%s", results, out)
+	if err != nil {
+		t.Fatalf("conformance suite: %v", err)
+	}
+}

@@ -1,0 +1,150 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/distribution/reference"
+	"github.com/opencontainers/go-digest"
+
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/metrics"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/mirror"
+)
+
+// recentWindow is how long a repository's copy covers the manifests pulled
+// by digest after it (an index's images): they are not copied on their own.
+const recentWindow = 2 * time.Minute
+
+// copies remembers the copies the proxy asked for.
+type copies struct {
+	mu     sync.Mutex
+	recent map[string]recentCopy // by source repository
+	// copied maps a source digest to the digest its copy has in the target,
+	// which differs when source.platforms filtered an index.
+	copied map[digest.Digest]digest.Digest
+}
+
+type recentCopy struct {
+	job *mirror.Job
+	at  time.Time
+}
+
+func newCopies() *copies {
+	return &copies{recent: map[string]recentCopy{}, copied: map[digest.Digest]digest.Digest{}}
+}
+
+// sameContent tells whether the target's digest for a tag is the copy of
+// the source's.
+func (c *copies) sameContent(src, tgt digest.Digest) bool {
+	if src == tgt {
+		return true
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.copied[src] == tgt
+}
+
+// triggerCopy asks the engine to mirror s's image: by tag, pinned to the
+// digest just served (so the engine reads the manifest from the proxy's
+// cache and writes the tag), or by digest alone. A digest pulled just after
+// its repository's copy began is left to that copy. It returns the job,
+// nil when there is none.
+func (p *Proxy) triggerCopy(s source, tag string, d digest.Digest) *mirror.Job {
+	if p.mirror == nil {
+		return nil
+	}
+	ref, err := s.named()
+	if err == nil && tag != "" {
+		ref, err = reference.WithTag(ref, tag)
+	}
+	if err == nil {
+		ref, err = reference.WithDigest(ref, d)
+	}
+	if err != nil {
+		p.log.Warn("cannot copy", "image", s.String(), "error", err)
+		return nil
+	}
+	key := s.String()
+	now := time.Now()
+	p.copies.mu.Lock()
+	if rc, ok := p.copies.recent[key]; ok && tag == "" && (now.Sub(rc.at) < recentWindow || !finished(rc.job)) {
+		p.copies.mu.Unlock()
+		return rc.job
+	}
+	p.copies.mu.Unlock()
+
+	job, err := p.mirror.Submit(mirror.Request{Source: ref})
+	if err != nil {
+		metrics.ProxyCopiesTriggered.WithLabelValues(s.registry, "dropped").Inc()
+		p.log.Warn("copy not queued", "image", ref.String(), "error", err)
+		return nil
+	}
+
+	p.copies.mu.Lock()
+	defer p.copies.mu.Unlock()
+	if len(p.copies.recent) >= 10_000 {
+		p.copies.recent = map[string]recentCopy{}
+	}
+	// The engine shares a copy in flight: count and watch each one once.
+	if rc, ok := p.copies.recent[key]; !ok || rc.job != job {
+		metrics.ProxyCopiesTriggered.WithLabelValues(s.registry, "queued").Inc()
+		p.log.Info("copy triggered", "image", ref.String())
+		go p.watch(job, d)
+	}
+	p.copies.recent[key] = recentCopy{job: job, at: now}
+	return job
+}
+
+// watch records the target digest a copy produced.
+func (p *Proxy) watch(job *mirror.Job, src digest.Digest) {
+	res, err := job.Wait(context.Background())
+	if err != nil {
+		return
+	}
+	p.copies.mu.Lock()
+	defer p.copies.mu.Unlock()
+	if len(p.copies.copied) >= 10_000 {
+		p.copies.copied = map[digest.Digest]digest.Digest{}
+	}
+	p.copies.copied[src] = digest.Digest(res.Digest.String())
+}
+
+func finished(j *mirror.Job) bool {
+	select {
+	case <-j.Done():
+		return true
+	default:
+		return false
+	}
+}
+
+// waitCopy is onMiss: wait. It tells whether job finished well within the
+// wait timeout, so that the target can serve.
+func (p *Proxy) waitCopy(ctx context.Context, job *mirror.Job) bool {
+	if p.opts.OnMiss != OnMissWait || job == nil {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(ctx, p.opts.WaitTimeout)
+	defer cancel()
+	_, err := job.Wait(ctx)
+	if err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		p.log.Info("copy failed while a pull waited; serving the source", "error", err)
+	}
+	return err == nil
+}
+
+// forget makes the engine ask the target again about s's image.
+func (p *Proxy) forget(s source, tag string) {
+	if p.mirror == nil {
+		return
+	}
+	ref, err := s.named()
+	if err == nil && tag != "" {
+		ref, err = reference.WithTag(ref, tag)
+	}
+	if err == nil {
+		p.mirror.Forget(ref)
+	}
+}

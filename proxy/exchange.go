@@ -1,0 +1,149 @@
+package proxy
+
+import (
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/metrics"
+)
+
+// Where a response came from, as metrics and logs name it.
+const (
+	fromTarget   = "target"
+	fromSource   = "source"
+	fromFallback = "fallback"
+	fromError    = "error"
+)
+
+// exchange is one manifest or blob request being served.
+type exchange struct {
+	w        *recorder
+	r        *http.Request
+	call     call
+	registry string
+	from     string
+	err      error // why a transfer was aborted
+	start    time.Time
+}
+
+func newExchange(w http.ResponseWriter, r *http.Request, c call) *exchange {
+	metrics.ProxyInFlight.Inc()
+	return &exchange{w: &recorder{ResponseWriter: w}, r: r, call: c, registry: "unknown", start: time.Now()}
+}
+
+// done counts the request, also when it was aborted.
+func (p *Proxy) done(ex *exchange) {
+	metrics.ProxyInFlight.Dec()
+	status := ex.w.status
+	if status == 0 {
+		status = http.StatusOK
+	}
+	from := ex.from
+	if from == "" || status >= 400 {
+		from = fromError
+	}
+	metrics.ProxyRequests.WithLabelValues(ex.registry, ex.call.metricKind(), from).Inc()
+	if from != fromError {
+		metrics.ProxyBytes.WithLabelValues(from).Add(float64(ex.w.bytes))
+	}
+	if ex.err != nil {
+		p.log.Warn("transfer aborted", "method", ex.r.Method, "path", ex.r.URL.Path, "error", ex.err)
+	}
+	p.log.Debug("request", "method", ex.r.Method, "path", ex.r.URL.Path, "ns", ex.r.URL.Query().Get("ns"),
+		"status", status, "from", from, "bytes", ex.w.bytes, "duration", time.Since(ex.start).Round(time.Microsecond))
+}
+
+// recorder notes the status and counts the bytes written.
+type recorder struct {
+	http.ResponseWriter
+	status int
+	bytes  int64
+}
+
+func (r *recorder) WriteHeader(code int) {
+	if r.status == 0 {
+		r.status = code
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *recorder) Write(b []byte) (int, error) {
+	if r.status == 0 {
+		r.status = http.StatusOK
+	}
+	n, err := r.ResponseWriter.Write(b)
+	r.bytes += int64(n)
+	return n, err
+}
+
+// relayed are the headers passed on from an upstream's answer.
+var relayed = []string{"Content-Type", "Content-Length", "Docker-Content-Digest", "Content-Range",
+	"Accept-Ranges", "Location", "Etag", "Last-Modified"}
+
+// relay passes an upstream's answer on, body and all, including the
+// target's redirects to its storage (ECR, GAR), so those bytes never flow
+// through the proxy.
+func relay(ex *exchange, resp *http.Response, from string) {
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusRequestedRangeNotSatisfiable {
+		// Only its Content-Range matters; some registries send a wrong length.
+		rangeNotSatisfiable(ex, resp.Header.Get("Content-Range"))
+		return
+	}
+	h := ex.w.Header()
+	for _, k := range relayed {
+		if v := resp.Header.Get(k); v != "" {
+			h.Set(k, v)
+		}
+	}
+	if loc, err := resp.Location(); err == nil {
+		h.Set("Location", loc.String())
+	}
+	ex.from = from
+	ex.w.WriteHeader(resp.StatusCode)
+	if ex.r.Method == http.MethodHead {
+		return
+	}
+	if err := copyBody(ex.w, resp.Body); err != nil {
+		abort(ex, err)
+	}
+}
+
+// 64 KiB: large enough for few syscalls, small enough for many clients at once.
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 64<<10); return &b }}
+
+func copyBody(w io.Writer, r io.Reader) error {
+	buf := bufPool.Get().(*[]byte)
+	defer bufPool.Put(buf)
+	_, err := io.CopyBuffer(w, r, *buf)
+	return err
+}
+
+// abort ends a response whose body cannot be completed: the client sees a
+// broken transfer, never a short or wrong one that looks whole.
+func abort(ex *exchange, err error) {
+	ex.from = fromError
+	if !errors.Is(err, ex.r.Context().Err()) {
+		ex.err = err
+	}
+	panic(http.ErrAbortHandler)
+}
+
+func setContent(h http.Header, d desc) {
+	h.Set("Content-Type", d.mediaType)
+	h.Set("Content-Length", strconv.FormatInt(d.size, 10))
+	h.Set("Docker-Content-Digest", d.digest.String())
+}
+
+// rangeNotSatisfiable answers 416 with the blob's size in Content-Range.
+func rangeNotSatisfiable(ex *exchange, contentRange string) {
+	if contentRange != "" {
+		ex.w.Header().Set("Content-Range", contentRange)
+	}
+	ex.w.Header().Set("Content-Length", "0")
+	ex.w.WriteHeader(http.StatusRequestedRangeNotSatisfiable)
+}

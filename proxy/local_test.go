@@ -1,0 +1,121 @@
+package proxy
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/config"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/mirror"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/target"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/testutil/registryproc"
+)
+
+// localEnv is the embedded default: a local target served by the proxy
+// itself, named after the proxy's address.
+type localEnv struct {
+	env
+	addr string
+}
+
+func newLocalEnv(t *testing.T, registries ...string) *localEnv {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	must(t, err)
+	addr := ln.Addr().String()
+	lt, err := target.NewLocal(context.Background(), config.Local{Path: t.TempDir(), Registry: addr})
+	must(t, err)
+	t.Cleanup(func() { lt.Close() })
+	p, err := New(Options{Target: lt, Registries: registries, Logger: quiet(), SpoolDir: t.TempDir()})
+	must(t, err)
+	t.Cleanup(func() { p.Close() })
+	eng := mirror.New(lt, mirror.Options{SourceTransport: p.SourceTransport(target.NewTransport(false)), Logger: quiet()})
+	eng.Start(context.Background())
+	t.Cleanup(eng.Close)
+	p.mirror = eng
+	srv := httptest.NewUnstartedServer(p)
+	srv.Listener.Close()
+	srv.Listener = ln
+	srv.Start()
+	t.Cleanup(srv.Close)
+	return &localEnv{env: env{target: lt, engine: eng, proxy: p, srv: srv}, addr: addr}
+}
+
+// With a local target the proxy is also a plain registry: what is pushed
+// to it pulls back by the same name.
+func TestLocalTargetIsARegistry(t *testing.T) {
+	e := newLocalEnv(t, "docker.io")
+	img := blobImage(t, 2, 50_000)
+	for _, repo := range []string{"team/app", "docker.io/library/app"} {
+		ref, err := name.ParseReference(e.addr+"/"+repo+":v1", name.Insecure)
+		must(t, err)
+		must(t, remote.Write(ref, img))
+		got, err := remote.Image(ref)
+		must(t, err)
+		layers, err := got.Layers()
+		must(t, err)
+		for _, l := range layers {
+			rc, err := l.Compressed()
+			must(t, err)
+			_, err = io.Copy(io.Discard, rc) // checks the digest
+			must(t, err)
+			rc.Close()
+		}
+	}
+	// containerd names the registry: ns=docker.io finds docker.io/library/app.
+	want, _ := img.Digest()
+	resp, body := e.get(t, http.MethodGet, "docker.io", "/v2/library/app/manifests/v1")
+	if resp.StatusCode != 200 {
+		t.Fatalf("ns=docker.io: %s %s", resp.Status, body)
+	}
+	checkDigest(t, body, want.String())
+}
+
+// The embedded default pulls through into the local store, then serves
+// from it with the source gone, by source and by target reference.
+func TestLocalPullThrough(t *testing.T) {
+	src := registryproc.Start(t, registryproc.Options{})
+	e := newLocalEnv(t, src.Addr)
+	e.src = src
+	img := blobImage(t, 2, 50_000)
+	want := e.push(t, "team/app", "v1", img)
+	resp, body := e.get(t, http.MethodGet, src.Addr, "/v2/team/app/manifests/v1")
+	if resp.StatusCode != 200 {
+		t.Fatalf("%s %s", resp.Status, body)
+	}
+	for _, d := range blobs(t, img) {
+		e.get(t, http.MethodGet, src.Addr, "/v2/team/app/blobs/"+d.String())
+	}
+	tref, err := name.ParseReference(e.addr+"/"+e.mirrorRepo("team/app")+":v1", name.Insecure)
+	must(t, err)
+	for i := 0; ; i++ {
+		// Asked of the store itself: through the proxy a miss is served from the source.
+		if d, err := remote.Head(tref, remote.WithTransport(e.target.Transport())); err == nil && d.Digest == want {
+			break
+		}
+		if i > 600 {
+			t.Fatal("never copied into the local store")
+		}
+		waitABit()
+	}
+	src.Stop()
+	before := served(src.Addr, "manifest", fromTarget)
+	resp, body = e.get(t, http.MethodGet, src.Addr, "/v2/team/app/manifests/v1")
+	if resp.StatusCode != 200 || served(src.Addr, "manifest", fromTarget)-before != 1 {
+		t.Fatalf("from the local store: %s %s", resp.Status, body)
+	}
+	resp, body = e.get(t, http.MethodGet, e.addr, "/v2/"+e.mirrorRepo("team/app")+"/manifests/v1")
+	if resp.StatusCode != 200 {
+		t.Fatalf("target reference: %s %s", resp.Status, body)
+	}
+	if !strings.Contains(resp.Header.Get("Content-Type"), "manifest") {
+		t.Fatalf("Content-Type %q", resp.Header.Get("Content-Type"))
+	}
+}

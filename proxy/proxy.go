@@ -1,0 +1,301 @@
+// Package proxy is the node proxy: a pull-through OCI registry that
+// containerd on every node uses as a mirror (hosts.toml). It serves the OCI
+// distribution read API, routing each request by the ?ns=<registry>
+// containerd adds: from the target's copy when it has one, else from the
+// source while the copy into the target is triggered. A target reference
+// whose image is missing is served from its source. Blobs from sources are
+// streamed, checked against their digests and fetched once however many
+// nodes' pulls ask at the same time.
+package proxy
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/distribution/reference"
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/auth"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/imageref"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/mirror"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/target"
+
+	_ "crypto/sha512" // sha512 digests are valid in the OCI spec
+)
+
+// On-miss modes, as proxy.onMiss names them.
+const (
+	OnMissPassthrough = "passthrough"
+	OnMissWait        = "wait"
+)
+
+// Mirror is what the proxy needs of the copy engine (*mirror.Engine).
+type Mirror interface {
+	Submit(req mirror.Request) (*mirror.Job, error)
+	Forget(src reference.Named)
+}
+
+// Options configure a Proxy. Zero values take the defaults.
+type Options struct {
+	Target target.Target
+	// Mirror copies images into the target; nil never copies.
+	Mirror Mirror
+	// Registries are the source registries served (host[:port]); any other
+	// is refused. Docker Hub's names (index.docker.io, ...) are one.
+	Registries []string
+	// OnMiss is passthrough (serve the source at once) or wait (wait up to
+	// WaitTimeout for the copy, then serve the target).
+	OnMiss          string
+	WaitTimeout     time.Duration // default 30s
+	TagTTL          time.Duration // how long a source's answer for a tag is trusted; default 5m
+	UpstreamTimeout time.Duration // until an upstream's response headers, and longest stalled read; default 30s
+	// MaxConcurrent bounds requests at once to one source (default 32); the
+	// target gets four times as many.
+	MaxConcurrent int
+	// Sources has the config's source credentials and plain-HTTP hosts.
+	Sources *auth.Sources
+	// Keychain adds source credentials (cloud registries); tried first.
+	Keychain authn.Keychain
+	// Transport reaches sources; default a clone of http.DefaultTransport.
+	Transport http.RoundTripper
+	// SpoolDir holds blobs while they stream from sources; default a new
+	// temporary folder, removed by Close.
+	SpoolDir string
+	// SpoolRetain keeps a fetched blob for the copy and late pullers (default 10m).
+	SpoolRetain time.Duration
+	// SpoolMaxBytes bounds the finished blobs kept (default 2 GiB).
+	SpoolMaxBytes int64
+	Logger        *slog.Logger
+}
+
+// Proxy serves the OCI distribution read API; see the package comment.
+type Proxy struct {
+	opts     Options
+	log      *slog.Logger
+	mapper   imageref.Mapper
+	target   *upstream
+	store    http.Handler // the local target's full API (pushes); nil for others
+	mirror   Mirror
+	allowed  map[string]bool
+	keychain authn.Keychain
+
+	mu      sync.Mutex
+	sources map[string]*upstream
+
+	tags      *tagCache
+	manifests *manifestCache
+	flight    singleflight.Group
+	spool     *spool
+	copies    *copies
+
+	tempSpool string // spool folder to remove on Close
+	stop      chan struct{}
+	closeOnce sync.Once
+}
+
+// New checks o and returns a proxy; Close frees its spool.
+func New(o Options) (*Proxy, error) {
+	if o.Target == nil {
+		return nil, errors.New("proxy: no target")
+	}
+	switch o.OnMiss {
+	case "":
+		o.OnMiss = OnMissPassthrough
+	case OnMissPassthrough, OnMissWait:
+	default:
+		return nil, fmt.Errorf("proxy: unknown onMiss %q, want %s or %s", o.OnMiss, OnMissPassthrough, OnMissWait)
+	}
+	o.WaitTimeout = orDefault(o.WaitTimeout, 30*time.Second)
+	o.TagTTL = orDefault(o.TagTTL, 5*time.Minute)
+	o.UpstreamTimeout = orDefault(o.UpstreamTimeout, 30*time.Second)
+	o.SpoolRetain = orDefault(o.SpoolRetain, 10*time.Minute)
+	if o.MaxConcurrent <= 0 {
+		o.MaxConcurrent = 32
+	}
+	if o.SpoolMaxBytes <= 0 {
+		o.SpoolMaxBytes = 2 << 30
+	}
+	if o.Transport == nil {
+		o.Transport = target.NewTransport(false)
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	t := o.Target
+	mapper := t.Mapper()
+	reg, err := name.NewRegistry(mapper.Host, t.NameOptions()...)
+	if err != nil {
+		return nil, fmt.Errorf("proxy: target registry %s: %w", mapper.Host, err)
+	}
+	p := &Proxy{
+		opts:   o,
+		log:    o.Logger,
+		mapper: mapper,
+		target: &upstream{
+			role: roleTarget, label: mapper.Host, reg: reg, auth: t.Authenticator, base: t.Transport(),
+			timeout: o.UpstreamTimeout, sem: make(chan struct{}, 4*o.MaxConcurrent), repos: map[string]repoTransport{},
+		},
+		mirror:    o.Mirror,
+		allowed:   map[string]bool{},
+		sources:   map[string]*upstream{},
+		tags:      newTagCache(o.TagTTL),
+		manifests: newManifestCache(16 << 20),
+		copies:    newCopies(),
+		stop:      make(chan struct{}),
+	}
+	if s, ok := t.(interface{ Handler() http.Handler }); ok {
+		p.store = s.Handler()
+	}
+	for _, r := range o.Registries {
+		p.allowed[canonicalHost(r)] = true
+	}
+	p.keychain = authn.NewMultiKeychain(keychains(o.Keychain, o.Sources)...)
+	dir := o.SpoolDir
+	if dir == "" {
+		if dir, err = os.MkdirTemp("", "k8s-image-swapper-spool-"); err != nil {
+			return nil, fmt.Errorf("proxy: spool: %w", err)
+		}
+		p.tempSpool = dir
+	} else if err := prepareSpool(dir); err != nil {
+		return nil, err
+	}
+	p.spool = newSpool(dir, o.SpoolRetain, o.SpoolMaxBytes, o.Logger)
+	go p.sweep()
+	return p, nil
+}
+
+func orDefault(d, def time.Duration) time.Duration {
+	if d <= 0 {
+		return def
+	}
+	return d
+}
+
+func keychains(extra authn.Keychain, sources *auth.Sources) []authn.Keychain {
+	var out []authn.Keychain
+	if extra != nil {
+		out = append(out, extra)
+	}
+	if sources != nil {
+		out = append(out, sources)
+	}
+	if len(out) == 0 {
+		out = append(out, &auth.Sources{})
+	}
+	return out
+}
+
+// prepareSpool creates dir and removes blobs a previous run left behind.
+func prepareSpool(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("proxy: spool: %w", err)
+	}
+	old, _ := filepath.Glob(filepath.Join(dir, "blob-*"))
+	for _, f := range old {
+		_ = os.Remove(f)
+	}
+	return nil
+}
+
+func (p *Proxy) sweep() {
+	t := time.NewTicker(30 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-p.stop:
+			return
+		case <-t.C:
+			p.spool.sweep()
+		}
+	}
+}
+
+// Close drops the spool. Transfers still running end with their clients.
+func (p *Proxy) Close() error {
+	p.closeOnce.Do(func() {
+		close(p.stop)
+		p.spool.close()
+		if p.tempSpool != "" {
+			_ = os.RemoveAll(p.tempSpool)
+		}
+	})
+	return nil
+}
+
+// ServeHTTP serves /v2/ and everything under it.
+func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == "/v2/" || r.URL.Path == "/v2" {
+		p.serveBase(w, r)
+		return
+	}
+	c, ok := parseCall(r.URL.Path)
+	if !ok || r.Method != http.MethodGet && r.Method != http.MethodHead {
+		p.serveOther(w, r)
+		return
+	}
+	ex := newExchange(w, r, c)
+	defer p.done(ex)
+	plans, herr := p.route(r.URL.Query().Get("ns"), c.name)
+	if herr != nil {
+		ex.registry = "unknown"
+		writeError(ex.w, r, herr)
+		return
+	}
+	for _, pl := range plans[:len(plans)-1] {
+		if p.fromTargetOnly(ex, pl) {
+			return
+		}
+	}
+	pl := plans[len(plans)-1]
+	ex.registry = pl.registry
+	if c.kind == kindManifests {
+		p.serveManifest(ex, pl)
+	} else {
+		p.serveBlob(ex, pl)
+	}
+}
+
+// serveBase answers the API version check.
+func (p *Proxy) serveBase(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Docker-Distribution-API-Version", "registry/2.0")
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		writeError(w, r, newError(http.StatusMethodNotAllowed, codeUnsupported, "method %s not allowed", r.Method))
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", "2")
+	if r.Method == http.MethodGet {
+		_, _ = w.Write([]byte("{}"))
+	}
+}
+
+// serveOther hands every other API (pushes, tag lists, uploads) to a local
+// target, which is then a plain registry behind the proxy; other targets
+// are not written through the proxy.
+func (p *Proxy) serveOther(w http.ResponseWriter, r *http.Request) {
+	if p.store != nil {
+		if q := r.URL.Query(); q.Has("ns") {
+			r = r.Clone(r.Context())
+			q.Del("ns")
+			r.URL.RawQuery = q.Encode()
+			r.RequestURI = r.URL.RequestURI()
+		}
+		p.store.ServeHTTP(w, r)
+		return
+	}
+	switch r.Method {
+	case http.MethodGet, http.MethodHead:
+		writeError(w, r, newError(http.StatusNotFound, codeUnsupported, "%s is not served by this proxy", r.URL.Path))
+	default:
+		writeError(w, r, newError(http.StatusMethodNotAllowed, codeUnsupported,
+			"the proxy is read-only: push to the target registry itself"))
+	}
+}

@@ -1,0 +1,100 @@
+package proxy
+
+import (
+	"bytes"
+	"crypto/rand"
+	"errors"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/opencontainers/go-digest"
+)
+
+// corrupt overwrites the stored bytes of d in a registry's storage with
+// as many other bytes: the registry then serves wrong bytes for d.
+func corrupt(t *testing.T, root string, d digest.Digest) {
+	t.Helper()
+	p := filepath.Join(root, "docker/registry/v2/blobs", d.Algorithm().String(), d.Encoded()[:2], d.Encoded(), "data")
+	st, err := os.Stat(p)
+	must(t, err)
+	b := make([]byte, st.Size())
+	_, _ = rand.Read(b)
+	must(t, os.WriteFile(p, b, 0o644))
+}
+
+// A source that sends other bytes than the digest names never gets them
+// to a client whole: the transfer breaks, and nothing is copied.
+func TestDigestMismatchAborts(t *testing.T) {
+	e := newEnv(t)
+	img := blobImage(t, 1, 1<<20)
+	e.push(t, "team/app", "v1", img)
+	layer := digest.Digest(blobs(t, img)[1].String())
+	corrupt(t, e.src.Dir, layer)
+
+	for range 2 {
+		// Found out before the answer began: a 502. Found out while
+		// streaming: the transfer breaks one byte short.
+		resp, err := http.Get(e.srv.URL + "/v2/team/app/blobs/" + layer.String() + "?ns=" + e.src.Addr)
+		if err != nil {
+			continue
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK && (err == nil || int64(len(b)) >= 1<<20) {
+			t.Fatalf("a corrupt blob was served whole: %s, %d bytes, %v", resp.Status, len(b), err)
+		}
+		if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusBadGateway {
+			t.Fatalf("corrupt blob: %s", resp.Status)
+		}
+	}
+	// A corrupt manifest is refused outright.
+	m, err := img.Digest()
+	must(t, err)
+	corrupt(t, e.src.Dir, digest.Digest(m.String()))
+	resp, body := e.get(t, http.MethodGet, e.src.Addr, "/v2/team/app/manifests/"+m.String())
+	if resp.StatusCode != http.StatusBadGateway {
+		t.Fatalf("corrupt manifest: %s %s", resp.Status, body)
+	}
+}
+
+func TestCopyVerified(t *testing.T) {
+	data := make([]byte, 1<<20+3)
+	_, _ = rand.Read(data)
+	d := digest.FromBytes(data)
+	var out bytes.Buffer
+	must(t, copyVerified(&out, bytes.NewReader(data), d))
+	if !bytes.Equal(out.Bytes(), data) {
+		t.Fatal("copy differs")
+	}
+	out.Reset()
+	err := copyVerified(&out, bytes.NewReader(data), digest.FromString("other"))
+	if !errors.Is(err, errDigestMismatch) || out.Len() != len(data)-1 {
+		t.Fatalf("mismatch: %v after %d of %d bytes", err, out.Len(), len(data))
+	}
+	out.Reset()
+	must(t, copyVerified(&out, bytes.NewReader(nil), digest.FromBytes(nil)))
+	if out.Len() != 0 {
+		t.Fatal("empty blob")
+	}
+}
+
+// Without a usable spool (its folder gone, a full disk) blobs still stream,
+// checked, straight from the source.
+func TestNoSpoolStreamsDirect(t *testing.T) {
+	dir := t.TempDir()
+	e := newEnv(t, func(o *Options) { o.SpoolDir = dir })
+	img := blobImage(t, 1, 300_000)
+	e.push(t, "team/app", "v1", img)
+	must(t, os.RemoveAll(dir))
+	layer := blobs(t, img)[1]
+	for range 2 {
+		resp, body := e.get(t, http.MethodGet, e.src.Addr, "/v2/team/app/blobs/"+layer.String(), "Range", "bytes=0-9")
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("%s %s", resp.Status, body)
+		}
+		checkDigest(t, body, layer.String())
+	}
+}
