@@ -1,0 +1,139 @@
+package charttest
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+)
+
+var (
+	binOnce sync.Once
+	binDir  string
+	binPath string
+	binErr  error
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		_ = os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
+
+// swapperBin is the k8s-image-swapper binary: $K8S_IMAGE_SWAPPER_BIN, else built from
+// ./cmd/k8s-image-swapper once per test run.
+func swapperBin(t testing.TB) string {
+	t.Helper()
+	if p := os.Getenv("K8S_IMAGE_SWAPPER_BIN"); p != "" {
+		return p
+	}
+	binOnce.Do(func() {
+		if binDir, binErr = os.MkdirTemp("", "charttest-bin-"); binErr != nil {
+			return
+		}
+		binPath = filepath.Join(binDir, "k8s-image-swapper")
+		cmd := exec.Command("go", "build", "-o", binPath, "./cmd/k8s-image-swapper")
+		cmd.Dir = repoRoot(t)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			binErr = &buildError{err: err, out: string(out)}
+		}
+	})
+	if binErr != nil {
+		t.Fatalf("build k8s-image-swapper: %v", binErr)
+	}
+	return binPath
+}
+
+type buildError struct {
+	err error
+	out string
+}
+
+func (e *buildError) Error() string { return e.err.Error() + "\n" + e.out }
+
+var (
+	flagsMu    sync.Mutex
+	flagsCache = map[string][]string{}
+	flagName   = regexp.MustCompile(`(?m)^\s+(?:-[a-zA-Z], )?--([a-z0-9][a-z0-9-]*)`)
+)
+
+// binaryFlags lists the flags `k8s-image-swapper SUB --help` documents (its own and global).
+func binaryFlags(t testing.TB, sub string) []string {
+	t.Helper()
+	flagsMu.Lock()
+	defer flagsMu.Unlock()
+	if f, ok := flagsCache[sub]; ok {
+		return f
+	}
+	out, err := exec.Command(swapperBin(t), sub, "--help").CombinedOutput()
+	if err != nil {
+		t.Fatalf("k8s-image-swapper %s --help: %v\n%s", sub, err, out)
+	}
+	var flags []string
+	for _, m := range flagName.FindAllStringSubmatch(string(out), -1) {
+		flags = append(flags, m[1])
+	}
+	if len(flags) == 0 {
+		t.Fatalf("k8s-image-swapper %s --help lists no flags:\n%s", sub, out)
+	}
+	flagsCache[sub] = flags
+	return flags
+}
+
+// The chart's containers that run the k8s-image-swapper binary, whatever image.repository says.
+var binaryContainers = map[string]bool{"webhook": true, "proxy": true, "containerd-config": true, "containerd-cleanup": true}
+
+// checkFlags: every flag the chart passes the binary is one the binary has.
+func checkFlags(t *testing.T, objs []object) {
+	t.Helper()
+	for _, o := range objs {
+		spec := podSpec(o)
+		if spec == nil {
+			continue
+		}
+		for _, c := range append(slices.Clone(spec.InitContainers), spec.Containers...) {
+			if !binaryContainers[c.Name] {
+				continue
+			}
+			if len(c.Command) > 0 || len(c.Args) == 0 {
+				t.Errorf("%s container %s: want args only, the sub-command first: %v %v", o, c.Name, c.Command, c.Args)
+				continue
+			}
+			known := binaryFlags(t, c.Args[0])
+			for _, a := range c.Args[1:] {
+				if !strings.HasPrefix(a, "--") {
+					t.Errorf("%s container %s: argument %q is not a flag", o, c.Name, a)
+					continue
+				}
+				name, _, _ := strings.Cut(strings.TrimPrefix(a, "--"), "=")
+				if !slices.Contains(known, name) {
+					t.Errorf("%s container %s: k8s-image-swapper %s has no flag --%s", o, c.Name, c.Args[0], name)
+				}
+			}
+		}
+	}
+}
+
+func TestFlagsExist(t *testing.T) {
+	helmBin(t)
+	for _, f := range append([]string{""}, ciValues(t)...) {
+		var args []string
+		name := "defaults"
+		if f != "" {
+			args, name = []string{"-f", f}, filepath.Base(f)
+		}
+		t.Run(name, func(t *testing.T) { checkFlags(t, render(t, args...)) })
+	}
+	t.Run("proxy.metrics.enabled", func(t *testing.T) {
+		if !slices.Contains(binaryFlags(t, "proxy"), "metrics-address") {
+			t.Skip("k8s-image-swapper proxy has no --metrics-address yet: proxy.metrics.enabled (and a PodMonitor with hostNetwork) needs it")
+		}
+		checkFlags(t, render(t, "--set", "proxy.metrics.enabled=true"))
+	})
+}

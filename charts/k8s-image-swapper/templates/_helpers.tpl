@@ -1,0 +1,232 @@
+{{/*
+Names. Every object is named after the release (fullname), with a suffix per
+component; nothing hard-codes a namespace: everything lives in the release's.
+*/}}
+{{- define "k8s-image-swapper.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "k8s-image-swapper.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* fullname-SUFFIX, kept within 63 characters: (list . "suffix") */}}
+{{- define "k8s-image-swapper.suffixed" -}}
+{{- $root := index . 0 }}
+{{- $suffix := index . 1 }}
+{{- $base := include "k8s-image-swapper.fullname" $root | trunc (int (sub 62 (len $suffix))) | trimSuffix "-" }}
+{{- printf "%s-%s" $base $suffix }}
+{{- end }}
+
+{{- define "k8s-image-swapper.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Labels on every object; commonLabels never reach selectors. */}}
+{{- define "k8s-image-swapper.labels" -}}
+helm.sh/chart: {{ include "k8s-image-swapper.chart" . }}
+{{ include "k8s-image-swapper.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Values.image.tag | default .Chart.AppVersion | trunc 63 | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: k8s-image-swapper
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{- define "k8s-image-swapper.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "k8s-image-swapper.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/* Labels and selector labels of one component: (list . "webhook") */}}
+{{- define "k8s-image-swapper.componentLabels" -}}
+{{ include "k8s-image-swapper.labels" (index . 0) }}
+app.kubernetes.io/component: {{ index . 1 }}
+{{- end }}
+
+{{- define "k8s-image-swapper.componentSelectorLabels" -}}
+{{ include "k8s-image-swapper.selectorLabels" (index . 0) }}
+app.kubernetes.io/component: {{ index . 1 }}
+{{- end }}
+
+{{/* The webhook's service account (the original chart's name, which IRSA trust policies name). */}}
+{{- define "k8s-image-swapper.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "k8s-image-swapper.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "k8s-image-swapper.proxyServiceAccountName" -}}
+{{- if .Values.proxy.serviceAccount.create }}
+{{- default (include "k8s-image-swapper.suffixed" (list . "proxy")) .Values.proxy.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.proxy.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* Service account annotations of the proxy: its own, else the webhook's (IRSA, Workload Identity). */}}
+{{- define "k8s-image-swapper.proxyServiceAccountAnnotations" -}}
+{{- if .Values.proxy.serviceAccount.annotations }}
+{{- toYaml .Values.proxy.serviceAccount.annotations }}
+{{- else if .Values.proxy.serviceAccount.inheritAnnotations }}
+{{- with .Values.serviceAccount.annotations }}
+{{- toYaml . }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "k8s-image-swapper.image" -}}
+{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) }}
+{{- end }}
+
+{{- define "k8s-image-swapper.proxyImage" -}}
+{{- $repo := .Values.proxy.image.repository | default .Values.image.repository }}
+{{- $tag := .Values.proxy.image.tag | default .Values.image.tag | default .Chart.AppVersion }}
+{{- printf "%s:%s" $repo $tag }}
+{{- end }}
+
+{{- define "k8s-image-swapper.proxyImagePullPolicy" -}}
+{{- .Values.proxy.image.pullPolicy | default .Values.image.pullPolicy }}
+{{- end }}
+
+{{/* The Service the API server calls, and the TLS secret it serves with. */}}
+{{- define "k8s-image-swapper.serviceName" -}}
+{{- include "k8s-image-swapper.fullname" . }}
+{{- end }}
+
+{{- define "k8s-image-swapper.tlsSecretName" -}}
+{{- if .Values.certmanager.enabled }}
+{{- include "k8s-image-swapper.suffixed" (list . "cert") }}
+{{- else }}
+{{- include "k8s-image-swapper.suffixed" (list . "tls") }}
+{{- end }}
+{{- end }}
+
+{{/* Paths inside the containers. */}}
+{{- define "k8s-image-swapper.configDir" -}}/etc/k8s-image-swapper{{- end }}
+{{- define "k8s-image-swapper.configFile" -}}/etc/k8s-image-swapper/config.yml{{- end }}
+{{- define "k8s-image-swapper.tlsDir" -}}/etc/k8s-image-swapper/tls{{- end }}
+
+{{/*
+The config file: the config value as given (the original's keys), rendered
+verbatim. When target.type is set, target blocks of other kinds are dropped:
+they are ignored by the binary anyway and are usually left over from merging
+several values files.
+*/}}
+{{- define "k8s-image-swapper.configData" -}}
+{{- $c := deepCopy (.Values.config | default dict) }}
+{{- $t := get $c "target" }}
+{{- if and (kindIs "map" $t) (get $t "type") }}
+{{- range $kind := list "aws" "gcp" "generic" "local" }}
+{{- if ne $kind (get $t "type") }}
+{{- $_ := unset $t $kind }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- if $c }}
+{{- toYaml $c }}
+{{- else }}
+{{- "{}" }}
+{{- end }}
+{{- end }}
+
+{{/* The config without the keys only the webhook reads: changing those does not restart every node's proxy. */}}
+{{- define "k8s-image-swapper.proxyConfigData" -}}
+{{- $c := include "k8s-image-swapper.configData" . | fromYaml }}
+{{- $c = omit $c "dryRun" "imageSwapPolicy" "imageCopyPolicy" "imageCopyDeadline" "secretReader" "listenAddress" "tlsCertFile" "tlsKeyFile" }}
+{{- if kindIs "map" (get $c "source") }}
+{{- $_ := set $c "source" (omit (get $c "source") "filters") }}
+{{- end }}
+{{- toYaml $c }}
+{{- end }}
+
+{{/* The proxy's address: loopback with host networking, else all addresses of the pod. */}}
+{{- define "k8s-image-swapper.proxyListenAddress" -}}
+{{- if .Values.proxy.hostNetwork }}
+{{- printf "127.0.0.1:%d" (int .Values.proxy.port) }}
+{{- else }}
+{{- printf ":%d" (int .Values.proxy.port) }}
+{{- end }}
+{{- end }}
+
+{{/* The URL containerd on the node reaches the proxy at (hosts.toml). */}}
+{{- define "k8s-image-swapper.proxyURL" -}}
+{{- if .Values.proxy.hostNetwork }}
+{{- printf "http://127.0.0.1:%d" (int .Values.proxy.port) }}
+{{- else }}
+{{- printf "http://$(NODE_IP):%d" (int .Values.proxy.port) }}
+{{- end }}
+{{- end }}
+
+{{/* containerd's folders as mounted in the node-setup containers, under /host. */}}
+{{- define "k8s-image-swapper.hostCertsParent" -}}
+{{- dir (clean .Values.proxy.containerd.certsDir) }}
+{{- end }}
+
+{{/* Environment of the containers that talk to the target. */}}
+{{- define "k8s-image-swapper.awsEnv" -}}
+{{- if .Values.awsSecretName }}
+- name: AWS_ACCESS_KEY_ID
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.awsSecretName }}
+      key: {{ .Values.awsSecretKeys.accessKeyID }}
+- name: AWS_SECRET_ACCESS_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.awsSecretName }}
+      key: {{ .Values.awsSecretKeys.secretAccessKey }}
+{{- end }}
+{{- end }}
+
+{{/* Checks that fail early with a message instead of a broken install. */}}
+{{- define "k8s-image-swapper.validate" -}}
+{{- if not (hasPrefix "/" .Values.proxy.containerd.certsDir) }}
+{{- fail "proxy.containerd.certsDir must be an absolute path on the node" }}
+{{- end }}
+{{- if and .Values.autoscaling.enabled (not .Values.autoscaling.targetCPUUtilizationPercentage) (not (index .Values.autoscaling "targetMemoryUtilizationPercentage")) }}
+{{- fail "autoscaling.enabled: set targetCPUUtilizationPercentage or targetMemoryUtilizationPercentage" }}
+{{- end }}
+{{- if and .Values.proxy.containerd.configFile (not (hasPrefix "/" .Values.proxy.containerd.configFile)) }}
+{{- fail "proxy.containerd.configFile must be an absolute path on the node, or empty" }}
+{{- end }}
+{{- end }}
+
+{{/* An int-or-string value: "50%" stays a string, "1" and 1 become the number 1. */}}
+{{- define "k8s-image-swapper.intOrString" -}}
+{{- $s := toString . }}
+{{- if regexMatch "^[0-9]+$" $s }}
+{{- $s }}
+{{- else }}
+{{- $s | quote }}
+{{- end }}
+{{- end }}
+
+{{/*
+A volume source from values: Helm merges a user's map into the default one, so setting
+`hostPath:` on top of the default `emptyDir:` would give both. When there is more than one
+source, the default emptyDir goes.
+*/}}
+{{- define "k8s-image-swapper.volumeSource" -}}
+{{- $v := deepCopy (. | default dict) }}
+{{- if gt (len (keys $v)) 1 }}
+{{- $v = omit $v "emptyDir" }}
+{{- end }}
+{{- if $v }}
+{{- toYaml $v }}
+{{- else }}
+{{- "emptyDir: {}" }}
+{{- end }}
+{{- end }}
