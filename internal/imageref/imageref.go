@@ -70,8 +70,13 @@ func MirrorPath(src reference.Named) (string, error) {
 		return "", fmt.Errorf("mirror %s: an IPv6 registry host cannot be a repository path", src.Name())
 	}
 	// DNS is case-insensitive and repository paths must be lower case.
-	host := strings.ReplaceAll(strings.ToLower(domain), ":", "_")
-	return host + "/" + reference.Path(src), nil
+	host := strings.ToLower(domain)
+	if !isHost(host) {
+		// Only an upper-case letter made the library read "A/x" as a host;
+		// lower-cased it would read as a path, so there is no way back.
+		return "", fmt.Errorf("mirror %s: registry host %q needs a dot or a port", src.Name(), domain)
+	}
+	return strings.ReplaceAll(host, ":", "_") + "/" + reference.Path(src), nil
 }
 
 // SourceName reverses MirrorPath: registry.local_5000/team/app -> registry.local:5000/team/app.
@@ -81,7 +86,7 @@ func SourceName(path string) (reference.Named, error) {
 		return nil, fmt.Errorf("%q is not a mirrored repository path: want HOST/PATH", path)
 	}
 	host := strings.Replace(first, "_", ":", 1)
-	if !strings.ContainsAny(host, ".:") && host != "localhost" {
+	if !isHost(host) {
 		return nil, fmt.Errorf("%q is not a mirrored repository path: %q is not a registry host", path, first)
 	}
 	named, err := reference.ParseNamed(host + "/" + rest)
@@ -170,4 +175,10 @@ func (m Mapper) ToSource(t reference.Named) (reference.Named, error) {
 		return nil, fmt.Errorf("map %s back to its source: %w", t, err)
 	}
 	return WithRef(named, t)
+}
+
+// isHost tells whether the first path component names a registry, as the
+// reference library decides it for lower-case names.
+func isHost(s string) bool {
+	return strings.ContainsAny(s, ".:") || s == "localhost"
 }
