@@ -19,6 +19,7 @@ func newWebhookCmd() *cobra.Command {
 	var (
 		listen, certFile, keyFile, kubeconfig string
 		dryRun, secretReader, unreachableOK   bool
+		secretNames                           []string
 	)
 	cmd := &cobra.Command{
 		Use:   "webhook",
@@ -67,7 +68,7 @@ func newWebhookCmd() *cobra.Command {
 
 			ready := &webhook.Readiness{}
 			if c.SecretReader {
-				ps, err := newPullSecrets(kubeconfig, log)
+				ps, err := newPullSecrets(kubeconfig, secretNames, log)
 				if err != nil {
 					return err
 				}
@@ -107,13 +108,14 @@ func newWebhookCmd() *cobra.Command {
 	f.StringVar(&keyFile, "tls-key-file", "", "TLS private key file")
 	f.BoolVar(&dryRun, "dry-run", false, "log and count decisions, copy and patch nothing (the config's dryRun)")
 	f.BoolVar(&secretReader, "secret-reader", false, "read pods' imagePullSecrets for copies (the config's secretReader)")
+	f.StringSliceVar(&secretNames, "secret-names", nil, "with --secret-reader, watch only secrets of these names (the chart's secretReader.secretNames)")
 	f.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig for --secret-reader (default: in-cluster)")
 	f.BoolVar(&unreachableOK, "target-unreachable-ok", false, "report ready without waiting for the target to answer")
 	return cmd
 }
 
 // newPullSecrets connects to the cluster (in-cluster unless kubeconfig).
-func newPullSecrets(kubeconfig string, log *slog.Logger) (*auth.PullSecrets, error) {
+func newPullSecrets(kubeconfig string, names []string, log *slog.Logger) (*auth.PullSecrets, error) {
 	rc, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
 	if err != nil {
 		return nil, fmt.Errorf("secret reader: kubernetes client config: %w", err)
@@ -122,5 +124,5 @@ func newPullSecrets(kubeconfig string, log *slog.Logger) (*auth.PullSecrets, err
 	if err != nil {
 		return nil, fmt.Errorf("secret reader: %w", err)
 	}
-	return auth.NewPullSecrets(client, "", 10*time.Minute, log), nil
+	return auth.NewPullSecrets(client, "", 10*time.Minute, log, names...), nil
 }

@@ -27,14 +27,24 @@ type PullSecrets struct {
 // NewPullSecrets watches the pull secrets and service accounts of namespace
 // ("" for all). Only the two docker secret types are listed and only what
 // lookups need is kept, so the cache stays small on clusters with many
-// secrets. Call Start before use.
-func NewPullSecrets(client kubernetes.Interface, namespace string, resync time.Duration, log *slog.Logger) *PullSecrets {
+// secrets. With names, only secrets of those names are watched, one watch
+// per name: RBAC's resourceNames allows list and watch only with a
+// metadata.name field selector. Call Start before use.
+func NewPullSecrets(client kubernetes.Interface, namespace string, resync time.Duration, log *slog.Logger, names ...string) *PullSecrets {
 	if log == nil {
 		log = slog.Default()
 	}
 	p := &PullSecrets{log: log}
-	for _, typ := range []corev1.SecretType{corev1.SecretTypeDockerConfigJson, corev1.SecretTypeDockercfg} {
-		sel := fields.OneTermEqualSelector("type", string(typ)).String()
+	var selectors []string
+	if len(names) == 0 {
+		for _, typ := range []corev1.SecretType{corev1.SecretTypeDockerConfigJson, corev1.SecretTypeDockercfg} {
+			selectors = append(selectors, fields.OneTermEqualSelector("type", string(typ)).String())
+		}
+	}
+	for _, n := range names {
+		selectors = append(selectors, fields.OneTermEqualSelector("metadata.name", n).String())
+	}
+	for _, sel := range selectors {
 		inf := coreinformers.NewFilteredSecretInformer(client, namespace, resync, cache.Indexers{},
 			func(o *metav1.ListOptions) { o.FieldSelector = sel })
 		_ = inf.SetTransform(trimSecret)
