@@ -86,9 +86,22 @@ func startBenchStack(b *testing.B) *benchStack {
 	must(b, os.WriteFile(filepath.Join(dir, "config.yml"), []byte(cfg), 0o600))
 	s.cmd = exec.Command(benchBinary(b), "proxy", "--config", filepath.Join(dir, "config.yml"),
 		"--listen-address", s.addr, "--spool-dir", filepath.Join(dir, "spool"))
-	s.cmd.Stderr = os.Stderr
+	// The proxy's log goes to a file, shown on failure: on the benchmark's
+	// stderr it could split a result line that hack/benchtable reads.
+	logFile, err := os.Create(filepath.Join(dir, "proxy.log"))
+	must(b, err)
+	s.cmd.Stdout, s.cmd.Stderr = logFile, logFile
 	must(b, s.cmd.Start())
-	b.Cleanup(func() { _ = s.cmd.Process.Kill(); _ = s.cmd.Wait() })
+	b.Cleanup(func() {
+		_ = s.cmd.Process.Kill()
+		_ = s.cmd.Wait()
+		logFile.Close()
+		if b.Failed() {
+			if out, err := os.ReadFile(logFile.Name()); err == nil {
+				b.Logf("proxy log:\n%s", out)
+			}
+		}
+	})
 	for i := 0; ; i++ {
 		if resp, err := http.Get("http://" + s.addr + "/healthz"); err == nil {
 			resp.Body.Close()
@@ -219,69 +232,61 @@ func BenchmarkWarmPull(b *testing.B) {
 }
 
 // BenchmarkColdPull10 pulls a new 256 MiB, 4-layer image with 10 clients
-// at once through the proxy (ns/op is that wall time), and counts the
-// source's fetches of each blob (its access log) once the copy into the
+// at once, first straight from the source (the reference), then through
+// the proxy (ns/op is that wall time), and counts the source's fetches of
+// each blob and the bytes it sent (its access log) once the copy into the
 // target is done too. peak-RSS-MiB is the proxy process's VmHWM.
 func BenchmarkColdPull10(b *testing.B) {
 	s := startBenchStack(b)
 	ctx := context.Background()
 	pid := s.cmd.Process.Pid
-	stop := make(chan struct{})
-	var peakAnon int64
-	go func() { // RssAnon's peak: the proxy's own memory, without the binary's pages
-		t := time.NewTicker(20 * time.Millisecond)
-		defer t.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-t.C:
-				peakAnon = max(peakAnon, procStatus(pid, "RssAnon"))
-			}
-		}
-	}()
-	maxFetches, blobsSeen := 0, 0
-	var wall time.Duration
+	peakAnon := samplePeak(pid, "RssAnon")
+	b.Cleanup(func() { peakAnon() })
+	maxFetches, directFetches := 0, 0
+	var wall, directWall time.Duration
+	var imgBytes, originB, directOriginB int64
 	b.ResetTimer()
 	for i := range b.N {
 		b.StopTimer()
 		repo := fmt.Sprintf("bench/cold%d", i)
 		img := blobImage(b, benchLayers, benchLayerSize)
 		want := s.push(b, repo, "v1", img)
+		imgBytes += imageBytes(b, img)
 		s.src.ResetLog()
-		b.StartTimer()
-		t0 := time.Now()
-		var wg sync.WaitGroup
-		errs := make(chan error, 10)
-		for range 10 {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				if _, err := pull(ctx, "http://"+s.addr, s.src.Addr, repo, "v1"); err != nil {
-					errs <- err
-				}
-			}()
-		}
-		wg.Wait()
-		wall += time.Since(t0)
-		b.StopTimer()
-		close(errs)
-		for err := range errs {
+		// The reference: the same 10 pulls straight from the source.
+		d, err := pullN(ctx, 10, "http://"+s.src.Addr, "", repo)
+		if err != nil {
 			b.Fatal(err)
 		}
+		directWall += d
+		directOriginB += originBytes(s.src)
+		for _, d := range blobs(b, img) {
+			directFetches = max(directFetches, s.src.Count(http.MethodGet, "/blobs/"+d.String()))
+		}
+		s.src.ResetLog()
+		b.StartTimer()
+		d, err = pullN(ctx, 10, "http://"+s.addr, s.src.Addr, repo)
+		b.StopTimer()
+		if err != nil {
+			b.Fatal(err)
+		}
+		wall += d
 		waitBenchTarget(b, s, repo, want)
 		for _, d := range blobs(b, img) {
 			maxFetches = max(maxFetches, s.src.Count(http.MethodGet, "/blobs/"+d.String()))
-			blobsSeen++
 		}
+		originB += originBytes(s.src)
 		b.StartTimer()
 	}
 	b.StopTimer()
-	close(stop)
 	b.ReportMetric(wall.Seconds()/float64(b.N), "wall-s/op")
+	b.ReportMetric(directWall.Seconds()/float64(b.N), "direct-wall-s/op")
 	b.ReportMetric(float64(maxFetches), "max-source-fetches/blob")
+	b.ReportMetric(float64(directFetches), "direct-max-source-fetches/blob")
+	b.ReportMetric(float64(originB)/float64(imgBytes), "origin-B/image-B")
+	b.ReportMetric(float64(directOriginB)/float64(imgBytes), "direct-origin-B/image-B")
 	b.ReportMetric(float64(procStatus(pid, "VmHWM"))/1024, "peak-RSS-MiB")
-	b.ReportMetric(float64(peakAnon)/1024, "peak-anon-RSS-MiB")
+	b.ReportMetric(float64(peakAnon())/1024, "peak-anon-RSS-MiB")
 }
 
 // waitBenchTarget waits until the copy of repo:v1 is in the target.
@@ -302,6 +307,29 @@ func waitBenchTarget(b *testing.B, s *benchStack, repo string, want v1.Hash) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// samplePeak samples a kB field of /proc/PID/status every 20ms (RssAnon's
+// peak is the proxy's own memory, without the binary's pages) until the
+// returned func is first called; it returns the peak.
+func samplePeak(pid int, field string) (stop func() int64) {
+	done := make(chan struct{})
+	peak := make(chan int64, 1)
+	go func() {
+		t := time.NewTicker(20 * time.Millisecond)
+		defer t.Stop()
+		var p int64
+		for {
+			select {
+			case <-done:
+				peak <- max(p, procStatus(pid, field))
+				return
+			case <-t.C:
+				p = max(p, procStatus(pid, field))
+			}
+		}
+	}()
+	return sync.OnceValue(func() int64 { close(done); return <-peak })
 }
 
 // procStatus reads a kB field of /proc/PID/status.

@@ -23,12 +23,14 @@ func OptionsFromConfig(c *config.Config) (Options, error) {
 		}
 	}
 	return Options{
-		Registries:      regs,
-		OnMiss:          c.Proxy.OnMiss,
-		WaitTimeout:     c.Proxy.WaitTimeout.D(),
-		TagTTL:          c.Proxy.TagTTL.D(),
-		UpstreamTimeout: c.Proxy.UpstreamTimeout.D(),
-		Sources:         sources,
+		Registries:         regs,
+		OnMiss:             c.Proxy.OnMiss,
+		WaitTimeout:        c.Proxy.WaitTimeout.D(),
+		TagTTL:             c.Proxy.TagTTL.D(),
+		UpstreamTimeout:    c.Proxy.UpstreamTimeout.D(),
+		Sources:            sources,
+		Private:            c.Proxy.Private,
+		SharedRepositories: c.Proxy.SharedRepositories,
 	}, nil
 }
 

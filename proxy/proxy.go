@@ -73,7 +73,12 @@ type Options struct {
 	SpoolRetain time.Duration
 	// SpoolMaxBytes bounds the finished blobs kept (default 2 GiB).
 	SpoolMaxBytes int64
-	Logger        *slog.Logger
+	// Private is PrivateDeny (default) or PrivateAllow; see private.go.
+	Private string
+	// SharedRepositories are source repositories (globs on host/repo)
+	// served to every pull even when private.
+	SharedRepositories []string
+	Logger             *slog.Logger
 }
 
 // Proxy serves the OCI distribution read API; see the package comment.
@@ -95,6 +100,7 @@ type Proxy struct {
 	flight    singleflight.Group
 	spool     *spool
 	copies    *copies
+	privacy   *privacy
 
 	tempSpool string // spool folder to remove on Close
 	stop      chan struct{}
@@ -112,6 +118,13 @@ func New(o Options) (*Proxy, error) {
 	case OnMissPassthrough, OnMissWait:
 	default:
 		return nil, fmt.Errorf("proxy: unknown onMiss %q, want %s or %s", o.OnMiss, OnMissPassthrough, OnMissWait)
+	}
+	switch o.Private {
+	case "":
+		o.Private = PrivateDeny
+	case PrivateDeny, PrivateAllow:
+	default:
+		return nil, fmt.Errorf("proxy: unknown private policy %q, want %s or %s", o.Private, PrivateDeny, PrivateAllow)
 	}
 	o.WaitTimeout = orDefault(o.WaitTimeout, 30*time.Second)
 	o.TagTTL = orDefault(o.TagTTL, 5*time.Minute)
@@ -158,6 +171,7 @@ func New(o Options) (*Proxy, error) {
 		p.allowed[canonicalHost(r)] = true
 	}
 	p.keychain = authn.NewMultiKeychain(keychains(o.Keychain, o.Sources)...)
+	p.privacy = newPrivacy(p, o.Private, o.SharedRepositories)
 	dir := o.SpoolDir
 	if dir == "" {
 		if dir, err = os.MkdirTemp("", "k8s-image-swapper-spool-"); err != nil {
@@ -255,6 +269,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	pl := plans[len(plans)-1]
+	if !p.mayServe(ex, pl) {
+		return
+	}
 	ex.registry = pl.registry
 	if c.kind == kindManifests {
 		p.serveManifest(ex, pl)

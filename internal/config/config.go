@@ -151,6 +151,13 @@ type Proxy struct {
 	WaitTimeout     Duration `yaml:"waitTimeout"`
 	TagTTL          Duration `yaml:"tagTTL"`
 	UpstreamTimeout Duration `yaml:"upstreamTimeout"`
+	// Private decides who may pull, from the target, an image the source
+	// does not serve anonymously: deny (default) serves it only to a pull
+	// whose credentials the source accepts; allow serves it to every pull.
+	Private string `yaml:"private"`
+	// SharedRepositories are source repositories (path.Match globs on
+	// host/repo, e.g. "ghcr.io/acme/*") served to every pull however private.
+	SharedRepositories []string `yaml:"sharedRepositories"`
 }
 
 // Duration reads "8s" or "1m30s" (and a bare integer as seconds).

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -233,5 +234,30 @@ func TestFind(t *testing.T) {
 	}
 	if _, err := Find("missing.yml"); err == nil {
 		t.Errorf("explicit missing file: want error")
+	}
+}
+
+func TestProxyPrivate(t *testing.T) {
+	if c := mustParse(t, ""); c.Proxy.Private != "deny" || len(c.Proxy.SharedRepositories) != 0 {
+		t.Errorf("default: private=%q shared=%v, want deny and none", c.Proxy.Private, c.Proxy.SharedRepositories)
+	}
+	c := mustParse(t, "proxy:\n  private: allow\n  sharedRepositories: [\"ghcr.io/acme/*\", docker.io/library/nginx]\n")
+	if c.Proxy.Private != "allow" || len(c.Proxy.SharedRepositories) != 2 || c.Proxy.SharedRepositories[0] != "ghcr.io/acme/*" {
+		t.Errorf("got private=%q shared=%v", c.Proxy.Private, c.Proxy.SharedRepositories)
+	}
+	got := problems(t, "proxy:\n  private: open\n  sharedRepositories: [\"ghcr.io/[acme\"]\n  privat: deny\n")
+	for _, w := range []struct {
+		line     int
+		key, msg string
+	}{
+		{2, "proxy.private", `invalid value "open", must be one of: deny, allow`},
+		{3, "proxy.sharedRepositories[0]", "invalid pattern"},
+		{4, "proxy.privat", `did you mean "private"`},
+	} {
+		if !slices.ContainsFunc(got, func(p Problem) bool {
+			return p.Key == w.key && p.Line == w.line && strings.Contains(p.Msg, w.msg)
+		}) {
+			t.Errorf("missing problem line %d %s: %s\n got: %v", w.line, w.key, w.msg, got)
+		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path"
 	"regexp"
 	"slices"
 	"strings"
@@ -30,6 +31,7 @@ var (
 	mutabilities  = []string{"MUTABLE", "IMMUTABLE", "MUTABLE_WITH_EXCLUSION", "IMMUTABLE_WITH_EXCLUSION"}
 	encryptions   = []string{"AES256", "KMS", "KMS_DSSE"}
 	onMissModes   = []string{"passthrough", "wait"}
+	privateModes  = []string{"deny", "allow"}
 	accountIDExpr = regexp.MustCompile(`^[0-9]{1,12}$`)
 	envRefExpr    = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
 )
@@ -83,6 +85,7 @@ func (c *Config) applyDefaults() {
 	defD(&c.Proxy.WaitTimeout, 30*time.Second)
 	defD(&c.Proxy.TagTTL, 5*time.Minute)
 	defD(&c.Proxy.UpstreamTimeout, 30*time.Second)
+	def(&c.Proxy.Private, "deny")
 
 	if c.Mirror.Workers == 0 {
 		c.Mirror.Workers = 4
@@ -231,6 +234,12 @@ func (c *Config) validate(lines map[string]int) []Problem {
 	ch.oneOf("proxy.onMiss", c.Proxy.OnMiss, onMissModes)
 	for i, r := range c.Proxy.Registries {
 		ch.host(fmt.Sprintf("proxy.registries[%d]", i), r)
+	}
+	ch.oneOf("proxy.private", c.Proxy.Private, privateModes)
+	for i, g := range c.Proxy.SharedRepositories {
+		if _, err := path.Match(g, ""); err != nil || strings.TrimSpace(g) == "" {
+			ch.add(fmt.Sprintf("proxy.sharedRepositories[%d]", i), "invalid pattern %q, want a glob like ghcr.io/acme/*", g)
+		}
 	}
 	if c.Mirror.Workers < 1 {
 		ch.add("mirror.workers", "must be at least 1")

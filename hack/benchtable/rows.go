@@ -1,0 +1,74 @@
+package main
+
+// row is one figure of the table: a metric of one benchmark, with the
+// reference metric the same run measured, if any.
+type row struct {
+	label  string
+	bench  string
+	unit   string
+	ref    string // the reference's unit on the same result line; "" for none
+	refIs  string // what the reference is
+	higher bool   // a higher value is better (throughput)
+	aim    *aim
+}
+
+// aim is the issue's target for a figure: on the value, or on the ratio.
+type aim struct {
+	onRatio bool
+	op      string // "<=", ">=" or "="
+	v       float64
+}
+
+// Size names used in the labels.
+const (
+	pullImage = "256 MiB image (4 x 64 MiB layers)"
+	copyImage = "2-platform image (6 x 16 MiB layers)"
+	review    = "3-container pod over HTTPS, 200/s for 10 s, warm cache"
+)
+
+// rows are the figures named in the proxy and webhook issues and in the
+// benchmark item, in the order the table shows them.
+var rows = []row{
+	{label: "Cold pull, 1 client, " + pullImage + ": wall s", bench: "BenchmarkPull",
+		unit: "cold-wall-s", ref: "cold-direct-wall-s", refIs: "pull from the source"},
+	{label: "Cold pull, 1 client: origin bytes per image byte (pull + copy into the target)", bench: "BenchmarkPull",
+		unit: "cold-origin-B/image-B", ref: "cold-direct-origin-B/image-B", refIs: "pull from the source"},
+	{label: "Warm pull, 1 client, " + pullImage + ": MiB/s over 3 pulls", bench: "BenchmarkPull",
+		unit: "warm-MiB/s", ref: "warm-direct-MiB/s", refIs: "pull from the target", higher: true,
+		aim: &aim{onRatio: true, op: ">=", v: 0.95}},
+	{label: "Cold pulls, 10 clients at once, " + pullImage + ": wall s", bench: "BenchmarkColdPull10",
+		unit: "wall-s/op", ref: "direct-wall-s/op", refIs: "10 pulls from the source"},
+	{label: "Cold pulls, 10 clients: origin GETs per blob (max)", bench: "BenchmarkColdPull10",
+		unit: "max-source-fetches/blob", ref: "direct-max-source-fetches/blob", refIs: "10 pulls from the source",
+		aim: &aim{op: "=", v: 1}},
+	{label: "Cold pulls, 10 clients: origin bytes per image byte (pulls + copy)", bench: "BenchmarkColdPull10",
+		unit: "origin-B/image-B", ref: "direct-origin-B/image-B", refIs: "10 pulls from the source"},
+	{label: "Cold pulls, 10 clients: proxy peak RSS MiB (VmHWM)", bench: "BenchmarkColdPull10",
+		unit: "peak-RSS-MiB", aim: &aim{op: "<=", v: 64}},
+	{label: "Cold pulls, 10 clients: proxy peak anonymous RSS MiB (heap, stacks)", bench: "BenchmarkColdPull10",
+		unit: "peak-anon-RSS-MiB"},
+	{label: "Warm pulls, 10 clients at once, " + pullImage + ": wall s", bench: "BenchmarkPull",
+		unit: "warm10-wall-s", ref: "warm10-direct-wall-s", refIs: "10 pulls from the target"},
+	{label: "Warm pulls, 10 clients: proxy peak RSS MiB (VmHWM)", bench: "BenchmarkPull",
+		unit: "warm10-peak-RSS-MiB", aim: &aim{op: "<=", v: 64}},
+	{label: "Warm pulls, 10 clients: proxy peak anonymous RSS MiB (heap, stacks)", bench: "BenchmarkPull",
+		unit: "warm10-peak-anon-RSS-MiB"},
+	{label: "Copy of a " + copyImage + ": s", bench: "BenchmarkCopyVsRead",
+		unit: "copy-s", ref: "read-s", refIs: "read of all blobs from the source"},
+	{label: "Copy of a " + copyImage + ": MiB/s", bench: "BenchmarkCopyVsRead",
+		unit: "copy-MiB/s", ref: "read-MiB/s", refIs: "read of all blobs from the source", higher: true},
+	{label: "Re-copy of the same image (already in the target): s", bench: "BenchmarkCopyVsRead",
+		unit: "recopy-s", ref: "read-s", refIs: "read of all blobs from the source"},
+	{label: "Admission p50 ms, " + review, bench: "BenchmarkAdmission",
+		unit: "p50_ms", ref: "ref-p50_ms", refIs: "same server echoing a fixed answer"},
+	{label: "Admission p99 ms, " + review, bench: "BenchmarkAdmission",
+		unit: "p99_ms", ref: "ref-p99_ms", refIs: "same server echoing a fixed answer",
+		aim: &aim{op: "<=", v: 5}},
+	{label: "Admission max ms", bench: "BenchmarkAdmission",
+		unit: "max_ms", ref: "ref-max_ms", refIs: "same server echoing a fixed answer"},
+	{label: "Admission reviews/s sent", bench: "BenchmarkAdmission", unit: "reviews/s"},
+}
+
+// skipped units are the testing package's own, which these benchmarks
+// do not use as figures (each reports its own times).
+var skipped = map[string]bool{"ns/op": true, "B/op": true, "allocs/op": true, "MB/s": true}

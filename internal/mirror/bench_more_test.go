@@ -1,0 +1,146 @@
+package mirror
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+)
+
+// BenchmarkCopyVsRead: a 2-platform image of 6 x 16 MiB layers between two
+// local registries. Each run reads all its blobs straight from the source
+// (the reference: what any copy must at least do), copies it into a fresh
+// target repository, then copies it again (already there).
+//
+//	go test -run '^$' -bench CopyVsRead -benchtime 1x -count 5 ./internal/mirror/
+func BenchmarkCopyVsRead(b *testing.B) {
+	src, dst, image := benchSetup(b)
+	ctx := context.Background()
+	var read, cp, recopy time.Duration
+	var bytes int64
+	b.ResetTimer()
+	for i := range b.N {
+		b.StopTimer()
+		t0 := time.Now()
+		n, err := readAll(ctx, "http://"+src.Addr, "bench/app", "1", 4)
+		if err != nil {
+			b.Fatal(err)
+		}
+		read += time.Since(t0)
+		bytes += n
+		eng := benchEngine(b, src.Addr, dst.Addr, fmt.Sprintf("run%d", i))
+		b.StartTimer()
+		t0 = time.Now()
+		res, err := eng.Copy(ctx, Request{Source: ref(b, image)})
+		cp += time.Since(t0)
+		if err != nil || res.Present {
+			b.Fatalf("copy: %+v %v", res, err)
+		}
+		t0 = time.Now()
+		res, err = eng.Copy(ctx, Request{Source: ref(b, image)})
+		recopy += time.Since(t0)
+		if err != nil || !res.Present {
+			b.Fatalf("re-copy: %+v %v", res, err)
+		}
+	}
+	b.StopTimer()
+	n := float64(b.N)
+	b.ReportMetric(cp.Seconds()/n, "copy-s")
+	b.ReportMetric(recopy.Seconds()/n, "recopy-s")
+	b.ReportMetric(read.Seconds()/n, "read-s")
+	b.ReportMetric(float64(bytes)/(1<<20)/read.Seconds(), "read-MiB/s")
+	b.ReportMetric(float64(bytes)/(1<<20)/cp.Seconds(), "copy-MiB/s")
+}
+
+// readAll reads every manifest and blob of repo:tag (an index) from the
+// registry at base, jobs blobs at a time, checking each digest, and
+// returns the bytes read.
+func readAll(ctx context.Context, base, repo, tag string, jobs int) (int64, error) {
+	get := func(kind, ref string) (*http.Response, error) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/v2/"+repo+"/"+kind+"/"+ref, nil)
+		if err != nil {
+			return nil, err
+		}
+		req.Header.Set("Accept", "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, "+
+			"application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json")
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil && resp.StatusCode != http.StatusOK {
+			resp.Body.Close()
+			return nil, fmt.Errorf("GET %s/%s: %s", kind, ref, resp.Status)
+		}
+		return resp, err
+	}
+	// read fetches one object, checks its digest (when known) and decodes
+	// it into v (when given).
+	read := func(kind, ref string, want *v1.Hash, v any) (int64, error) {
+		resp, err := get(kind, ref)
+		if err != nil {
+			return 0, err
+		}
+		defer resp.Body.Close()
+		h := sha256.New()
+		var body io.Reader = io.TeeReader(resp.Body, h)
+		var n int64
+		if v != nil {
+			raw, err := io.ReadAll(body)
+			if err != nil {
+				return 0, err
+			}
+			n = int64(len(raw))
+			if err := json.Unmarshal(raw, v); err != nil {
+				return n, fmt.Errorf("%s %s: %w", kind, ref, err)
+			}
+		} else if n, err = io.Copy(io.Discard, body); err != nil {
+			return n, err
+		}
+		if want != nil && hex.EncodeToString(h.Sum(nil)) != want.Hex {
+			return n, fmt.Errorf("%s %s: digest mismatch", kind, ref)
+		}
+		return n, nil
+	}
+	var idx v1.IndexManifest
+	total, err := read("manifests", tag, nil, &idx)
+	if err != nil {
+		return 0, err
+	}
+	var blobs []v1.Hash
+	for _, d := range idx.Manifests {
+		var m v1.Manifest
+		n, err := read("manifests", d.Digest.String(), &d.Digest, &m)
+		if err != nil {
+			return 0, err
+		}
+		total += n
+		blobs = append(blobs, m.Config.Digest)
+		for _, l := range m.Layers {
+			blobs = append(blobs, l.Digest)
+		}
+	}
+	var mu sync.Mutex
+	var firstErr error
+	sem := make(chan struct{}, jobs)
+	var wg sync.WaitGroup
+	for _, d := range blobs {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			n, err := read("blobs", d.String(), &d, nil)
+			mu.Lock()
+			defer mu.Unlock()
+			total += n
+			if err != nil && firstErr == nil {
+				firstErr = err
+			}
+		})
+	}
+	wg.Wait()
+	return total, firstErr
+}
