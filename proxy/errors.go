@@ -70,6 +70,9 @@ func asHTTPError(err error, notFoundCode string) *httpError {
 	if errors.Is(err, errTimeout) {
 		return newError(http.StatusGatewayTimeout, codeUnknown, "%v", err)
 	}
+	if errors.Is(err, errUnavailable) {
+		return newError(http.StatusServiceUnavailable, codeUnknown, "%v", err)
+	}
 	return newError(http.StatusBadGateway, codeUnknown, "%v", err)
 }
 

@@ -55,6 +55,7 @@ type upstream struct {
 	mu    sync.Mutex
 	repos map[string]repoTransport
 	group singleflight.Group
+	brk   breaker
 }
 
 type repoTransport struct {
@@ -64,8 +65,21 @@ type repoTransport struct {
 
 // do sends one request for repo's kind/ref. A response with a status other
 // than 2xx, 3xx or 416 is returned as an *upstreamError. The caller closes the
-// body, which frees the request's slot.
+// body, which frees the request's slot. While the upstream's breaker is open
+// (it just hung or refused) the request fails at once with errUnavailable.
 func (u *upstream) do(ctx context.Context, method, repo, kind, ref string, h http.Header) (*http.Response, error) {
+	if !u.brk.allow() {
+		return nil, fmt.Errorf("%s %s: %w", u.role, u.label, errUnavailable)
+	}
+	resp, err := u.send(ctx, method, repo, kind, ref, h)
+	var ue *upstreamError
+	// An HTTP answer, even an error, shows the upstream is there; a caller
+	// that went away says nothing about it.
+	u.brk.result(err != nil && ctx.Err() == nil && !errors.As(err, &ue))
+	return resp, err
+}
+
+func (u *upstream) send(ctx context.Context, method, repo, kind, ref string, h http.Header) (*http.Response, error) {
 	select {
 	case u.sem <- struct{}{}:
 	case <-ctx.Done():
