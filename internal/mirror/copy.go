@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/distribution/reference"
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -18,8 +19,14 @@ import (
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/target"
 )
 
+// existsTimeout bounds one existence check: a HEAD answers fast or the
+// target is in trouble, and admissions wait on this.
+const existsTimeout = 3 * time.Second
+
 // Exists tells whether the target holds src's image, from the cache when it
-// can. For a tag it checks the tag, for a digest the digest.
+// can. For a tag it checks the tag, for a digest the digest. A target that
+// does not answer counts as "missing" for the short missing TTL, so a hung
+// target delays one check, not every admission.
 func (e *Engine) Exists(ctx context.Context, src reference.Named) (bool, error) {
 	tgt, err := e.target.Mapper().ToTarget(src)
 	if err != nil {
@@ -35,7 +42,9 @@ func (e *Engine) Exists(ctx context.Context, src reference.Named) (bool, error) 
 	if err != nil {
 		return false, err
 	}
-	_, err = e.headTarget(ctx, ref)
+	hctx, cancel := context.WithTimeout(ctx, existsTimeout)
+	defer cancel()
+	_, err = e.headTarget(hctx, ref)
 	switch {
 	case err == nil:
 		e.cache.set(key, true)
@@ -44,7 +53,10 @@ func (e *Engine) Exists(ctx context.Context, src reference.Named) (bool, error) 
 		e.cache.set(key, false)
 		return false, nil
 	default:
-		return false, err
+		if ctx.Err() == nil { // the target failed, not our caller
+			e.cache.set(key, false)
+		}
+		return false, fmt.Errorf("check %s in target: %w", tgt, err)
 	}
 }
 

@@ -585,3 +585,25 @@ func TestSharedLayersAreMounted(t *testing.T) {
 		rc.Close()
 	}
 }
+
+// A target that does not answer costs one bounded check; the next checks
+// come from the cache as "missing" until the missing TTL ends.
+func TestExistsHungTarget(t *testing.T) {
+	hang := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-hang }))
+	t.Cleanup(func() { close(hang); srv.Close() })
+	tgt, err := target.NewGeneric(config.Generic{Registry: strings.TrimPrefix(srv.URL, "http://"), Insecure: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng := New(tgt, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	src := ref(t, "docker.io/library/nginx:1")
+	ok, err := eng.Exists(context.Background(), src)
+	if ok || err == nil {
+		t.Fatalf("hung target: %v %v, want missing with an error", ok, err)
+	}
+	ok, err = eng.Exists(context.Background(), src)
+	if ok || err != nil {
+		t.Fatalf("second check: %v %v, want a cached miss", ok, err)
+	}
+}
