@@ -45,7 +45,7 @@ func (o Options) checkContainerd() error {
 	if o.ContainerdConfig == "" {
 		return nil
 	}
-	rep, err := CheckContainerdConfig(o.ContainerdConfig)
+	rep, err := CheckContainerd(o.ContainerdConfig, o.ContainerdMajor)
 	if err != nil {
 		return err
 	}

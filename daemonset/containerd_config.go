@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/pelletier/go-toml/v2"
@@ -18,6 +19,8 @@ const defaultConfigPath2x = "/etc/containerd/certs.d:/etc/docker/certs.d"
 type Report struct {
 	Path    string // the config checked
 	Version int    // its `version`: 1 (old 1.x), 2 (1.x; 2.x migrates it), 3 or 4 (2.x)
+	// Major is containerd's major version as given to the check; 0 when unknown.
+	Major int
 	// Section is the table containerd reads config_path from for this version, e.g.
 	// plugins."io.containerd.cri.v1.images".registry (2.x) or
 	// plugins."io.containerd.grpc.v1.cri".registry (1.x).
@@ -28,8 +31,11 @@ type Report struct {
 	// TransferService: containerd 2.x pulls through its transfer service, which takes
 	// config_path as a single folder, not a list (containerd/containerd#12415).
 	TransferService bool
-	Dirs            []string // folders containerd searches for <host>/hosts.toml, in order
-	Warnings        []string
+	// LocalPullBy names the setting that makes containerd 2.x pull without the transfer
+	// service (use_local_image_pull, or one the transfer service lacks); "" otherwise.
+	LocalPullBy string
+	Dirs        []string // folders containerd searches for <host>/hosts.toml, in order
+	Warnings    []string
 }
 
 // Covers reports whether containerd reads hosts.toml files from certsDir, a path as
@@ -38,18 +44,81 @@ func (r Report) Covers(certsDir string) bool {
 	return slices.Contains(r.Dirs, filepath.Clean(certsDir))
 }
 
-// CheckContainerdConfig reads a containerd config.toml and its imports and reports where
-// the CRI plugin looks for hosts.toml files. The error names what to fix when containerd
-// would not read them at all: config_path unset, set in the wrong table, combined with
-// mirrors, or a list the transfer service cannot read.
+// Pulls says in words how CRI pulls on this node read hosts.toml.
+func (r Report) Pulls() string {
+	switch {
+	case r.TransferService:
+		return "containerd 2.x transfer service: config_path is one folder"
+	case r.LocalPullBy != "":
+		return "containerd 2.x local pull (" + r.LocalPullBy + "): config_path may be a list"
+	case r.Major == 1:
+		return "containerd 1.x: config_path may be a list"
+	case r.Version >= 3:
+		return "containerd 2.x"
+	default:
+		return "containerd 1.x, or 2.x migrating this file"
+	}
+}
+
+// Fix is the TOML a node needs so that containerd reads hosts.toml from certsDir: the
+// table to put in the config (or the import that set config_path), then restart containerd.
+func (r Report) Fix(certsDir string) string {
+	file := r.Path
+	if r.SetIn != "" && !r.Default {
+		file = r.SetIn
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "# in %s, then restart containerd:\n[%s]\n  config_path = %q\n", file, r.Section, filepath.Clean(certsDir))
+	if r.Version >= 3 || r.Major == 2 {
+		fmt.Fprintf(&b, "# or, to keep a config_path list on containerd 2.x, pull without the transfer service:\n"+
+			"[%s]\n  use_local_image_pull = true\n", imagesTable2x)
+	}
+	return b.String()
+}
+
+// The CRI image plugin's table in containerd 2.x.
+const imagesTable2x = `plugins."io.containerd.cri.v1.images"`
+
+// CheckContainerdConfig is CheckContainerd with containerd's version unknown.
 func CheckContainerdConfig(path string) (Report, error) {
-	rep := Report{Path: path}
+	return CheckContainerd(path, 0)
+}
+
+// ParseContainerdMajor reads containerd's major version from what a node reports:
+// "containerd://2.1.4" (a Node's containerRuntimeVersion), "v2.4.2", "1.6.20~ds1", "2".
+// "" is 0, unknown.
+func ParseContainerdMajor(v string) (int, error) {
+	s := strings.TrimPrefix(strings.TrimSpace(v), "containerd://")
+	s = strings.TrimPrefix(s, "v")
+	if s == "" {
+		return 0, nil
+	}
+	major, _, _ := strings.Cut(s, ".")
+	n, err := strconv.Atoi(major)
+	if err != nil || n < 1 {
+		return 0, fmt.Errorf("containerd version %q: want e.g. 2.1.4, v1.7.27 or containerd://2.1.4", v)
+	}
+	return n, nil
+}
+
+// CheckContainerd reads a containerd config.toml and its imports and reports where the
+// CRI plugin of a containerd with major version major (0: unknown) looks for hosts.toml
+// files. The error names what to fix when containerd would not read them at all:
+// config_path unset, set in the wrong table, combined with mirrors, or a list the
+// transfer service cannot read. containerd 2.x reads a version 2 file after migrating
+// it, so the same file can be right for 1.x and wrong for 2.x: give major to know.
+func CheckContainerd(path string, major int) (Report, error) {
+	rep := Report{Path: path, Major: major}
 	files, err := loadConfigs(path)
 	if err != nil {
 		return rep, err
 	}
 	rep.Version = files[0].version
 	rep.Section = sectionName(rep.Version)
+	if major == 1 && rep.Version >= 3 {
+		return rep, fmt.Errorf("%s: version %d is a containerd 2.x config, which containerd 1.x cannot read", path, rep.Version)
+	}
+	is2x := rep.Version >= 3 || major >= 2
 
 	var misplaced string
 	local := localPull{}
@@ -64,8 +133,20 @@ func CheckContainerdConfig(path string) (Report, error) {
 			}
 		}
 		local.fold(images, reg)
+		if f.version <= 2 && major >= 2 {
+			// containerd 2.x moves these from the 1.x CRI table into its image table, the
+			// settings of its containerd table only when that table has runtimes (its
+			// migration stops early otherwise).
+			if old, ok := subtable(images, "containerd"); ok && old["runtimes"] != nil {
+				local.fold(old, nil)
+			}
+			if t, ok := subtable(f.doc, "plugins", "io.containerd.cri.v1.images"); ok {
+				local.fold(t, nil)
+			}
+		}
 	}
-	rep.TransferService = rep.Version >= 3 && !local.any()
+	rep.LocalPullBy = local.by()
+	rep.TransferService = is2x && rep.LocalPullBy == ""
 
 	if rep.ConfigPath != "" && local.mirrors {
 		return rep, fmt.Errorf("%s: [%s] sets both config_path and mirrors, which containerd refuses: move the mirrors into hosts.toml files and drop them", path, rep.Section)
@@ -74,7 +155,7 @@ func CheckContainerdConfig(path string) (Report, error) {
 		if misplaced != "" {
 			return rep, fmt.Errorf("%s: config_path is not set in [%s]: %s sets it under [plugins.\"io.containerd.grpc.v1.cri\".registry], which a version %d config does not use for pulls; move it", path, rep.Section, misplaced, rep.Version)
 		}
-		if rep.Version < 3 || local.mirrors {
+		if !is2x || local.mirrors {
 			return rep, fmt.Errorf("%s: config_path is not set: add config_path = \"/etc/containerd/certs.d\" under [%s] and restart containerd", path, rep.Section)
 		}
 		rep.ConfigPath, rep.Default, rep.SetIn = defaultConfigPath2x, true, "containerd's defaults"
@@ -87,9 +168,9 @@ func CheckContainerdConfig(path string) (Report, error) {
 		if rep.Default {
 			what = fmt.Sprintf("config_path is not set, so containerd 2.x uses %q", rep.ConfigPath)
 		}
-		return rep, fmt.Errorf("%s: %s, a list that containerd's transfer service (its default way to pull) reads as one folder, so it ignores every hosts.toml (containerd/containerd#12415): set config_path = \"/etc/containerd/certs.d\" under [%s]", path, what, rep.Section)
-	case multi && rep.Version < 3:
-		rep.Warnings = append(rep.Warnings, fmt.Sprintf("config_path %q is a list: containerd 2.x pulling through its transfer service reads it as one folder and ignores hosts.toml (containerd/containerd#12415)", rep.ConfigPath))
+		return rep, fmt.Errorf("%s: %s, a list that containerd's transfer service (its default way to pull) reads as one folder, so it ignores every hosts.toml (containerd/containerd#12415): set config_path = \"/etc/containerd/certs.d\" under [%s], or use_local_image_pull = true under [%s]", path, what, rep.Section, imagesTable2x)
+	case multi && major == 0 && rep.Version < 3:
+		rep.Warnings = append(rep.Warnings, fmt.Sprintf("config_path %q is a list: fine for containerd 1.x, but containerd 2.x (which migrates this file) pulls through its transfer service, reads it as one folder and ignores hosts.toml (containerd/containerd#12415); give the containerd version to know", rep.ConfigPath))
 	}
 	if rep.Version > 4 {
 		rep.Warnings = append(rep.Warnings, fmt.Sprintf("config version %d is newer than this check knows", rep.Version))
@@ -126,36 +207,49 @@ func sectionName(version int) string {
 // localPull collects the CRI image settings that make containerd 2.x pull without the
 // transfer service (CheckLocalImagePullConfigs in containerd's internal/cri/config).
 type localPull struct {
-	explicit, mirrors, other bool
+	explicit bool   // use_local_image_pull, the last file's value
+	other    string // the first other setting found that turns local pull on
+	mirrors  bool
+}
+
+// by names what turns local pull on, "" when nothing does.
+func (l localPull) by() string {
+	if l.explicit {
+		return "use_local_image_pull = true"
+	}
+	return l.other
 }
 
 func (l *localPull) fold(images, reg map[string]any) {
+	set := func(name string, on bool) {
+		if on && l.other == "" {
+			l.other = name
+		}
+	}
 	if v, ok := images["use_local_image_pull"].(bool); ok {
 		l.explicit = v
 	}
-	if v, ok := images["disable_snapshot_annotations"].(bool); ok && !v {
-		l.other = true
+	if v, ok := images["disable_snapshot_annotations"].(bool); ok {
+		set("disable_snapshot_annotations = false", !v)
 	}
-	if v, ok := images["discard_unpacked_layers"].(bool); ok && v {
-		l.other = true
+	if v, ok := images["discard_unpacked_layers"].(bool); ok {
+		set("discard_unpacked_layers = true", v)
 	}
-	if v, ok := images["image_pull_with_sync_fs"].(bool); ok && v {
-		l.other = true
+	if v, ok := images["image_pull_with_sync_fs"].(bool); ok {
+		set("image_pull_with_sync_fs = true", v)
 	}
-	if v, ok := images["max_concurrent_downloads"].(int64); ok && v != 3 {
-		l.other = true
+	if v, ok := images["max_concurrent_downloads"].(int64); ok {
+		set(fmt.Sprintf("max_concurrent_downloads = %d", v), v != 3)
 	}
 	for _, k := range []string{"mirrors", "configs", "auths"} {
 		if m, ok := reg[k].(map[string]any); ok && len(m) > 0 {
-			l.other = true
+			set("registry."+k, true)
 			if k == "mirrors" {
 				l.mirrors = true
 			}
 		}
 	}
 }
-
-func (l localPull) any() bool { return l.explicit || l.other }
 
 // configFile is one parsed file: the main config or an import.
 type configFile struct {

@@ -43,6 +43,9 @@ type Options struct {
 	// ContainerdConfig, when set, is the containerd config.toml to check before any write:
 	// Apply refuses unless its registry config_path covers CertsDir.
 	ContainerdConfig string
+	// ContainerdMajor is containerd's major version on the node (1 or 2), for the check;
+	// 0 when unknown. See CheckContainerd.
+	ContainerdMajor int
 	// ContainerdCertsDir is CertsDir as containerd on the node names it, for when this
 	// process sees the node's filesystem under another path; empty means CertsDir.
 	ContainerdCertsDir string

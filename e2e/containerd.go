@@ -80,16 +80,64 @@ func repoRoot() string {
 	return filepath.Dir(wd)
 }
 
-// startContainerd runs containerd until the test ends.
+// startContainerd runs containerd 1.6 (Debian's) until the test ends, with
+// config_path set to HostsDir.
 func startContainerd(t *testing.T) *containerdNode {
+	t.Helper()
+	return startContainerdWith(t, containerdOptions{})
+}
+
+// noConfigPath, as containerdOptions.ConfigPath, leaves config_path unset so
+// containerd's own default applies (2.x: "/etc/containerd/certs.d:/etc/docker/certs.d").
+const noConfigPath = "-"
+
+// containerdOptions chooses the containerd and its config. The zero value is
+// startContainerd's node: containerd 1.6 with config_path = HostsDir.
+type containerdOptions struct {
+	// V2 runs containerd 2.x (built by `bash hack/tools.sh containerd`), with
+	// its ctr, and a version 3 config.
+	V2 bool
+	// LegacyConfig (with V2) writes a version 2 config, as a node upgraded from
+	// 1.x has; containerd 2.x migrates it when it starts.
+	LegacyConfig bool
+	// ConfigPath is the CRI registry config_path: "" means HostsDir, noConfigPath
+	// leaves it unset, anything else is written as is (a ':' list, a folder),
+	// with {hosts} standing for HostsDir and {dir} for the node's folder.
+	ConfigPath string
+	// CRIImages is TOML added to the CRI image table: [plugins."io.containerd.cri.v1.images"]
+	// (version 3) or [plugins."io.containerd.grpc.v1.cri"] (version 2),
+	// e.g. "use_local_image_pull = true".
+	CRIImages string
+}
+
+// containerd2Dir is where hack/tools.sh builds containerd 2.x.
+func containerd2Dir() string {
+	out, err := exec.Command("bash", filepath.Join(repoRoot(), "hack", "tools.sh"), "path", "containerd").Output()
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// startContainerdWith runs a containerd chosen by o until the test ends.
+func startContainerdWith(t *testing.T, o containerdOptions) *containerdNode {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		containerdSkip(t, "containerd needs root")
 	}
-	bin := containerdTool("CONTAINERD_BIN", "containerd")
-	ctr := containerdTool("CTR_BIN", "ctr")
-	if bin == "" || ctr == "" {
-		containerdSkip(t, "containerd or ctr not found (apt-get install containerd)")
+	var bin, ctr, binDir string
+	if o.V2 {
+		binDir = containerd2Dir()
+		bin, ctr = filepath.Join(binDir, "containerd"), filepath.Join(binDir, "ctr")
+		if binDir == "" || !isExecutable(bin) || !isExecutable(ctr) {
+			containerdSkip(t, "containerd 2.x not built (bash hack/tools.sh containerd)")
+		}
+	} else {
+		bin = containerdTool("CONTAINERD_BIN", "containerd")
+		ctr = containerdTool("CTR_BIN", "ctr")
+		if bin == "" || ctr == "" {
+			containerdSkip(t, "containerd or ctr not found (apt-get install containerd)")
+		}
 	}
 	// Unix socket paths are short: keep the folder near /tmp.
 	dir, err := os.MkdirTemp("", "ctrd-")
@@ -104,33 +152,14 @@ func startContainerd(t *testing.T) *containerdNode {
 	if err := os.MkdirAll(n.HostsDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	cfg := fmt.Sprintf(`version = 2
-root = %[1]q
-state = %[2]q
-disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.aufs", "io.containerd.tracing.processor.v1.otlp"]
-
-[grpc]
-  address = %[3]q
-
-[ttrpc]
-  address = %[4]q
-
-[plugins."io.containerd.metadata.v1.bolt"]
-  content_sharing_policy = "isolated"
-
-[plugins."io.containerd.grpc.v1.cri"]
-  disable_apparmor = true
-  [plugins."io.containerd.grpc.v1.cri".cni]
-    bin_dir = %[5]q
-    conf_dir = %[6]q
-  [plugins."io.containerd.grpc.v1.cri".registry]
-    config_path = %[7]q
-`, filepath.Join(dir, "root"), filepath.Join(dir, "state"), n.Socket, n.Socket+".ttrpc",
-		filepath.Join(dir, "cni", "bin"), filepath.Join(dir, "cni", "conf"), n.HostsDir)
-	if err := os.WriteFile(n.Config, []byte(cfg), 0o644); err != nil {
+	if err := os.WriteFile(n.Config, []byte(containerdConfig(n, o)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	n.cmd = exec.Command(bin, "--config", n.Config, "--log-level", "info")
+	n.cmd = exec.Command(bin, "--config", n.Config, "--log-level", "debug")
+	if binDir != "" {
+		// containerd 2.x starts its own shim, found on PATH.
+		n.cmd.Env = append(os.Environ(), "PATH="+binDir+string(os.PathListSeparator)+os.Getenv("PATH"))
+	}
 	n.cmd.Stdout, n.cmd.Stderr = n, n
 	if err := n.cmd.Start(); err != nil {
 		t.Fatalf("start containerd: %v", err)
@@ -145,7 +174,7 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
 			t.Logf("containerd log:\n%s", n.Log())
 		}
 	})
-	deadline := time.Now().Add(15 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for {
 		if _, err := n.Ctr(context.Background(), "version"); err == nil {
 			return n
@@ -155,6 +184,80 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// containerdConfig is the config.toml for o: the node's own root, state,
+// sockets and CNI folders, every other setting containerd's default.
+func containerdConfig(n *containerdNode, o containerdOptions) string {
+	dir := n.Dir
+	configPath := ""
+	switch o.ConfigPath {
+	case "":
+		configPath = n.HostsDir
+	case noConfigPath:
+	default:
+		configPath = strings.NewReplacer("{hosts}", n.HostsDir, "{dir}", dir).Replace(o.ConfigPath)
+	}
+	if o.V2 && !o.LegacyConfig {
+		cfg := fmt.Sprintf(`version = 3
+root = %[1]q
+state = %[2]q
+disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.erofs", "io.containerd.tracing.processor.v1.otlp", "io.containerd.nri.v1.nri"]
+
+[grpc]
+  address = %[3]q
+
+[ttrpc]
+  address = %[4]q
+
+[plugins."io.containerd.metadata.v1.bolt"]
+  content_sharing_policy = "isolated"
+
+[plugins."io.containerd.cri.v1.runtime"]
+  disable_apparmor = true
+  [plugins."io.containerd.cri.v1.runtime".cni]
+    bin_dirs = [%[5]q]
+    conf_dir = %[6]q
+
+[plugins."io.containerd.cri.v1.images"]
+%[7]s
+`, filepath.Join(dir, "root"), filepath.Join(dir, "state"), n.Socket, n.Socket+".ttrpc",
+			filepath.Join(dir, "cni", "bin"), filepath.Join(dir, "cni", "conf"), o.CRIImages)
+		if configPath != "" {
+			cfg += fmt.Sprintf("[plugins.\"io.containerd.cri.v1.images\".registry]\n  config_path = %q\n", configPath)
+		}
+		return cfg
+	}
+	disabled := `"io.containerd.internal.v1.opt", "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.aufs", "io.containerd.tracing.processor.v1.otlp"`
+	if o.V2 {
+		disabled += `, "io.containerd.snapshotter.v1.erofs", "io.containerd.nri.v1.nri"`
+	}
+	cfg := fmt.Sprintf(`version = 2
+root = %[1]q
+state = %[2]q
+disabled_plugins = [%[8]s]
+
+[grpc]
+  address = %[3]q
+
+[ttrpc]
+  address = %[4]q
+
+[plugins."io.containerd.metadata.v1.bolt"]
+  content_sharing_policy = "isolated"
+
+[plugins."io.containerd.grpc.v1.cri"]
+  disable_apparmor = true
+%[7]s
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = %[5]q
+    conf_dir = %[6]q
+`, filepath.Join(dir, "root"), filepath.Join(dir, "state"), n.Socket, n.Socket+".ttrpc",
+		filepath.Join(dir, "cni", "bin"), filepath.Join(dir, "cni", "conf"), o.CRIImages, disabled)
+	if configPath != "" {
+		cfg += fmt.Sprintf("  [plugins.\"io.containerd.grpc.v1.cri\".registry]\n    config_path = %q\n", configPath)
+	}
+	return cfg
 }
 
 func (n *containerdNode) Write(b []byte) (int, error) {
@@ -215,4 +318,21 @@ func (n *containerdNode) Crictl(t *testing.T, ctx context.Context, args ...strin
 		return string(out), fmt.Errorf("crictl %s: %w\n%s", strings.Join(args, " "), err, out)
 	}
 	return string(out), nil
+}
+
+// RuntimeVersion is the containerd version the CRI reports ("v2.4.2",
+// "1.6.20~ds1"), as a Node's containerRuntimeVersion carries it.
+func (n *containerdNode) RuntimeVersion(t *testing.T, ctx context.Context) string {
+	t.Helper()
+	out, err := n.Crictl(t, ctx, "version")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(out, "\n") {
+		if v, ok := strings.CutPrefix(line, "RuntimeVersion:"); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	t.Fatalf("no RuntimeVersion in crictl version:\n%s", out)
+	return ""
 }

@@ -1,6 +1,7 @@
 package charttest
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -9,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 )
 
 var (
@@ -131,9 +134,31 @@ func TestFlagsExist(t *testing.T) {
 		t.Run(name, func(t *testing.T) { checkFlags(t, render(t, args...)) })
 	}
 	t.Run("proxy.metrics.enabled", func(t *testing.T) {
+		objs := render(t, "--set", "proxy.metrics.enabled=true", "--set", "podMonitor.enabled=true")
+		checkFlags(t, objs)
 		if !slices.Contains(binaryFlags(t, "proxy"), "metrics-address") {
-			t.Skip("k8s-image-swapper proxy has no --metrics-address yet: proxy.metrics.enabled (and a PodMonitor with hostNetwork) needs it")
+			t.Error("k8s-image-swapper proxy has no --metrics-address")
 		}
-		checkFlags(t, render(t, "--set", "proxy.metrics.enabled=true"))
+		// The PodMonitor scrapes the port the metrics listener serves on.
+		pm := find(t, objs, "PodMonitor", "-proxy")
+		peps, _, _ := unstructured.NestedSlice(pm.U.Object, "spec", "podMetricsEndpoints")
+		if len(peps) != 1 || peps[0].(map[string]any)["port"] != "metrics" {
+			t.Errorf("PodMonitor endpoints %v, want port metrics", peps)
+		}
+		spec := podSpec(find(t, objs, "DaemonSet", "-proxy"))
+		for _, c := range spec.Containers {
+			if c.Name != "proxy" {
+				continue
+			}
+			var port int32
+			for _, p := range c.Ports {
+				if p.Name == "metrics" {
+					port = p.ContainerPort
+				}
+			}
+			if want := fmt.Sprintf("--metrics-address=:%d", port); port == 0 || !slices.Contains(c.Args, want) {
+				t.Errorf("proxy container: metrics port %d, args %v: want %s", port, c.Args, want)
+			}
+		}
 	})
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"strings"
 	"time"
 
@@ -21,6 +22,8 @@ func newContainerdConfigCmd() *cobra.Command {
 		plainHTTP []string
 		cleanup   bool
 		check     bool
+
+		containerdVersion string
 	)
 	cmd := &cobra.Command{
 		Use:   "containerd-config",
@@ -30,30 +33,13 @@ func newContainerdConfigCmd() *cobra.Command {
 			"origin when the proxy is down. Existing files are kept and backed up; --cleanup restores\n" +
 			"them byte for byte. --check only reports whether containerd's config reads hosts.toml.",
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		RunE: func(cmd *cobra.Command, _ []string) (err error) {
 			out := cmd.OutOrStdout()
+			if o.ContainerdMajor, err = daemonset.ParseContainerdMajor(containerdVersion); err != nil {
+				return &exitError{code: 2, err: err}
+			}
 			if check {
-				if o.ContainerdConfig == "" {
-					return &exitError{code: 2, err: fmt.Errorf("--check needs --containerd-config")}
-				}
-				r, err := daemonset.CheckContainerdConfig(o.ContainerdConfig)
-				if err != nil {
-					return err
-				}
-				certs := o.ContainerdCertsDir
-				if certs == "" {
-					certs = o.CertsDir
-				}
-				fmt.Fprintf(out, "%s: version %d, config_path %q in [%s], searched: %s\n",
-					r.Path, r.Version, r.ConfigPath, r.Section, strings.Join(r.Dirs, ", "))
-				for _, w := range r.Warnings {
-					fmt.Fprintln(out, "warning:", w)
-				}
-				if !r.Covers(certs) {
-					return fmt.Errorf("containerd does not read hosts.toml from %s: set config_path = %q in [%s]", certs, certs, r.Section)
-				}
-				fmt.Fprintf(out, "ok: containerd reads hosts.toml from %s\n", certs)
-				return nil
+				return runCheck(out, o)
 			}
 			c, _, err := loadConfig(cmd)
 			if err != nil {
@@ -92,10 +78,42 @@ func newContainerdConfigCmd() *cobra.Command {
 	f.StringVar(&o.ProxyURL, "proxy-url", "http://"+config.DefaultProxyAddress, "the node proxy's URL")
 	f.DurationVar(&o.DialTimeout, "dial-timeout", time.Second, "how long containerd tries the proxy before the origin")
 	f.StringVar(&o.ContainerdConfig, "containerd-config", "", "containerd's config.toml: refuse to write unless its config_path covers the certs folder")
+	f.StringVar(&containerdVersion, "containerd-version", "", "containerd's version on the node (2.1.4, v1.7.27, containerd://2.1.4 as the Node reports it): a version 2 config with a config_path list works on 1.x and is ignored by 2.x; empty: unknown")
 	f.StringSliceVar(&plainHTTP, "plain-http", nil, "registry hosts whose origin speaks plain http")
 	f.BoolVar(&cleanup, "cleanup", false, "undo: restore the files that were there, remove the ones written")
 	f.BoolVar(&check, "check", false, "only check --containerd-config and report what a node needs")
 	return cmd
+}
+
+// runCheck reports how containerd reads hosts.toml and, when it would not read them from
+// the certs folder, fails with what the node needs.
+func runCheck(out io.Writer, o daemonset.Options) error {
+	if o.ContainerdConfig == "" {
+		return &exitError{code: 2, err: fmt.Errorf("--check needs --containerd-config")}
+	}
+	certs := o.ContainerdCertsDir
+	if certs == "" {
+		certs = o.CertsDir
+	}
+	r, err := daemonset.CheckContainerd(o.ContainerdConfig, o.ContainerdMajor)
+	if r.Version != 0 {
+		fmt.Fprintf(out, "%s: version %d, CRI pulls: %s\n", r.Path, r.Version, r.Pulls())
+	}
+	if err == nil {
+		fmt.Fprintf(out, "config_path %q (%s) in [%s], searched: %s\n", r.ConfigPath, r.SetIn, r.Section, strings.Join(r.Dirs, ", "))
+		for _, w := range r.Warnings {
+			fmt.Fprintln(out, "warning:", w)
+		}
+		if r.Covers(certs) {
+			fmt.Fprintf(out, "ok: containerd reads hosts.toml from %s\n", certs)
+			return nil
+		}
+		err = fmt.Errorf("containerd does not read hosts.toml from %s (it searches %s)", certs, strings.Join(r.Dirs, ", "))
+	}
+	if r.Version != 0 {
+		fmt.Fprintf(out, "this node needs:\n%s", r.Fix(certs))
+	}
+	return err
 }
 
 // hostsFor lists the registries a node should reach through the proxy: the

@@ -68,4 +68,32 @@ func TestContainerdConfigCheck(t *testing.T) {
 	if _, err := run(t, "containerd-config", "--check"); err == nil || exitCode(err) != 2 {
 		t.Errorf("--check without a file: %v", err)
 	}
+	// containerd 2.x's default: the list its transfer service ignores; the output says
+	// what to add.
+	v3 := filepath.Join(dir, "v3.toml")
+	os.WriteFile(v3, []byte("version = 3\n"), 0o644)
+	out, err := run(t, "containerd-config", "--check", "--containerd-config", v3)
+	if err == nil || !strings.Contains(err.Error(), "12415") {
+		t.Errorf("default 2.x config: %v", err)
+	}
+	for _, want := range []string{"transfer service", "this node needs:", `[plugins."io.containerd.cri.v1.images".registry]`, `config_path = "/etc/containerd/certs.d"`, "use_local_image_pull = true"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("default 2.x config: output lacks %q:\n%s", want, out)
+		}
+	}
+	// A version 2 config with a list: right for containerd 1.x, wrong for 2.x.
+	list := filepath.Join(dir, "list.toml")
+	os.WriteFile(list, []byte("version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".registry]\n  config_path = \"/etc/containerd/certs.d:/etc/docker/certs.d\"\n"), 0o644)
+	if out, err := run(t, "containerd-config", "--check", "--containerd-config", list, "--containerd-version", "1.7.27"); err != nil || !strings.Contains(out, "ok:") || strings.Contains(out, "warning") {
+		t.Errorf("list on 1.x: %v\n%s", err, out)
+	}
+	if out, err := run(t, "containerd-config", "--check", "--containerd-config", list); err != nil || !strings.Contains(out, "warning") {
+		t.Errorf("list, version unknown: %v\n%s", err, out)
+	}
+	if out, err := run(t, "containerd-config", "--check", "--containerd-config", list, "--containerd-version", "containerd://2.1.4"); err == nil || !strings.Contains(out, "this node needs:") {
+		t.Errorf("list on 2.x: %v\n%s", err, out)
+	}
+	if _, err := run(t, "containerd-config", "--check", "--containerd-config", list, "--containerd-version", "docker://24"); exitCode(err) != 2 {
+		t.Errorf("bad --containerd-version: %v", err)
+	}
 }

@@ -19,7 +19,7 @@ import (
 func init() { extraCommands = append(extraCommands, newProxyCmd) }
 
 func newProxyCmd() *cobra.Command {
-	var listen, dataDir, spoolDir string
+	var listen, metricsAddr, dataDir, spoolDir string
 	cmd := &cobra.Command{
 		Use:   "proxy",
 		Short: "Run the node proxy: a pull-through registry containerd uses as a mirror",
@@ -28,7 +28,8 @@ func newProxyCmd() *cobra.Command {
 			"when it has one, else from the source while the copy into the target is made.\n" +
 			"With no config file it is a pull-through cache of the public registries into a\n" +
 			"local store under ./data (or --data-dir), on 127.0.0.1:7439.\n" +
-			"Also serves /metrics, /healthz and /readyz.",
+			"Also serves /metrics, /healthz and /readyz, and with --metrics-address those three\n" +
+			"alone on a second address (for scraping a proxy that listens on loopback only).",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, file, err := loadConfig(cmd)
@@ -88,28 +89,49 @@ func newProxyCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+			servers := []*http.Server{{Handler: mux, ReadHeaderTimeout: 10 * time.Second}}
+			listeners := []net.Listener{ln}
+			if metricsAddr != "" {
+				// Only metrics and health: the registry API stays on the (loopback) proxy address.
+				mm := http.NewServeMux()
+				mm.Handle("/metrics", metrics.Handler())
+				mm.HandleFunc("/healthz", ok)
+				mm.HandleFunc("/readyz", ok)
+				mln, err := net.Listen("tcp", metricsAddr)
+				if err != nil {
+					ln.Close()
+					return fmt.Errorf("metrics address: %w", err)
+				}
+				servers = append(servers, &http.Server{Handler: mm, ReadHeaderTimeout: 10 * time.Second})
+				listeners = append(listeners, mln)
+				log.Info("proxy metrics listening", "address", mln.Addr().String())
+			}
 			if file == "" {
 				file = "(none: defaults)"
 			}
 			log.Info("proxy listening", "address", ln.Addr().String(), "target", c.TargetName(),
 				"registries", opts.Registries, "onMiss", opts.OnMiss, "config", file)
-			errc := make(chan error, 1)
-			go func() { errc <- srv.Serve(ln) }()
+			errc := make(chan error, len(servers))
+			for i, srv := range servers {
+				go func() { errc <- srv.Serve(listeners[i]) }()
+			}
+			var serveErr error
 			select {
-			case err := <-errc:
-				return err
+			case serveErr = <-errc:
 			case <-ctx.Done():
 			}
 			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 			defer cancel()
-			if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
-				return err
+			for _, srv := range servers {
+				if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) && serveErr == nil {
+					serveErr = err
+				}
 			}
-			return nil
+			return serveErr
 		},
 	}
 	cmd.Flags().StringVar(&listen, "listen-address", "", "address to serve on (default proxy.listenAddress, 127.0.0.1:7439)")
+	cmd.Flags().StringVar(&metricsAddr, "metrics-address", "", "also serve /metrics, /healthz and /readyz (and nothing else) on this address, e.g. :7440")
 	cmd.Flags().StringVar(&dataDir, "data-dir", "", "folder of the local target (default target.local.path, ./data)")
 	cmd.Flags().StringVar(&spoolDir, "spool-dir", "", "folder for blobs while they stream from sources (default a temporary folder)")
 	return cmd
