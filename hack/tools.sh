@@ -102,7 +102,7 @@ path() {
 }
 
 if [ "${1:-}" = path ]; then shift; path "$1"; exit; fi
-if [ $# -eq 0 ]; then set -- etcd kube-apiserver helm crictl; fi
+if [ $# -eq 0 ]; then set -- etcd kube-apiserver helm crictl containerd; fi
 for t in "$@"; do
   case $t in
     etcd) etcd ;; kube-apiserver) kube_apiserver ;; helm) helm ;; crictl) crictl ;; crane) crane ;;
