@@ -7,6 +7,8 @@ import (
 
 	"github.com/distribution/reference"
 	"github.com/opencontainers/go-digest"
+
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/auth"
 )
 
 // Kinds of content, as they appear in request paths.
@@ -185,11 +187,4 @@ func normalizeRepo(host, repo string) string {
 }
 
 // canonicalHost folds Docker Hub's names into one, lower case.
-func canonicalHost(h string) string {
-	h = strings.ToLower(h)
-	switch h {
-	case "index.docker.io", "registry-1.docker.io", "docker.io":
-		return "docker.io"
-	}
-	return h
-}
+func canonicalHost(h string) string { return auth.CanonicalHost(h) }

@@ -31,7 +31,7 @@ func NewSources(regs []config.Registry) (*Sources, error) {
 		if err != nil {
 			return nil, fmt.Errorf("source.registries[%d]: %w", i, err)
 		}
-		host = canonicalHost(host)
+		host = CanonicalHost(host)
 		if r.Generic.Username != "" {
 			s.creds[host] = &authn.Basic{Username: r.Generic.Username, Password: r.Generic.Password}
 		}
@@ -45,7 +45,7 @@ func (s *Sources) Resolve(r authn.Resource) (authn.Authenticator, error) {
 	if s == nil {
 		return authn.Anonymous, nil
 	}
-	if a, ok := s.creds[canonicalHost(r.RegistryStr())]; ok {
+	if a, ok := s.creds[CanonicalHost(r.RegistryStr())]; ok {
 		return a, nil
 	}
 	return authn.Anonymous, nil
@@ -53,7 +53,7 @@ func (s *Sources) Resolve(r authn.Resource) (authn.Authenticator, error) {
 
 // Insecure tells whether host is reached over plain HTTP.
 func (s *Sources) Insecure(host string) bool {
-	return s != nil && s.insecure[canonicalHost(host)]
+	return s != nil && s.insecure[CanonicalHost(host)]
 }
 
 // NameOptions parse references on host.
@@ -64,8 +64,8 @@ func (s *Sources) NameOptions(host string) []name.Option {
 	return nil
 }
 
-// canonicalHost folds Docker Hub's names into one.
-func canonicalHost(h string) string {
+// CanonicalHost folds Docker Hub's names into one, lower case.
+func CanonicalHost(h string) string {
 	h = strings.ToLower(h)
 	switch h {
 	case "index.docker.io", "registry-1.docker.io", "docker.io":
