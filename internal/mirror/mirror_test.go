@@ -451,7 +451,7 @@ func waitFor(t *testing.T, cond func() bool) {
 func TestExistsCache(t *testing.T) {
 	e := newEnv(t)
 	images.Push(t, e.src.Addr+"/library/app:1", images.Image(t, 512, 1, ""))
-	eng := e.engine(t, Options{MissingTTL: 200 * time.Millisecond})
+	eng := e.engine(t, Options{MissingTTL: time.Minute})
 	src := ref(t, e.src.Addr+"/library/app:1")
 	if ok, err := eng.Exists(context.Background(), src); ok || err != nil {
 		t.Fatalf("before copy: %v %v", ok, err)
