@@ -113,13 +113,17 @@ func relay(ex *exchange, resp *http.Response, from string) {
 	}
 }
 
-// 64 KiB: large enough for few syscalls, small enough for many clients at once.
-var bufPool = sync.Pool{New: func() any { b := make([]byte, 64<<10); return &b }}
+// 256 KiB: few syscalls per blob; pooled, so idle clients hold none.
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}
 
+// copyBody copies with the pooled buffer. The writer is wrapped so that
+// io.CopyBuffer uses that buffer rather than the ResponseWriter's ReadFrom,
+// which falls back to a 32 KiB copy for a body that is neither a file nor a
+// connection.
 func copyBody(w io.Writer, r io.Reader) error {
 	buf := bufPool.Get().(*[]byte)
 	defer bufPool.Put(buf)
-	_, err := io.CopyBuffer(w, r, *buf)
+	_, err := io.CopyBuffer(struct{ io.Writer }{w}, r, *buf)
 	return err
 }
 
