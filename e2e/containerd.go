@@ -3,14 +3,12 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
@@ -27,8 +25,7 @@ type containerdNode struct {
 	ctrBin   string
 	crictl   string // "" when not available
 	cmd      *exec.Cmd
-	logMu    sync.Mutex
-	log      bytes.Buffer
+	syncLog
 }
 
 // containerdSkip skips the test, or fails it when E2E_REQUIRED is set (CI).
@@ -260,17 +257,9 @@ disabled_plugins = [%[8]s]
 	return cfg
 }
 
-func (n *containerdNode) Write(b []byte) (int, error) {
-	n.logMu.Lock()
-	defer n.logMu.Unlock()
-	return n.log.Write(b)
-}
-
 // Log is what containerd printed.
 func (n *containerdNode) Log() string {
-	n.logMu.Lock()
-	defer n.logMu.Unlock()
-	return n.log.String()
+	return n.String()
 }
 
 // Ctr runs ctr against this containerd.

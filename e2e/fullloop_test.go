@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -294,14 +293,7 @@ func parseChart(t *testing.T, out []byte) renderedChart {
 type chartProxy struct {
 	cmd     *exec.Cmd
 	metrics *proxyProcess // only Addr (the metrics listener) is used, for metric()
-	mu      sync.Mutex
-	log     bytes.Buffer
-}
-
-func (p *chartProxy) Write(b []byte) (int, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.log.Write(b)
+	syncLog
 }
 
 func startChartProxy(t *testing.T, bin, workDir string, args []string, metricsAddr string) *chartProxy {
@@ -316,9 +308,7 @@ func startChartProxy(t *testing.T, bin, workDir string, args []string, metricsAd
 		_ = p.cmd.Process.Kill()
 		_ = p.cmd.Wait()
 		if t.Failed() || os.Getenv("E2E_LOG") != "" {
-			p.mu.Lock()
-			t.Logf("proxy %v log:\n%s", args, p.log.String())
-			p.mu.Unlock()
+			t.Logf("proxy %v log:\n%s", args, p.String())
 		}
 	})
 	deadline := time.Now().Add(30 * time.Second)

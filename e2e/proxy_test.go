@@ -4,7 +4,6 @@ package e2e
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"net/http"
@@ -253,8 +252,7 @@ type proxyProcess struct {
 	Addr   string
 	config string
 	cmd    *exec.Cmd
-	mu     sync.Mutex
-	log    bytes.Buffer
+	syncLog
 }
 
 var (
@@ -332,17 +330,9 @@ func (p *proxyProcess) Stop() {
 	_ = p.cmd.Wait()
 }
 
-func (p *proxyProcess) Write(b []byte) (int, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.log.Write(b)
-}
-
 // Log is everything the proxy printed.
 func (p *proxyProcess) Log() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.log.String()
+	return p.String()
 }
 
 // metric sums the samples of a metric whose labels include want.

@@ -3,7 +3,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/base64"
@@ -15,7 +14,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -257,21 +255,12 @@ type webhookProc struct {
 	cmd    *exec.Cmd
 	base   string
 	client *http.Client
-	mu     sync.Mutex
-	log    bytes.Buffer
-	done   chan struct{}
-}
-
-func (w *webhookProc) Write(b []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.log.Write(b)
+	syncLog
+	done chan struct{}
 }
 
 func (w *webhookProc) logText() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.log.String()
+	return w.String()
 }
 
 func startWebhook(t *testing.T, bin string, ca *webhooktest.CA, addr string, args ...string) *webhookProc {
