@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/spf13/cobra"
 
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/metrics"
@@ -52,23 +53,22 @@ func newProxyCmd() *cobra.Command {
 			// The engine (which opens the target) comes first; its source
 			// requests then go through the proxy's shared fetches.
 			shared := &lateTransport{}
-			engine, err := newEngine(ctx, c, log, func(o *mirror.Options) { o.SourceTransport = shared })
+			var keychain authn.Keychain
+			engine, err := newEngine(ctx, c, log, func(o *mirror.Options) {
+				o.SourceTransport = shared
+				keychain = o.SourceKeychain // one set of cloud tokens for both
+			})
 			if err != nil {
 				return err
 			}
 			t := engine.Target()
-			if cl, ok := t.(interface{ Close() error }); ok {
-				defer cl.Close()
-			}
+			defer closeTarget(t)
 			opts, err := proxy.OptionsFromConfig(c)
 			if err != nil {
 				return &exitError{code: 2, err: err}
 			}
 			opts.Target, opts.Mirror, opts.Logger, opts.SpoolDir = t, engine, log, spoolDir
-			// Cloud (aws, gcp) source registries authenticate with their tokens.
-			if opts.Keychain, err = target.SourceKeychain(ctx, c.Source.Registries); err != nil {
-				return fmt.Errorf("source credentials: %w", err)
-			}
+			opts.Keychain = keychain
 			p, err := proxy.New(opts)
 			if err != nil {
 				return err

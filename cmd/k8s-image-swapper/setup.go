@@ -32,6 +32,13 @@ func newLogger(c *config.Config) *slog.Logger {
 	return l
 }
 
+// closeTarget releases what a target holds open (the local store).
+func closeTarget(t target.Target) {
+	if cl, ok := t.(interface{ Close() error }); ok {
+		_ = cl.Close()
+	}
+}
+
 // newEngine opens the target and the copy engine the config describes;
 // tune changes the engine's options (the proxy shares its source fetches).
 func newEngine(ctx context.Context, c *config.Config, log *slog.Logger, tune ...func(*mirror.Options)) (*mirror.Engine, error) {

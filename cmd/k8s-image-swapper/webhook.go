@@ -57,9 +57,7 @@ func newWebhookCmd() *cobra.Command {
 				return err
 			}
 			t := engine.Target()
-			if cl, ok := t.(interface{ Close() error }); ok {
-				defer cl.Close()
-			}
+			defer closeTarget(t)
 			opts, err := webhook.OptionsFromConfig(c)
 			if err != nil {
 				return &exitError{code: 2, err: err}
