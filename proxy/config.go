@@ -22,7 +22,12 @@ func OptionsFromConfig(c *config.Config) (Options, error) {
 			regs = append(regs, h)
 		}
 	}
+	var push *PushOptions
+	if lp := c.Target.Local.Push; c.Target.Type == "local" && lp.Enabled {
+		push = &PushOptions{Htpasswd: lp.Htpasswd, TokenFile: lp.TokenFile}
+	}
 	return Options{
+		Push:               push,
 		Registries:         regs,
 		OnMiss:             c.Proxy.OnMiss,
 		WaitTimeout:        c.Proxy.WaitTimeout.D(),

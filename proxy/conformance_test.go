@@ -10,8 +10,8 @@ import (
 
 // TestConformance runs the OCI distribution-spec conformance suite against
 // the proxy in front of a local target: the suite pushes its content (the
-// local store takes pushes through the proxy) and pulls it back through the
-// proxy's read path. hack/conformance.sh builds the suite and runs this.
+// local store takes authenticated pushes through the proxy, target.local.push)
+// and pulls it back through the proxy's read path. hack/conformance.sh builds the suite and runs this.
 func TestConformance(t *testing.T) {
 	bin := os.Getenv("OCI_CONFORMANCE_BIN")
 	if bin == "" {
@@ -19,7 +19,8 @@ func TestConformance(t *testing.T) {
 	}
 	// A real source behind the proxy, so that misses get a source's 404.
 	src := registryproc.Start(t, registryproc.Options{})
-	e := newLocalEnv(t, src.Addr)
+	// Pushes need target.local.push and its credentials.
+	e := newLocalEnvWith(t, withPush(t), func(o *Options) { o.Registries = []string{src.Addr} })
 	results := os.Getenv("OCI_RESULTS_DIR")
 	if results == "" {
 		results = t.TempDir()
@@ -30,6 +31,8 @@ func TestConformance(t *testing.T) {
 		"OCI_TLS=disabled",
 		"OCI_REPO1=conformance/repo1",
 		"OCI_REPO2=conformance/repo2",
+		"OCI_USERNAME="+pushUser,
+		"OCI_PASSWORD="+pushPass,
 		"OCI_RESULTS_DIR="+results,
 		"OCI_VERSION=1.1",
 		"OCI_LOG=warn",

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
@@ -27,16 +28,26 @@ type localEnv struct {
 
 func newLocalEnv(t *testing.T, registries ...string) *localEnv {
 	t.Helper()
+	return newLocalEnvWith(t, func(o *Options) { o.Registries = registries })
+}
+
+// newLocalEnvWith is newLocalEnv with its options changed by tune.
+func newLocalEnvWith(t *testing.T, tune ...func(*Options)) *localEnv {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	must(t, err)
 	addr := ln.Addr().String()
 	lt, err := target.NewLocal(context.Background(), config.Local{Path: t.TempDir(), Registry: addr})
 	must(t, err)
 	t.Cleanup(func() { lt.Close() })
-	p, err := New(Options{Target: lt, Registries: registries, Logger: quiet(), SpoolDir: t.TempDir()})
+	o := Options{Target: lt, Logger: quiet(), SpoolDir: t.TempDir()}
+	for _, f := range tune {
+		f(&o)
+	}
+	p, err := New(o)
 	must(t, err)
 	t.Cleanup(func() { p.Close() })
-	eng := mirror.New(lt, mirror.Options{SourceTransport: p.SourceTransport(target.NewTransport(false)), Logger: quiet()})
+	eng := mirror.New(lt, mirror.Options{Sources: o.Sources, SourceTransport: p.SourceTransport(target.NewTransport(false)), Logger: quiet()})
 	eng.Start(context.Background())
 	t.Cleanup(eng.Close)
 	p.mirror = eng
@@ -48,32 +59,29 @@ func newLocalEnv(t *testing.T, registries ...string) *localEnv {
 	return &localEnv{env: env{target: lt, engine: eng, proxy: p, srv: srv}, addr: addr}
 }
 
-// With a local target the proxy is also a plain registry: what is pushed
-// to it pulls back by the same name.
+// With a local target and pushes enabled the proxy is also a plain
+// registry: what a pusher pushes pulls back by the same name, anonymously.
 func TestLocalTargetIsARegistry(t *testing.T) {
-	e := newLocalEnv(t, "docker.io")
+	e := newLocalEnvWith(t, withPush(t), func(o *Options) { o.Registries = []string{"docker.io"} })
 	img := blobImage(t, 2, 50_000)
-	for _, repo := range []string{"team/app", "docker.io/library/app"} {
-		ref, err := name.ParseReference(e.addr+"/"+repo+":v1", name.Insecure)
+	ref, err := name.ParseReference(e.addr+"/team/app:v1", name.Insecure)
+	must(t, err)
+	must(t, remote.Write(ref, img, remote.WithAuth(&authn.Basic{Username: pushUser, Password: pushPass})))
+	got, err := remote.Image(ref)
+	must(t, err)
+	layers, err := got.Layers()
+	must(t, err)
+	for _, l := range layers {
+		rc, err := l.Compressed()
 		must(t, err)
-		must(t, remote.Write(ref, img))
-		got, err := remote.Image(ref)
+		_, err = io.Copy(io.Discard, rc) // checks the digest
 		must(t, err)
-		layers, err := got.Layers()
-		must(t, err)
-		for _, l := range layers {
-			rc, err := l.Compressed()
-			must(t, err)
-			_, err = io.Copy(io.Discard, rc) // checks the digest
-			must(t, err)
-			rc.Close()
-		}
+		rc.Close()
 	}
-	// containerd names the registry: ns=docker.io finds docker.io/library/app.
 	want, _ := img.Digest()
-	resp, body := e.get(t, http.MethodGet, "docker.io", "/v2/library/app/manifests/v1")
+	resp, body := e.get(t, http.MethodGet, "", "/v2/team/app/manifests/v1")
 	if resp.StatusCode != 200 {
-		t.Fatalf("ns=docker.io: %s %s", resp.Status, body)
+		t.Fatalf("bare name: %s %s", resp.Status, body)
 	}
 	checkDigest(t, body, want.String())
 }

@@ -27,7 +27,7 @@ func (p *Proxy) serveManifest(ex *exchange, pl plan) {
 func (p *Proxy) manifestByDigest(ex *exchange, pl plan) {
 	ctx, d := ex.r.Context(), ex.call.dgst
 	if pl.targetRepo != "" {
-		resp, err := p.target.do(ctx, ex.r.Method, pl.targetRepo, kindManifests, d.String(), acceptManifests())
+		resp, err := p.targetManifest(ctx, ex.r.Method, pl, d.String())
 		if err == nil {
 			relay(ex, resp, fromTarget)
 			return
@@ -73,7 +73,7 @@ func (p *Proxy) manifestByTag(ex *exchange, pl plan) {
 	var tResp *http.Response
 	var tErr error = errNoTarget
 	if pl.targetRepo != "" {
-		tResp, tErr = p.target.do(ctx, ex.r.Method, pl.targetRepo, kindManifests, tag, acceptManifests())
+		tResp, tErr = p.targetManifest(ctx, ex.r.Method, pl, tag)
 	}
 	src := answer{err: errNoSource}
 	if srcAnswer != nil {
@@ -139,7 +139,7 @@ func (p *Proxy) manifestByTag(ex *exchange, pl plan) {
 
 // tryTarget serves a manifest by digest from the target if it has it.
 func (p *Proxy) tryTarget(ex *exchange, pl plan, d digest.Digest) bool {
-	resp, err := p.target.do(ex.r.Context(), ex.r.Method, pl.targetRepo, kindManifests, d.String(), acceptManifests())
+	resp, err := p.targetManifest(ex.r.Context(), ex.r.Method, pl, d.String())
 	if err != nil {
 		return false
 	}
@@ -150,11 +150,13 @@ func (p *Proxy) tryTarget(ex *exchange, pl plan, d digest.Digest) bool {
 // fromTargetOnly serves the request from the target if it has the content;
 // it writes nothing and returns false when the target does not.
 func (p *Proxy) fromTargetOnly(ex *exchange, pl plan) bool {
-	h := acceptManifests()
+	var resp *http.Response
+	var err error
 	if ex.call.kind == kindBlobs {
-		h = rangeHeader(ex.r)
+		resp, err = p.target.do(ex.r.Context(), ex.r.Method, pl.targetRepo, kindBlobs, ex.call.ref, rangeHeader(ex.r))
+	} else {
+		resp, err = p.targetManifest(ex.r.Context(), ex.r.Method, pl, ex.call.ref)
 	}
-	resp, err := p.target.do(ex.r.Context(), ex.r.Method, pl.targetRepo, ex.call.kind, ex.call.ref, h)
 	if err != nil {
 		if !isNotFound(err) {
 			p.targetTrouble(err, pl)

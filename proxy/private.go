@@ -69,18 +69,14 @@ func newPrivacy(p *Proxy, mode string, shared []string) *privacy {
 // without go on to the next host, the origin) and 404 for a blob ("not
 // found" is what any containerd takes as "try the next host").
 func (p *Proxy) mayServe(ex *exchange, pl plan) bool {
-	pv := p.privacy
-	if pl.src == nil || pv.allowAll || pv.isShared(*pl.src) {
+	if pl.src == nil {
 		return true
 	}
-	ctx, s := ex.r.Context(), *pl.src
-	if !pv.isPrivate(ctx, s) {
+	ok, sent := p.privacy.permits(ex.r, *pl.src)
+	if ok {
 		return true
 	}
-	user, pass, sent := ex.r.BasicAuth()
-	if sent && pv.accepts(ctx, s, user, pass) {
-		return true
-	}
+	s := *pl.src
 	ex.registry = pl.registry
 	p.log.Info("private image refused to a pull without accepted credentials",
 		"image", s.String(), "ref", ex.call.ref, "credentials", sent)
@@ -93,6 +89,20 @@ func (p *Proxy) mayServe(ex *exchange, pl plan) bool {
 	writeError(ex.w, ex.r, newError(http.StatusUnauthorized, codeUnauthorized,
 		"%s is private: send credentials its registry accepts, or pull it from there", s))
 	return false
+}
+
+// permits reports whether s's content (or its name and tags) may be given
+// to r, and whether r sent credentials.
+func (pv *privacy) permits(r *http.Request, s source) (ok, sent bool) {
+	if pv.allowAll || pv.isShared(s) {
+		return true, false
+	}
+	ctx := r.Context()
+	if !pv.isPrivate(ctx, s) {
+		return true, false
+	}
+	user, pass, sent := r.BasicAuth()
+	return sent && pv.accepts(ctx, s, user, pass), sent
 }
 
 func (pv *privacy) isShared(s source) bool {

@@ -78,7 +78,10 @@ type Options struct {
 	// SharedRepositories are source repositories (globs on host/repo)
 	// served to every pull even when private.
 	SharedRepositories []string
-	Logger             *slog.Logger
+	// Push lets authenticated clients push into a local target, never into
+	// a mirror path; nil (the default) makes the proxy read-only.
+	Push   *PushOptions
+	Logger *slog.Logger
 }
 
 // Proxy serves the OCI distribution read API; see the package comment.
@@ -87,7 +90,9 @@ type Proxy struct {
 	log      *slog.Logger
 	mapper   imageref.Mapper
 	target   *upstream
-	store    http.Handler // the local target's full API (pushes); nil for others
+	store    http.Handler     // the local target's full API; nil for others
+	push     *pushAuth        // nil: no client writes
+	ledger   target.TagLedger // the tags copies wrote; nil when the target keeps none
 	mirror   Mirror
 	allowed  map[string]bool
 	keychain authn.Keychain
@@ -166,6 +171,17 @@ func New(o Options) (*Proxy, error) {
 	}
 	if s, ok := t.(interface{ Handler() http.Handler }); ok {
 		p.store = s.Handler()
+	}
+	if l, ok := t.(target.TagLedger); ok {
+		p.ledger = l
+	}
+	if o.Push != nil {
+		if p.store == nil {
+			return nil, fmt.Errorf("proxy: pushes need a local target, not %s", t.Kind())
+		}
+		if p.push, err = newPushAuth(*o.Push); err != nil {
+			return nil, fmt.Errorf("proxy: %w", err)
+		}
 	}
 	for _, r := range o.Registries {
 		p.allowed[canonicalHost(r)] = true
@@ -250,8 +266,12 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.serveBase(w, r)
 		return
 	}
+	if isWrite(r) {
+		p.serveWrite(w, r)
+		return
+	}
 	c, ok := parseCall(r.URL.Path)
-	if !ok || r.Method != http.MethodGet && r.Method != http.MethodHead {
+	if !ok {
 		p.serveOther(w, r)
 		return
 	}
@@ -294,25 +314,13 @@ func (p *Proxy) serveBase(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// serveOther hands every other API (pushes, tag lists, uploads) to a local
-// target, which is then a plain registry behind the proxy; other targets
-// are not written through the proxy.
+// serveOther serves the read APIs beyond manifests and blobs (tag lists,
+// catalog, referrers) from a local target, which is then also a plain
+// registry; other targets are not listed through the proxy.
 func (p *Proxy) serveOther(w http.ResponseWriter, r *http.Request) {
-	if p.store != nil {
-		if q := r.URL.Query(); q.Has("ns") {
-			r = r.Clone(r.Context())
-			q.Del("ns")
-			r.URL.RawQuery = q.Encode()
-			r.RequestURI = r.URL.RequestURI()
-		}
-		p.store.ServeHTTP(w, r)
+	if p.store == nil {
+		writeError(w, r, newError(http.StatusNotFound, codeUnsupported, "%s is not served by this proxy", r.URL.Path))
 		return
 	}
-	switch r.Method {
-	case http.MethodGet, http.MethodHead:
-		writeError(w, r, newError(http.StatusNotFound, codeUnsupported, "%s is not served by this proxy", r.URL.Path))
-	default:
-		writeError(w, r, newError(http.StatusMethodNotAllowed, codeUnsupported,
-			"the proxy is read-only: push to the target registry itself"))
-	}
+	p.serveListing(w, r)
 }

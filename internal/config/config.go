@@ -131,6 +131,18 @@ type Local struct {
 	Path string `yaml:"path"`
 	// Registry is the host name target references use; default the proxy address.
 	Registry string `yaml:"registry"`
+	// Push lets authenticated clients push their own images into the store
+	// through the proxy; off, the proxy is read-only to every client.
+	Push Push `yaml:"push"`
+}
+
+// Push is who may push into the local store, never into a mirror path.
+type Push struct {
+	Enabled bool `yaml:"enabled"`
+	// Htpasswd is an htpasswd file of bcrypt entries, as distribution reads it.
+	Htpasswd string `yaml:"htpasswd"`
+	// TokenFile holds a token sent as a bearer token or as a Basic password.
+	TokenFile string `yaml:"tokenFile"`
 }
 
 // Mirror tunes the copy engine.

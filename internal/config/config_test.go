@@ -261,3 +261,17 @@ func TestProxyPrivate(t *testing.T) {
 		}
 	}
 }
+
+func TestLocalPush(t *testing.T) {
+	if c := mustParse(t, ""); c.Target.Local.Push.Enabled {
+		t.Error("pushes are on by default")
+	}
+	c := mustParse(t, "target:\n  local:\n    push:\n      enabled: true\n      htpasswd: /etc/k8s-image-swapper/htpasswd\n")
+	if p := c.Target.Local.Push; !p.Enabled || p.Htpasswd != "/etc/k8s-image-swapper/htpasswd" || p.TokenFile != "" {
+		t.Errorf("got %+v", p)
+	}
+	got := problems(t, "target:\n  local:\n    push:\n      enabled: true\n")
+	if len(got) != 1 || got[0].Key != "target.local.push" || got[0].Line != 3 || !strings.Contains(got[0].Msg, "htpasswd or tokenFile") {
+		t.Errorf("enabled without credentials: %v", got)
+	}
+}

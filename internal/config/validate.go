@@ -229,6 +229,9 @@ func (c *Config) validate(lines map[string]int) []Problem {
 	case "local":
 		ch.required("target.local.path", t.Local.Path)
 		ch.host("target.local.registry", t.Local.Registry)
+		if p := t.Local.Push; p.Enabled && p.Htpasswd == "" && p.TokenFile == "" {
+			ch.add("target.local.push", "enabled without credentials: set htpasswd or tokenFile")
+		}
 	}
 
 	ch.oneOf("proxy.onMiss", c.Proxy.OnMiss, onMissModes)

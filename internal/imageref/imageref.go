@@ -99,6 +99,14 @@ func SourceName(path string) (reference.Named, error) {
 	return named, nil
 }
 
+// IsMirrorPath tells whether a repository path is in the mirror layout: its
+// first component names a registry host (docker.io, registry.local_5000,
+// localhost), so that only copies belong there.
+func IsMirrorPath(path string) bool {
+	first, _, _ := strings.Cut(path, "/")
+	return isHost(strings.ToLower(strings.Replace(first, "_", ":", 1)))
+}
+
 // Mapper maps between source references and target references for one
 // target registry base, HOST[:PORT][/PREFIX].
 type Mapper struct {

@@ -39,3 +39,26 @@ var (
 		Help: "Source responses whose bytes did not match their digest (the transfer was aborted), by registry.",
 	}, []string{"registry"}))
 )
+
+// Node proxy write and trust metrics.
+var (
+	ProxyWrites = register(prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Name: "proxy_writes_total",
+		Help: "Write requests (uploads, manifest PUTs, DELETEs) by result: accepted (an authenticated push, " +
+			"target.local.push), read_only (pushes are off), unauthenticated, or mirror_path (a push into a mirror).",
+	}, []string{"result"}))
+	ProxyUntrusted = register(prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Name: "proxy_untrusted_total",
+		Help: "Target answers not served because they could not be trusted, by reason: digest_mismatch (the bytes " +
+			"do not match their digest) or tag_not_copied (a tag in the local store that no copy wrote).",
+	}, []string{"reason"}))
+)
+
+func init() {
+	for _, r := range []string{"accepted", "read_only", "unauthenticated", "mirror_path"} {
+		ProxyWrites.WithLabelValues(r)
+	}
+	for _, r := range []string{"digest_mismatch", "tag_not_copied"} {
+		ProxyUntrusted.WithLabelValues(r)
+	}
+}

@@ -14,6 +14,7 @@ import (
 	_ "github.com/distribution/distribution/v3/registry/storage/driver/filesystem" // the local store's driver
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/opencontainers/go-digest"
 	"github.com/sirupsen/logrus"
 
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/config"
@@ -27,6 +28,7 @@ type Local struct {
 	mapper imageref.Mapper
 	app    *handlers.App
 	path   string
+	tags   *ledger
 }
 
 // NewLocal opens (creating if needed) the store under l.Path. Its
@@ -58,6 +60,7 @@ func NewLocal(ctx context.Context, l config.Local) (t *Local, err error) {
 		},
 	}
 	cfg.HTTP.Secret = secret
+	cfg.Catalog.MaxEntries = 1000 // distribution's default, which only its config file loader sets
 	// NewApp panics on a storage error; turn that into an error.
 	defer func() {
 		if r := recover(); r != nil {
@@ -65,7 +68,13 @@ func NewLocal(ctx context.Context, l config.Local) (t *Local, err error) {
 		}
 	}()
 	app := handlers.NewApp(ctx, cfg)
-	return &Local{mapper: m, app: app, path: dir}, nil
+	own := filepath.Join(dir, "k8s-image-swapper")
+	tags := &ledger{root: filepath.Join(own, "tags"), adopted: filepath.Join(own, "tags.adopted"), cache: map[string]digest.Digest{}}
+	if err := tags.adopt(ctx, m.Host, HandlerTransport(app)); err != nil {
+		_ = app.Shutdown()
+		return nil, fmt.Errorf("open local store %s: %w", dir, err)
+	}
+	return &Local{mapper: m, app: app, path: dir, tags: tags}, nil
 }
 
 // httpSecret keeps the upload-state secret stable across restarts so that
@@ -92,12 +101,21 @@ func (l *Local) EnsureRepository(context.Context, string) error { return nil }
 func (l *Local) Authenticator(context.Context) (authn.Authenticator, error) {
 	return authn.Anonymous, nil
 }
-func (l *Local) Transport() http.RoundTripper { return HandlerTransport(l.app) }
+
+// Transport reaches the store in-process; the tags written through it are
+// the copies' (see CopiedTag).
+func (l *Local) Transport() http.RoundTripper {
+	return ledgerTransport{rt: HandlerTransport(l.app), ledger: l.tags}
+}
+
+// CopiedTag is the digest repo:tag had when a copy wrote it.
+func (l *Local) CopiedTag(repo, tag string) (digest.Digest, bool) { return l.tags.lookup(repo, tag) }
 func (l *Local) NameOptions() []name.Option {
 	return []name.Option{name.Insecure, name.StrictValidation}
 }
 
-// Handler serves the store's full registry API (pull and push).
+// Handler serves the store's full registry API (pull and push); tags
+// pushed through it are not copies.
 func (l *Local) Handler() http.Handler { return l.app }
 
 // Path is the store's folder.

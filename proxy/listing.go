@@ -1,0 +1,161 @@
+package proxy
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/imageref"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/target"
+)
+
+// Listing a local target: the catalog, a repository's tags and referrers.
+// Names and tags of a mirrored private image are as private as its content:
+// a client the source would not serve does not learn them.
+
+// serveListing serves /v2/_catalog, /v2/<name>/tags/list and
+// /v2/<name>/referrers/<digest> from the local store.
+func (p *Proxy) serveListing(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == "/v2/_catalog" {
+		p.serveCatalog(w, r)
+		return
+	}
+	name, api, ok := listingPath(r.URL.Path)
+	if !ok {
+		writeError(w, r, newError(http.StatusNotFound, codeUnsupported, "%s is not served by this proxy", r.URL.Path))
+		return
+	}
+	plans, herr := p.route(r.URL.Query().Get("ns"), name)
+	if herr != nil {
+		writeError(w, r, herr)
+		return
+	}
+	for _, pl := range plans {
+		if pl.targetRepo == "" {
+			continue
+		}
+		if pl.src != nil {
+			if ok, _ := p.privacy.permits(r, *pl.src); !ok {
+				continue
+			}
+		}
+		resp, err := p.askStore(r, "/v2/"+pl.targetRepo+"/"+api)
+		if err != nil {
+			writeError(w, r, asHTTPError(err, codeNameUnknown))
+			return
+		}
+		if resp.StatusCode == http.StatusNotFound {
+			resp.Body.Close()
+			continue
+		}
+		passOn(w, r, resp)
+		return
+	}
+	writeError(w, r, newError(http.StatusNotFound, codeNameUnknown, "repository %s is not known to this registry", name))
+}
+
+// listingPath splits /v2/<name>/tags/list and /v2/<name>/referrers/<digest>.
+func listingPath(p string) (name, api string, ok bool) {
+	rest, ok := strings.CutPrefix(p, "/v2/")
+	if !ok {
+		return "", "", false
+	}
+	for _, sep := range []string{"/tags/", "/referrers/"} {
+		if i := strings.LastIndex(rest, sep); i > 0 && pathExpr.MatchString(rest[:i]) {
+			return rest[:i], rest[i+1:], true
+		}
+	}
+	return "", "", false
+}
+
+// askStore sends r's method and query (without ns) to path in the store.
+func (p *Proxy) askStore(r *http.Request, path string) (*http.Response, error) {
+	q := r.URL.Query()
+	q.Del("ns")
+	u := &url.URL{Scheme: "http", Host: p.mapper.Host, Path: path, RawQuery: q.Encode()}
+	req, err := http.NewRequestWithContext(r.Context(), r.Method, u.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Accept", r.Header.Get("Accept"))
+	return target.HandlerTransport(p.store).RoundTrip(req)
+}
+
+// passOn writes the store's answer.
+func passOn(w http.ResponseWriter, r *http.Request, resp *http.Response) {
+	defer resp.Body.Close()
+	for _, k := range []string{"Content-Type", "Content-Length", "Link", "Docker-Distribution-API-Version", "OCI-Filters-Applied"} {
+		if v := resp.Header.Get(k); v != "" {
+			w.Header().Set(k, v)
+		}
+	}
+	w.WriteHeader(resp.StatusCode)
+	if r.Method != http.MethodHead {
+		_ = copyBody(w, resp.Body)
+	}
+}
+
+// catalogChecks bounds the privacy checks one catalog page makes at once.
+const catalogChecks = 8
+
+// serveCatalog lists the store's repositories, leaving out mirrors of
+// private images the client may not read.
+func (p *Proxy) serveCatalog(w http.ResponseWriter, r *http.Request) {
+	resp, err := p.askStore(r, "/v2/_catalog")
+	if err != nil {
+		writeError(w, r, asHTTPError(err, codeNameUnknown))
+		return
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		passOn(w, r, resp)
+		return
+	}
+	var page struct {
+		Repositories []string `json:"repositories"`
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<20)).Decode(&page); err != nil {
+		writeError(w, r, newError(http.StatusBadGateway, codeUnknown, "catalog: %v", err))
+		return
+	}
+	keep := make([]bool, len(page.Repositories))
+	sem := make(chan struct{}, catalogChecks)
+	var wg sync.WaitGroup
+	for i, repo := range page.Repositories {
+		keep[i] = true
+		if !imageref.IsMirrorPath(repo) {
+			continue
+		}
+		pl := p.targetPlan(repo)
+		if pl.src == nil {
+			continue
+		}
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			keep[i], _ = p.privacy.permits(r, *pl.src)
+		}()
+	}
+	wg.Wait()
+	listed := []string{}
+	for i, repo := range page.Repositories {
+		if keep[i] {
+			listed = append(listed, repo)
+		}
+	}
+	body, _ := json.Marshal(map[string][]string{"repositories": listed})
+	if l := resp.Header.Get("Link"); l != "" {
+		w.Header().Set("Link", l)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(http.StatusOK)
+	if r.Method != http.MethodHead {
+		_, _ = w.Write(body)
+	}
+}
