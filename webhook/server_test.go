@@ -94,6 +94,13 @@ func TestServerHTTPS(t *testing.T) {
 	if code, body := get(t, c, s.url+"/readyz"); code != 503 || !strings.Contains(body, "target") {
 		t.Errorf("/readyz before the target answered: %d %q", code, body)
 	}
+	// The original chart probes / for liveness and readiness.
+	if code, body := get(t, c, s.url+"/"); code != 200 || !strings.Contains(body, "k8s-image-swapper") {
+		t.Errorf("/: %d %q", code, body)
+	}
+	if code, _ := get(t, c, s.url+"/nothing-here"); code != 404 {
+		t.Errorf("/nothing-here: %d, want 404", code)
+	}
 	ready.Done("target")
 	if code, _ := get(t, c, s.url+"/readyz"); code != 200 {
 		t.Errorf("/readyz %d", code)

@@ -610,8 +610,9 @@ func TestConfigChecksum(t *testing.T) {
 
 var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
 
-// TestRenderedConfigParses reads every rendered config file with the binary's own parser, which
-// refuses unknown keys: what the chart mounts is what the webhook and proxy accept.
+// TestRenderedConfigParses reads every rendered config file with the binary's own parser, strictly
+// (as `config validate` does): what the chart mounts is what the webhook and proxy accept, with
+// no warning.
 func TestRenderedConfigParses(t *testing.T) {
 	helmBin(t)
 	for _, f := range append([]string{""}, ciValues(t)...) {
@@ -625,9 +626,12 @@ func TestRenderedConfigParses(t *testing.T) {
 			for _, m := range envRef.FindAllStringSubmatch(data, -1) {
 				t.Setenv(m[1], "from-the-environment")
 			}
-			c, err := config.Parse([]byte(data))
+			c, err := config.ParseWith([]byte(data), config.Options{Strict: true})
 			if err != nil {
 				t.Fatalf("%v\n%s", err, data)
+			}
+			if len(c.Warnings) > 0 {
+				t.Errorf("warnings: %v\n%s", c.Warnings, data)
 			}
 			switch name {
 			case "terraform-aws-values.yaml":
