@@ -104,16 +104,24 @@ func TestPullSecretsByName(t *testing.T) {
 		t.Error("a secret outside the allowed names was read")
 	}
 
-	// Unnamed: a cluster-wide list is refused under this rule, so the cache
-	// never fills (the failure the names avoid).
+	// Unnamed (as the original chart with secretNames runs the original,
+	// which had no such flag): a cluster-wide list is refused under this
+	// rule, so the webhook does not wait for a cache that cannot fill; it
+	// reads each secret with get, which the rule allows for its names only.
 	all := auth.NewPullSecrets(limited, "", time.Minute, log)
 	actx, acancel := context.WithCancel(ctx)
 	defer acancel()
 	all.Start(actx)
 	short, scancel := context.WithTimeout(ctx, 3*time.Second)
 	defer scancel()
-	if err := all.WaitForSync(short); err == nil {
-		t.Error("a cluster-wide secret cache synced under a names-only rule; the RBAC rule is not what the chart renders")
+	if err := all.WaitForSync(short); err != nil {
+		t.Errorf("unnamed reader not ready under a names-only rule: %v", err)
+	}
+	if a, err := all.Keychain(ns, []string{"regcred"}, "").Resolve(registryResource("registry.example.com")); err != nil || a == authn.Anonymous {
+		t.Errorf("regcred, which the rule allows, not read with get: %v %v", a, err)
+	}
+	if a, err := all.Keychain(ns, []string{"other"}, "").Resolve(registryResource("registry.example.com")); err != nil || a != authn.Anonymous {
+		t.Errorf("a secret outside the rule's names was read: %v %v", a, err)
 	}
 }
 

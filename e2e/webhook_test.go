@@ -203,7 +203,7 @@ target:
 				t.Logf("copied with the pod's pull secret after %d pod(s)", i+1)
 			}
 		}
-		wh.waitLog(ctx, t, `"msg":"copy failed"`, "nosecret")
+		wh.waitLog(ctx, t, `"message":"copy failed"`, "nosecret")
 		if _, err := remote.Head(mustRef(t, toTarget(privateNoSecret))); err == nil {
 			t.Fatal("an image was copied with no credentials")
 		}

@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/auth"
@@ -46,7 +47,7 @@ func (w *webhookFlags) add(f *pflag.FlagSet) {
 	f.StringVar(&w.certFile, "tls-cert-file", "", "TLS certificate file; with --tls-key-file serves HTTPS")
 	f.StringVar(&w.keyFile, "tls-key-file", "", "TLS private key file")
 	f.BoolVar(&w.dryRun, "dry-run", false, "log and count decisions, copy and patch nothing (the config's dryRun)")
-	f.BoolVar(&w.secretReader, "secret-reader", false, "read pods' imagePullSecrets for copies (the config's secretReader)")
+	f.BoolVar(&w.secretReader, "secret-reader", false, "read pods' imagePullSecrets for copies (the config's secretReader; when neither is set: on in a cluster, as the original)")
 	f.StringSliceVar(&w.secretNames, "secret-names", nil, "with --secret-reader, watch only secrets of these names (the chart's secretReader.secretNames)")
 	f.StringVar(&w.kubeconfig, "kubeconfig", "", "kubeconfig for --secret-reader (default: in-cluster)")
 	f.BoolVar(&w.unreachableOK, "target-unreachable-ok", false, "report ready without waiting for the target to answer")
@@ -77,6 +78,12 @@ func (w *webhookFlags) run(cmd *cobra.Command, _ []string) error {
 	if file != "" {
 		log.Info("using config file", "file", file)
 	}
+	if !f.Changed("secret-reader") && !c.IsSet("secretReader") && inCluster() {
+		// The original read pods' pull secrets whenever it ran in a cluster;
+		// its chart passes no flag for it. What RBAC allows is found at start.
+		c.SecretReader = true
+		log.Info("secret reader on: running in a cluster with no secretReader setting, as the original")
+	}
 	ctx := cmd.Context()
 
 	engine, err := newEngine(ctx, c, log)
@@ -101,8 +108,8 @@ func (w *webhookFlags) run(cmd *cobra.Command, _ []string) error {
 		ps.Start(ctx)
 		ready.Wait("pull-secrets")
 		go func() {
-			// Not ready until the caches are filled: copies would
-			// miss credentials. RBAC errors show in the client's log.
+			// Not ready until the caches RBAC allows are filled: copies
+			// would miss credentials. Other errors show in the client's log.
 			if err := ps.WaitForSync(ctx); err == nil {
 				ready.Done("pull-secrets")
 				log.Info("pull secret caches synced")
@@ -125,6 +132,12 @@ func (w *webhookFlags) run(cmd *cobra.Command, _ []string) error {
 	defer engine.Close()
 	log.Info("webhook starting", "config", c.Summary())
 	return srv.ListenAndServe(ctx)
+}
+
+// inCluster tells whether the process runs in a pod with an API token.
+func inCluster() bool {
+	_, err := rest.InClusterConfig()
+	return err == nil
 }
 
 // newPullSecrets connects to the cluster (in-cluster unless kubeconfig).
