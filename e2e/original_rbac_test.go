@@ -14,7 +14,6 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"golang.org/x/crypto/bcrypt"
-	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -56,32 +55,10 @@ func TestOriginalChartRBAC(t *testing.T) {
 		return err
 	})
 	// The original chart's templates/clusterrole.yaml and clusterrolebinding.yaml.
-	mustCreate(t, func() error {
-		_, err := c.CoreV1().ServiceAccounts("default").Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "k8s-image-swapper"}}, metav1.CreateOptions{})
-		return err
+	token := serviceAccountWithRules(ctx, t, c, "k8s-image-swapper", []rbacv1.PolicyRule{
+		{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"watch", "get"}},
+		{APIGroups: []string{""}, Resources: []string{"serviceaccounts"}, Verbs: []string{"get"}},
 	})
-	mustCreate(t, func() error {
-		_, err := c.RbacV1().ClusterRoles().Create(ctx, &rbacv1.ClusterRole{
-			ObjectMeta: metav1.ObjectMeta{Name: "k8s-image-swapper"},
-			Rules: []rbacv1.PolicyRule{
-				{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"watch", "get"}},
-				{APIGroups: []string{""}, Resources: []string{"serviceaccounts"}, Verbs: []string{"get"}},
-			},
-		}, metav1.CreateOptions{})
-		return err
-	})
-	mustCreate(t, func() error {
-		_, err := c.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{
-			ObjectMeta: metav1.ObjectMeta{Name: "k8s-image-swapper"},
-			RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: "k8s-image-swapper"},
-			Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Name: "k8s-image-swapper", Namespace: "default"}},
-		}, metav1.CreateOptions{})
-		return err
-	})
-	tok, err := c.CoreV1().ServiceAccounts("default").CreateToken(ctx, "k8s-image-swapper", &authenticationv1.TokenRequest{}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	dir := t.TempDir()
 	kubeconfig := filepath.Join(dir, "kubeconfig")
 	writeKubeFile(t, kubeconfig, []byte(fmt.Sprintf(`apiVersion: v1
@@ -96,7 +73,7 @@ contexts:
 - name: e2e
   context: {cluster: e2e, user: swapper}
 current-context: e2e
-`, kube.Host, base64.StdEncoding.EncodeToString(kube.CAPEM), tok.Status.Token)))
+`, kube.Host, base64.StdEncoding.EncodeToString(kube.CAPEM), token)))
 
 	ca, err := webhooktest.NewCA("e2e webhook CA")
 	if err != nil {
