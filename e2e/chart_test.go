@@ -117,7 +117,9 @@ func TestChartOnKubeAPIServer(t *testing.T) {
 	const release, installNS = "keep", "swapper-install"
 	kubectl(t, kube, "create", "namespace", installNS)
 	kubectl(t, kube, "create", "serviceaccount", "default", "--namespace", installNS)
-	helm("install", release, chart, "--namespace", installNS)
+	if notes := helm("install", release, chart, "--namespace", installNS); strings.Contains(notes, "dry run") {
+		t.Errorf("the defaults' NOTES speak of a dry run:\n%s", notes)
+	}
 	secretName := release + "-k8s-image-swapper-tls"
 	before, err := kube.Client.CoreV1().Secrets(installNS).Get(ctx, secretName, metav1.GetOptions{})
 	if err != nil {
@@ -131,7 +133,11 @@ func TestChartOnKubeAPIServer(t *testing.T) {
 	if !bytes.Equal(mwc.Webhooks[0].ClientConfig.CABundle, before.Data["ca.crt"]) {
 		t.Fatalf("caBundle is not the Secret's CA after install")
 	}
-	helm("upgrade", release, chart, "--namespace", installNS, "--set", "config.logLevel=debug")
+	// A values file kept from the original chart has dryRun: true: the NOTES say what that now means.
+	notes := helm("upgrade", release, chart, "--namespace", installNS, "--set", "config.logLevel=debug", "--set", "config.dryRun=true")
+	if !strings.Contains(notes, "WARNING: config.dryRun is true: a dry run") || !strings.Contains(notes, "Set config.dryRun=false to swap images") {
+		t.Errorf("the NOTES of a dry run do not say so:\n%s", notes)
+	}
 	after, err := kube.Client.CoreV1().Secrets(installNS).Get(ctx, secretName, metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)

@@ -90,6 +90,42 @@ func (p *originalProc) waitProbe(t *testing.T, path string) string {
 	}
 }
 
+// imageInTarget starts a source and a target registry with one image in
+// both, and returns them, the image and its target reference.
+func imageInTarget(t *testing.T) (src, dst *registryproc.Registry, image, target string) {
+	t.Helper()
+	src = registryproc.Start(t, registryproc.Options{})
+	dst = registryproc.Start(t, registryproc.Options{})
+	image = src.Addr + "/team/app:v1"
+	img := images.Image(t, 2048, 1, "linux/amd64")
+	images.Push(t, image, img)
+	target = dst.Addr + "/" + strings.Replace(image, ":", "_", 1)
+	images.Push(t, target, img)
+	return src, dst, image, target
+}
+
+// originalCerts writes a serving certificate where the original chart
+// mounts its Secret (root stands for the container's /) and returns the
+// paths of the certificate and key files, named cert and key as given.
+func originalCerts(t *testing.T, root, cert, key string) (string, string) {
+	t.Helper()
+	dir := filepath.Join(root, "usr", "local", "certificates")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ca, err := webhooktest.NewCA("original chart CA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	crt, k, err := ca.Issue("k8s-image-swapper.swapper.svc", "127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeKubeFile(t, filepath.Join(dir, cert), crt)
+	writeKubeFile(t, filepath.Join(dir, key), k)
+	return filepath.Join(dir, cert), filepath.Join(dir, key)
+}
+
 // v1beta1Review is a pod CREATE as the original chart's
 // MutatingWebhookConfiguration (admissionReviewVersions: ["v1beta1"]) sends it.
 func v1beta1Review(image string) []byte {
@@ -134,13 +170,7 @@ func (p *originalProc) review(t *testing.T, body []byte) string {
 // over HTTPS, and reviews in admission.k8s.io/v1beta1.
 func TestOriginalChartStart(t *testing.T) {
 	bin := webhookBinary(t)
-	src := registryproc.Start(t, registryproc.Options{})
-	dst := registryproc.Start(t, registryproc.Options{})
-	image := src.Addr + "/team/app:v1"
-	img := images.Image(t, 2048, 1, "linux/amd64")
-	images.Push(t, image, img)
-	target := dst.Addr + "/" + strings.Replace(image, ":", "_", 1)
-	images.Push(t, target, img)
+	src, dst, image, target := imageInTarget(t)
 
 	for _, certs := range []struct{ name, cert, key string }{
 		{"patch job secret", "cert", "key"},
@@ -148,20 +178,7 @@ func TestOriginalChartStart(t *testing.T) {
 	} {
 		t.Run(certs.name, func(t *testing.T) {
 			root := t.TempDir() // stands for the container's /
-			certDir := filepath.Join(root, "usr", "local", "certificates")
-			if err := os.MkdirAll(certDir, 0o755); err != nil {
-				t.Fatal(err)
-			}
-			ca, err := webhooktest.NewCA("original chart CA")
-			if err != nil {
-				t.Fatal(err)
-			}
-			crt, key, err := ca.Issue("k8s-image-swapper.swapper.svc", "127.0.0.1")
-			if err != nil {
-				t.Fatal(err)
-			}
-			writeKubeFile(t, filepath.Join(certDir, certs.cert), crt)
-			writeKubeFile(t, filepath.Join(certDir, certs.key), key)
+			certFile, keyFile := originalCerts(t, root, certs.cert, certs.key)
 			// The chart's config value, as a user who turned dryRun off and
 			// set a target has it (the ConfigMap's config.yaml).
 			cfg := filepath.Join(root, ".k8s-image-swapper.yaml")
@@ -181,8 +198,8 @@ target:
 			port := strings.TrimPrefix(registryproc.FreeAddr(t), "127.0.0.1")
 			p := startOriginal(t, bin, root, "https://127.0.0.1"+port, []string{"NO_COLOR=1"},
 				"--config="+cfg,
-				"--tls-cert-file="+filepath.Join(certDir, certs.cert),
-				"--tls-key-file="+filepath.Join(certDir, certs.key),
+				"--tls-cert-file="+certFile,
+				"--tls-key-file="+keyFile,
 				"--listen-address="+port)
 			if body := p.waitProbe(t, "/"); !strings.Contains(body, "k8s-image-swapper") {
 				t.Errorf("/ answered %q", body)
@@ -211,5 +228,47 @@ func TestNoArguments(t *testing.T) {
 	p.waitProbe(t, "/readyz")
 	if strings.Contains(p.String(), "Usage:") {
 		t.Errorf("printed its help:\n%s", p.String())
+	}
+}
+
+// TestOriginalChartDryRun: the original chart's default config has
+// dryRun: true, which the original never read. Started as that chart starts
+// it, the webhook honours it, and says so: in its log, on /readyz and in
+// k8s_image_swapper_dry_run; / still answers 200 for the chart's probes.
+func TestOriginalChartDryRun(t *testing.T) {
+	bin := webhookBinary(t)
+	_, dst, image, _ := imageInTarget(t)
+
+	root := t.TempDir()
+	certFile, keyFile := originalCerts(t, root, "cert", "key")
+	// The original chart's config value as it ships (values.yaml), the
+	// target aside: a local registry stands for its example ECR account.
+	cfg := filepath.Join(root, ".k8s-image-swapper.yaml")
+	writeKubeFile(t, cfg, []byte(fmt.Sprintf(`dryRun: true
+logLevel: debug
+logFormat: console
+source:
+  filters:
+  - jmespath: obj.metadata.namespace == 'kube-system'
+target:
+  type: generic
+  generic: {registry: "%s", insecure: true}
+`, dst.Addr)))
+	port := strings.TrimPrefix(registryproc.FreeAddr(t), "127.0.0.1")
+	p := startOriginal(t, bin, root, "https://127.0.0.1"+port, []string{"NO_COLOR=1"},
+		"--config="+cfg, "--tls-cert-file="+certFile, "--tls-key-file="+keyFile,
+		"--listen-address="+port)
+	p.waitProbe(t, "/")
+	if body := p.waitProbe(t, "/readyz"); !strings.Contains(body, "dry run (dryRun: true)") {
+		t.Errorf("/readyz does not say dry run: %q", body)
+	}
+	if patch := p.review(t, v1beta1Review(image)); patch != "" {
+		t.Errorf("a dry run patched the pod: %s", patch)
+	}
+	if m := p.waitProbe(t, "/metrics"); !strings.Contains(m, "\nk8s_image_swapper_dry_run 1\n") {
+		t.Errorf("/metrics lacks k8s_image_swapper_dry_run 1")
+	}
+	if log := p.String(); !strings.Contains(log, "WRN dry run (dryRun: true): images are neither copied nor rewritten") {
+		t.Errorf("no dry-run warning in the log:\n%s", log)
 	}
 }

@@ -28,7 +28,9 @@ type ServerOptions struct {
 	// Webhook serves POST /webhook (a *Handler).
 	Webhook   http.Handler
 	Readiness *Readiness // nil: always ready
-	Logger    *slog.Logger
+	// DryRun makes /readyz say that images are neither copied nor rewritten.
+	DryRun bool
+	Logger *slog.Logger
 }
 
 // Server serves /webhook, /, /healthz, /readyz and /metrics.
@@ -63,6 +65,10 @@ func NewServer(o ServerOptions) (*Server, error) {
 				http.Error(w, "waiting for: "+strings.Join(p, ", "), http.StatusServiceUnavailable)
 				return
 			}
+		}
+		if o.DryRun {
+			_, _ = w.Write([]byte("ok, " + DryRunMessage + "\n"))
+			return
 		}
 		_, _ = w.Write([]byte("ok\n"))
 	})

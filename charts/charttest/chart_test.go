@@ -643,7 +643,7 @@ func TestRenderedConfigParses(t *testing.T) {
 					t.Errorf("gcp values read as %s", c.Summary())
 				}
 			case "defaults":
-				if !c.DryRun || c.Target.Type != "local" {
+				if c.DryRun || c.Target.Type != "local" {
 					t.Errorf("defaults read as %s", c.Summary())
 				}
 			}

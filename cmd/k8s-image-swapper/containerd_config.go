@@ -31,7 +31,8 @@ func newContainerdConfigCmd() *cobra.Command {
 		Long: "Writes <certs-dir>/<host>/hosts.toml for each registry the proxy serves and for the\n" +
 			"target, with the proxy first and the origin as server, so containerd falls back to the\n" +
 			"origin when the proxy is down. Existing files are kept and backed up; --cleanup restores\n" +
-			"them byte for byte. --check only reports whether containerd's config reads hosts.toml.",
+			"them byte for byte, and so does a dry run (dryRun: true), which writes none.\n" +
+			"--check only reports whether containerd's config reads hosts.toml.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) (err error) {
 			out := cmd.OutOrStdout()
@@ -52,6 +53,14 @@ func newContainerdConfigCmd() *cobra.Command {
 				o.PlainHTTP[h] = true
 			}
 			var res daemonset.Result
+			if c.DryRun && !cleanup {
+				// A dry run changes nothing on the node: containerd keeps
+				// pulling from the origins, and files an earlier run wrote
+				// are undone.
+				fmt.Fprintln(out, "dry run (dryRun: true): no hosts.toml written; containerd pulls from the origins")
+				o.Logger.Warn("dry run (dryRun: true): containerd is not pointed at the proxy; hosts.toml files written before are restored")
+				cleanup = true
+			}
 			if cleanup {
 				res, err = daemonset.Cleanup(cmd.Context(), o)
 			} else {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"time"
@@ -12,6 +13,8 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/auth"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/config"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/metrics"
 	"github.com/k8s-image-swapper/k8s-image-swapper/webhook"
 )
 
@@ -124,14 +127,26 @@ func (w *webhookFlags) run(cmd *cobra.Command, _ []string) error {
 		go webhook.WaitForTarget(ctx, t, ready, 5*time.Second, log)
 	}
 	srv, err := webhook.NewServer(webhook.ServerOptions{Addr: c.ListenAddress, CertFile: c.TLSCertFile,
-		KeyFile: c.TLSKeyFile, Webhook: h, Readiness: ready, Logger: log})
+		KeyFile: c.TLSKeyFile, Webhook: h, Readiness: ready, DryRun: c.DryRun, Logger: log})
 	if err != nil {
 		return &exitError{code: 2, err: err}
 	}
 	engine.Start(ctx)
 	defer engine.Close()
 	log.Info("webhook starting", "config", c.Summary())
+	setDryRun(ctx, c, log)
 	return srv.ListenAndServe(ctx)
+}
+
+// setDryRun exports k8s_image_swapper_dry_run and, in a dry run, says so
+// now and every minute.
+func setDryRun(ctx context.Context, c *config.Config, log *slog.Logger) {
+	if !c.DryRun {
+		metrics.DryRun.Set(0)
+		return
+	}
+	metrics.DryRun.Set(1)
+	go webhook.WarnDryRun(ctx, log, webhook.DryRunInterval)
 }
 
 // inCluster tells whether the process runs in a pod with an API token.

@@ -19,4 +19,8 @@ var (
 		Help: "Webhook decisions per container image: swapped, kept_missing, filtered, already_target, " +
 			"dry_run, skipped (pod opted out), invalid (unparseable image), error (kept because of our own trouble).",
 	}, []string{"decision"}))
+	DryRun = register(prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: namespace, Name: "dry_run",
+		Help: "1 while the config says dryRun: true (the webhook neither copies nor rewrites images, the proxy copies nothing, the node setup writes no hosts.toml), else 0.",
+	}))
 )

@@ -142,10 +142,10 @@ several values files.
 {{- end }}
 {{- end }}
 
-{{/* The config without the keys only the webhook reads: changing those does not restart every node's proxy. */}}
+{{/* The config without the keys only the webhook reads: changing those does not restart every node's proxy. dryRun stays: the proxy and the node setup honour it. */}}
 {{- define "k8s-image-swapper.proxyConfigData" -}}
 {{- $c := include "k8s-image-swapper.configData" . | fromYaml }}
-{{- $c = omit $c "dryRun" "imageSwapPolicy" "imageCopyPolicy" "imageCopyDeadline" "secretReader" "listenAddress" "tlsCertFile" "tlsKeyFile" }}
+{{- $c = omit $c "imageSwapPolicy" "imageCopyPolicy" "imageCopyDeadline" "secretReader" "listenAddress" "tlsCertFile" "tlsKeyFile" }}
 {{- if kindIs "map" (get $c "source") }}
 {{- $_ := set $c "source" (omit (get $c "source") "filters") }}
 {{- end }}
