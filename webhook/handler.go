@@ -1,7 +1,7 @@
 // Package webhook is the mutating admission webhook: it mirrors the images
-// of new pods (and of ephemeral containers added to running pods) into the
-// target and points the pods at the mirror, never failing a pod because of
-// its own trouble.
+// of new pods (and those an update of a pod changes, and of ephemeral
+// containers added to running pods) into the target and points the pods at
+// the mirror, never failing a pod because of its own trouble.
 package webhook
 
 import (

@@ -89,7 +89,14 @@ func TestRecordedReviews(t *testing.T) {
 			copies: []string{"force quay.io/org/missing:1"}},
 		{file: "simple-pod.json", status: 200, edit: func(o *Options) { o.SwapPolicy = SwapAlways; o.CopyPolicy = mirror.PolicyForce },
 			images: map[string][]string{"containers": {testTarget + "/docker.io/library/nginx:latest"}}}, // present: no copy
+		// Pods on UPDATE (the original chart registers it): decided as on
+		// CREATE, for the images the update changes only.
 		{file: "pod-update.json", status: 200},
+		{file: "pod-update-image.json", status: 200,
+			images: map[string][]string{
+				"initContainers": {"ghcr.io/org/app:v1"},
+				"containers":     {"nginx", testTarget + "/docker.io/library/busybox:1.36"},
+			}},
 		// imagePullPolicy: Always does not re-copy an image the target has.
 		{file: "pull-always.json", status: 200, edit: func(o *Options) { o.CopyPolicy = mirror.PolicyForce },
 			images: map[string][]string{"containers": {testTarget + "/docker.io/library/nginx:latest"}}},

@@ -73,10 +73,11 @@ func (h *Handler) admit(ctx context.Context, req *request) (resp response, resul
 	var ephemeralOnly bool
 	switch {
 	case req.operation == "CREATE" && req.subResource == "":
+	case req.operation == "UPDATE" && req.subResource == "":
 	case req.operation == "UPDATE" && req.subResource == "ephemeralcontainers":
 		ephemeralOnly = true
 	default:
-		log.Debug("not a pod creation or new ephemeral container: allowed unchanged")
+		log.Debug("not a pod creation, update or new ephemeral container: allowed unchanged")
 		return response{}, "ignored"
 	}
 	pod, err := decodePod(req.object)
@@ -86,14 +87,20 @@ func (h *Handler) admit(ctx context.Context, req *request) (resp response, resul
 	}
 	log = log.With("pod", podName(pod, req))
 	slots := podSlots(pod, !ephemeralOnly)
-	if ephemeralOnly {
-		// Existing ephemeral containers may not change; touch only new ones.
+	if req.operation == "UPDATE" {
 		old, err := decodePod(req.oldObject)
 		if err != nil {
 			log.Warn("pod left unchanged: cannot decode its old object", "error", err)
 			return response{}, "unchanged"
 		}
-		slots = newEphemeral(slots, old)
+		if ephemeralOnly {
+			// Existing ephemeral containers may not change; touch only new ones.
+			slots = newEphemeral(slots, old)
+		} else {
+			// An update is decided as a creation, for the images it changes
+			// only: rewriting one it left alone would restart that container.
+			slots = changedImages(slots, old)
+		}
 	}
 	if len(slots) == 0 {
 		log.Debug("no images to review: allowed unchanged")
@@ -171,6 +178,22 @@ func podSlots(pod *corev1.Pod, all bool) []*slot {
 	}
 	for i, c := range pod.Spec.EphemeralContainers {
 		out = append(out, &slot{list: "ephemeralContainers", index: i, name: c.Name, image: c.Image})
+	}
+	return out
+}
+
+// changedImages keeps the slots whose image differs from the same
+// container's in old (or whose container old lacks).
+func changedImages(slots []*slot, old *corev1.Pod) []*slot {
+	was := map[string]string{}
+	for _, s := range podSlots(old, true) {
+		was[s.list+"/"+s.name] = s.image
+	}
+	var out []*slot
+	for _, s := range slots {
+		if image, ok := was[s.list+"/"+s.name]; !ok || image != s.image {
+			out = append(out, s)
+		}
 	}
 	return out
 }

@@ -265,9 +265,9 @@ func TestWebhookConfiguration(t *testing.T) {
 			ops[res] = append(ops[res], r.Operations...)
 		}
 	}
-	if !slices.Equal(ops["pods"], []admissionv1.OperationType{admissionv1.Create}) ||
+	if !slices.Equal(ops["pods"], []admissionv1.OperationType{admissionv1.Create, admissionv1.Update}) ||
 		!slices.Equal(ops["pods/ephemeralcontainers"], []admissionv1.OperationType{admissionv1.Update}) || len(ops) != 2 {
-		t.Errorf("rules %v: want pods CREATE and pods/ephemeralcontainers UPDATE", ops)
+		t.Errorf("rules %v: want pods CREATE and UPDATE, and pods/ephemeralcontainers UPDATE", ops)
 	}
 
 	// Selectors: the release's namespace and opted-out pods never reach the webhook.

@@ -7,7 +7,7 @@ import "github.com/prometheus/client_golang/prometheus"
 var (
 	AdmissionRequests = register(prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: namespace, Name: "admission_requests_total",
-		Help: "Admission reviews by result: patched, unchanged, ignored (not a pod create or ephemeral container update), bad_request.",
+		Help: "Admission reviews by result: patched, unchanged, ignored (not a pod create, update or ephemeral container update), bad_request.",
 	}, []string{"result"}))
 	AdmissionDuration = register(prometheus.NewHistogram(prometheus.HistogramOpts{
 		Namespace: namespace, Name: "admission_duration_seconds",
