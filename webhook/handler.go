@@ -29,6 +29,9 @@ type Handler struct {
 	// background bounds the existence checks of "always" + "delayed",
 	// which run after the answer is sent.
 	background chan struct{}
+	// refreshed is when each tag of an imagePullPolicy: Always container
+	// was last resolved at the source.
+	refreshed *refreshTimes
 }
 
 // New checks o and returns the handler.
@@ -36,7 +39,7 @@ func New(o Options) (*Handler, error) {
 	if err := o.check(); err != nil {
 		return nil, err
 	}
-	return &Handler{o: o, background: make(chan struct{}, 64)}, nil
+	return &Handler{o: o, background: make(chan struct{}, 64), refreshed: newRefreshTimes(o.TagTTL)}, nil
 }
 
 // ServeHTTP takes a POSTed admission.k8s.io/v1 or v1beta1 AdmissionReview

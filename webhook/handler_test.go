@@ -97,11 +97,18 @@ func TestRecordedReviews(t *testing.T) {
 				"initContainers": {"ghcr.io/org/app:v1"},
 				"containers":     {"nginx", testTarget + "/docker.io/library/busybox:1.36"},
 			}},
-		// imagePullPolicy: Always does not re-copy an image the target has.
+		// imagePullPolicy: Always re-copies an image the target has (the copy
+		// resolves the tag and writes only when it moved), with the copy
+		// policy; at most once per tagTTL (TestPullAlwaysOncePerTagTTL).
 		{file: "pull-always.json", status: 200, edit: func(o *Options) { o.CopyPolicy = mirror.PolicyForce },
-			images: map[string][]string{"containers": {testTarget + "/docker.io/library/nginx:latest"}}},
+			images: map[string][]string{"containers": {testTarget + "/docker.io/library/nginx:latest"}},
+			copies: []string{"force docker.io/library/nginx:latest"}},
 		{file: "pull-always.json", status: 200, edit: func(o *Options) { o.SwapPolicy = SwapAlways; o.CopyPolicy = mirror.PolicyImmediate },
+			images: map[string][]string{"containers": {testTarget + "/docker.io/library/nginx:latest"}},
+			copies: []string{"immediate docker.io/library/nginx:latest"}},
+		{file: "pull-always.json", status: 200, edit: func(o *Options) { o.CopyPolicy = mirror.PolicyNone },
 			images: map[string][]string{"containers": {testTarget + "/docker.io/library/nginx:latest"}}},
+		{file: "pull-always.json", status: 200, edit: func(o *Options) { o.DryRun = true }},
 		// Recorded from kube-apiserver v1.37.2: a pod create, and kubectl
 		// debug adding a second ephemeral container.
 		{file: "recorded-create.json", status: 200,

@@ -34,6 +34,8 @@ type slot struct {
 	index int
 	name  string
 	image string
+	// pullAlways: imagePullPolicy Always, the kubelet pulls the tag each start.
+	pullAlways bool
 	// filled in by admit
 	src      reference.Named
 	decision string
@@ -170,14 +172,17 @@ func podSlots(pod *corev1.Pod, all bool) []*slot {
 	var out []*slot
 	if all {
 		for i, c := range pod.Spec.InitContainers {
-			out = append(out, &slot{list: "initContainers", index: i, name: c.Name, image: c.Image})
+			out = append(out, &slot{list: "initContainers", index: i, name: c.Name, image: c.Image,
+				pullAlways: c.ImagePullPolicy == corev1.PullAlways})
 		}
 		for i, c := range pod.Spec.Containers {
-			out = append(out, &slot{list: "containers", index: i, name: c.Name, image: c.Image})
+			out = append(out, &slot{list: "containers", index: i, name: c.Name, image: c.Image,
+				pullAlways: c.ImagePullPolicy == corev1.PullAlways})
 		}
 	}
 	for i, c := range pod.Spec.EphemeralContainers {
-		out = append(out, &slot{list: "ephemeralContainers", index: i, name: c.Name, image: c.Image})
+		out = append(out, &slot{list: "ephemeralContainers", index: i, name: c.Name, image: c.Image,
+			pullAlways: c.ImagePullPolicy == corev1.PullAlways})
 	}
 	return out
 }
@@ -264,7 +269,11 @@ func (rv *review) decide(ctx context.Context, slots []*slot) {
 				s.decision, s.target = decision, target
 			}
 		}()
-		decision, target = rv.decideImage(ctx, group[0].src)
+		always := false
+		for _, s := range group {
+			always = always || s.pullAlways
+		}
+		decision, target = rv.decideImage(ctx, group[0].src, always)
 	}
 	if len(order) == 1 {
 		apply(order[0])
