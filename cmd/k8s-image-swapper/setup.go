@@ -84,7 +84,7 @@ func newEngine(ctx context.Context, c *config.Config, log *slog.Logger, tune ...
 		}
 		platforms = append(platforms, *pl)
 	}
-	keychain, err := target.SourceKeychain(ctx, c.Source.Registries)
+	keychain, err := target.SourceKeychain(ctx, c.Source.Registries, c.Target)
 	if err != nil {
 		return nil, fmt.Errorf("source credentials: %w", err)
 	}
