@@ -57,6 +57,11 @@ func TestRecordedReviews(t *testing.T) {
 		{file: "simple-pod.json", status: 200, edit: func(o *Options) { // a filter on the container
 			o.Filter = mustFilter(t, "starts_with(container.image, 'nginx')")
 		}},
+		// A filter that errors: not filtered, and the one after it (which
+		// would match) is not evaluated, as in the original.
+		{file: "simple-pod.json", status: 200, edit: func(o *Options) {
+			o.Filter = filter.New([]string{"starts_with(container.missing, 'x')", "starts_with(container.image, 'nginx')"})
+		}, images: map[string][]string{"containers": {testTarget + "/docker.io/library/nginx:latest"}}},
 		{file: "simple-pod.json", status: 200, edit: func(o *Options) { o.DryRun = true }},
 		{file: "missing-image.json", status: 200, edit: func(o *Options) { o.DryRun = true }},
 		{file: "dry-run-request.json", status: 200, // API server dry run: patched, nothing copied
@@ -195,9 +200,9 @@ func TestRecordedReviews(t *testing.T) {
 
 func mustFilter(t *testing.T, exprs ...string) *filter.Filter {
 	t.Helper()
-	f, err := filter.New(exprs)
-	if err != nil {
-		t.Fatal(err)
+	f := filter.New(exprs)
+	if errs := f.Invalid(); len(errs) > 0 {
+		t.Fatal(errs)
 	}
 	return f
 }
@@ -336,10 +341,7 @@ target:
 	if err != nil {
 		t.Fatal(err)
 	}
-	o, err := OptionsFromConfig(c)
-	if err != nil {
-		t.Fatal(err)
-	}
+	o := OptionsFromConfig(c)
 	if !o.DryRun || o.SwapPolicy != SwapAlways || o.CopyPolicy != mirror.PolicyImmediate ||
 		o.CopyDeadline != 3*time.Second || o.Filter.Empty() {
 		t.Fatalf("options %+v", o)

@@ -317,9 +317,10 @@ func (rv *review) filtered(doc map[string]any, s *slot) bool {
 			container = list[s.index]
 		}
 	}
-	matched, errs := rv.h.o.Filter.Match(doc, container)
-	for _, err := range errs {
-		rv.log.Warn("filter failed, counted as no match", "container", s.name, "error", err)
+	matched, err := rv.h.o.Filter.Match(doc, container)
+	if err != nil {
+		// The original's rule: a failing filter ends the evaluation, unfiltered.
+		rv.log.Warn("filter failed: container not filtered, later filters not evaluated", "container", s.name, "error", err)
 	}
 	return matched != ""
 }

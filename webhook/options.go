@@ -61,15 +61,13 @@ type Options struct {
 }
 
 // OptionsFromConfig fills the policies, dry run and filters from c; the
-// caller sets Mirror, Mapper, PullSecrets and Logger.
-func OptionsFromConfig(c *config.Config) (Options, error) {
+// caller sets Mirror, Mapper, PullSecrets and Logger. Filters that do not
+// compile are kept, failing when reached, as in the original (the config
+// warned about them).
+func OptionsFromConfig(c *config.Config) Options {
 	exprs := make([]string, len(c.Source.Filters))
 	for i, f := range c.Source.Filters {
 		exprs[i] = f.JMESPath
-	}
-	f, err := filter.New(exprs)
-	if err != nil {
-		return Options{}, fmt.Errorf("source.filters: %w", err)
 	}
 	return Options{
 		SwapPolicy:   c.ImageSwapPolicy,
@@ -77,8 +75,8 @@ func OptionsFromConfig(c *config.Config) (Options, error) {
 		CopyDeadline: c.ImageCopyDeadline.D(),
 		DryRun:       c.DryRun,
 		TagTTL:       c.Proxy.TagTTL.D(),
-		Filter:       f,
-	}, nil
+		Filter:       filter.New(exprs),
+	}
 }
 
 func (o *Options) check() error {

@@ -95,10 +95,7 @@ func (w *webhookFlags) run(cmd *cobra.Command, _ []string) error {
 	}
 	t := engine.Target()
 	defer closeTarget(t)
-	opts, err := webhook.OptionsFromConfig(c)
-	if err != nil {
-		return &exitError{code: 2, err: err}
-	}
+	opts := webhook.OptionsFromConfig(c)
 	opts.Mirror, opts.Mapper, opts.Logger = engine, t.Mapper(), log
 
 	ready := &webhook.Readiness{}
