@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
@@ -126,7 +127,10 @@ func runCheck(out io.Writer, o daemonset.Options) error {
 }
 
 // hostsFor lists the registries a node should reach through the proxy: the
-// proxy's registries, the configured source registries, and the target.
+// proxy's registries, the configured source registries, and the target. A
+// generic registry with insecure: true keeps that for containerd's fallback
+// to it: an http:// server, tried over HTTPS without verification first
+// where containerd does that (2.x).
 func hostsFor(c *config.Config) []daemonset.Host {
 	seen := map[string]bool{}
 	var hosts []daemonset.Host
@@ -136,14 +140,20 @@ func hostsFor(c *config.Config) []daemonset.Host {
 			hosts = append(hosts, daemonset.Host{Name: h})
 		}
 	}
+	addGeneric := func(g config.Generic) {
+		h, _, _ := config.SplitRegistry(g.Registry)
+		add(h)
+		if i := slices.IndexFunc(hosts, func(x daemonset.Host) bool { return x.Name == h }); i >= 0 && g.Insecure {
+			hosts[i].Server, hosts[i].SkipVerify = "http://"+h, true
+		}
+	}
 	for _, r := range c.Proxy.Registries {
 		add(r)
 	}
 	for _, r := range c.Source.Registries {
 		switch r.Type {
 		case "generic":
-			host, _, _ := config.SplitRegistry(r.Generic.Registry)
-			add(host)
+			addGeneric(r.Generic)
 		case "aws":
 			add(aws.Host(r.AWS.AccountID, r.AWS.Region))
 		case "gcp":
@@ -152,8 +162,7 @@ func hostsFor(c *config.Config) []daemonset.Host {
 	}
 	switch c.Target.Type {
 	case "generic":
-		host, _, _ := config.SplitRegistry(c.Target.Generic.Registry)
-		add(host)
+		addGeneric(c.Target.Generic)
 	case "aws":
 		add(aws.Host(c.Target.AWS.AccountID, c.Target.AWS.Region))
 	case "gcp":
