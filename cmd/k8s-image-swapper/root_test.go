@@ -54,3 +54,18 @@ func TestRootRefusesArguments(t *testing.T) {
 		t.Errorf("got %v", err)
 	}
 }
+
+// --log-level and --log-format take the original's values; others are
+// warnings, falling back as the original did.
+func TestLogFlags(t *testing.T) {
+	cfg := writeConfig(t, "logLevel: debug\n")
+	out, err := run(t, "config", "validate", "--config", cfg, "--log-level=PANIC", "--log-format=console")
+	if err != nil || strings.Contains(out, "warning") {
+		t.Errorf("original values: %v\n%s", err, out)
+	}
+	out, err = run(t, "config", "validate", "--config", cfg, "--log-level=verbose", "--log-format=yaml")
+	if err != nil || !strings.Contains(out, `warning: --log-level: invalid value "verbose"`) ||
+		!strings.Contains(out, `warning: --log-format: invalid value "yaml"`) {
+		t.Errorf("other values: %v\n%s", err, out)
+	}
+}

@@ -43,6 +43,11 @@ func loadConfigWith(cmd *cobra.Command, o config.Options) (*config.Config, strin
 	}
 	if f.Changed("log-format") {
 		c.LogFormat, _ = f.GetString("log-format")
+		if c.LogFormat != "json" && c.LogFormat != "console" {
+			c.Warnings = append(c.Warnings, config.Problem{Key: "--log-format",
+				Msg: fmt.Sprintf("invalid value %q, must be one of: json, console; using json", c.LogFormat)})
+			c.LogFormat = config.DefaultLogFormat
+		}
 	}
 	return c, file, nil
 }
