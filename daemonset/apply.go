@@ -187,7 +187,8 @@ func merge(o Options, h Host, base baseline, p paths, log *slog.Logger) ([]byte,
 			server = orig.Server
 		}
 	}
-	r := rendering{proxyURL: o.ProxyURL, dialTimeout: o.dialTimeout(), server: server}
+	r := rendering{proxyURL: o.ProxyURL, dialTimeout: o.dialTimeout(), server: server,
+		skipVerify: h.SkipVerify && !orig.SkipVerifySet}
 	if len(base.original) == 0 { // containerd treats an empty hosts.toml as none
 		ca, client, err := certFiles(p.dir)
 		if err != nil {

@@ -361,3 +361,30 @@ func TestApplyHonoursContext(t *testing.T) {
 		t.Errorf("wrote %v", entries)
 	}
 }
+
+// An http:// server with SkipVerify (a registry the config calls insecure):
+// containerd 2.x reads it as HTTPS first (its HTTP fallback wraps the
+// transport: an http:// server with a TLS setting), then plain HTTP; an
+// original file's own skip_verify is not written twice.
+func TestApplyInsecureOrigin(t *testing.T) {
+	certs := t.TempDir()
+	o := testOptions(certs)
+	o.Hosts = []Host{{Name: "registry.local:5000", Server: "http://registry.local:5000", SkipVerify: true},
+		{Name: "other.local:5000", Server: "http://other.local:5000", SkipVerify: true}}
+	orig := filepath.Join(certs, "other.local:5000", "hosts.toml")
+	if err := os.MkdirAll(filepath.Dir(orig), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, orig, "skip_verify = true\n", 0o644)
+	mustApply(t, o)
+	for _, host := range []string{"registry.local:5000", "other.local:5000"} {
+		b := string(readFile(t, filepath.Join(certs, host, "hosts.toml")))
+		if n := strings.Count(b, "skip_verify = true"); n != 1 {
+			t.Errorf("%s: skip_verify written %d times:\n%s", host, n, b)
+		}
+		h := containerdHosts(t, certs, host)
+		if got := endpoints(h); len(got) != 2 || got[0] != proxyEndpoint || got[1].host != host || got[1].scheme != "https" {
+			t.Errorf("%s: containerd reads %+v, want the proxy, then %s over HTTPS first", host, got, host)
+		}
+	}
+}

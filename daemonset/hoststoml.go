@@ -29,9 +29,10 @@ type hostEntry struct {
 
 // hostsFile is a parsed hosts.toml.
 type hostsFile struct {
-	Server string
-	Order  []string             // [host."..."] keys in file order: the order containerd tries them
-	Hosts  map[string]hostEntry // by key
+	Server        string
+	SkipVerifySet bool                 // the file sets skip_verify for the server
+	Order         []string             // [host."..."] keys in file order: the order containerd tries them
+	Hosts         map[string]hostEntry // by key
 }
 
 // parseHostsFile fails where containerd would ignore the file.
@@ -56,7 +57,7 @@ func parseHostsFile(b []byte) (hostsFile, error) {
 	if err := checkHostEntry(c.Server, c.hostEntry); err != nil {
 		return hostsFile{}, fmt.Errorf("server %q: %w", c.Server, err)
 	}
-	return hostsFile{Server: c.Server, Order: order, Hosts: c.Hosts}, nil
+	return hostsFile{Server: c.Server, SkipVerifySet: c.SkipVerify != nil, Order: order, Hosts: c.Hosts}, nil
 }
 
 // hostOrder lists [host."X"] tables in file order, skipping a repeat of the previous one

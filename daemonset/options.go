@@ -22,6 +22,10 @@ type Host struct {
 	// Server is the origin URL written as `server`; empty derives it from Name
 	// (docker.io -> https://registry-1.docker.io, otherwise https://<Name>).
 	Server string
+	// SkipVerify writes `skip_verify = true` with the server: with an http://
+	// server, containerd 2.x then tries HTTPS without verifying the
+	// certificate first and plain HTTP after it (containerd 1.6: plain HTTP).
+	SkipVerify bool
 }
 
 // Options says where to write and what.

@@ -21,6 +21,7 @@ type rendering struct {
 	proxyURL    string
 	dialTimeout time.Duration
 	server      string // written only when the original sets no server
+	skipVerify  bool   // skip_verify = true, with the server
 	extra       string // top-level lines for a new file: cert files containerd used so far
 }
 
@@ -40,6 +41,9 @@ func render(original []byte, r rendering, hasServer bool) ([]byte, error) {
 	}
 	if !hasServer {
 		fmt.Fprintf(&b, "server = %s\n", quote(r.server))
+		if r.skipVerify {
+			b.WriteString("skip_verify = true\n")
+		}
 	}
 	b.WriteString(r.extra)
 	fmt.Fprintf(&b, "\n[host.%s]\n", quote(r.proxyURL))

@@ -117,7 +117,9 @@ func TestChartOnKubeAPIServer(t *testing.T) {
 	const release, installNS = "keep", "swapper-install"
 	kubectl(t, kube, "create", "namespace", installNS)
 	kubectl(t, kube, "create", "serviceaccount", "default", "--namespace", installNS)
-	helm("install", release, chart, "--namespace", installNS)
+	if notes := helm("install", release, chart, "--namespace", installNS); strings.Contains(notes, "dry run") {
+		t.Errorf("the defaults' NOTES speak of a dry run:\n%s", notes)
+	}
 	secretName := release + "-k8s-image-swapper-tls"
 	before, err := kube.Client.CoreV1().Secrets(installNS).Get(ctx, secretName, metav1.GetOptions{})
 	if err != nil {
@@ -131,7 +133,11 @@ func TestChartOnKubeAPIServer(t *testing.T) {
 	if !bytes.Equal(mwc.Webhooks[0].ClientConfig.CABundle, before.Data["ca.crt"]) {
 		t.Fatalf("caBundle is not the Secret's CA after install")
 	}
-	helm("upgrade", release, chart, "--namespace", installNS, "--set", "config.logLevel=debug")
+	// A values file kept from the original chart has dryRun: true: the NOTES say what that now means.
+	notes := helm("upgrade", release, chart, "--namespace", installNS, "--set", "config.logLevel=debug", "--set", "config.dryRun=true")
+	if !strings.Contains(notes, "WARNING: config.dryRun is true: a dry run") || !strings.Contains(notes, "Set config.dryRun=false to swap images") {
+		t.Errorf("the NOTES of a dry run do not say so:\n%s", notes)
+	}
 	after, err := kube.Client.CoreV1().Secrets(installNS).Get(ctx, secretName, metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -157,5 +163,53 @@ func TestChartOnKubeAPIServer(t *testing.T) {
 	if _, err := kube.Client.CoreV1().Secrets(installNS).Get(ctx, secretName, metav1.GetOptions{}); err == nil {
 		t.Errorf("uninstall left %s", secretName)
 	}
+
+	// An upgrade from the original chart: a release whose Deployment has the name, selector and
+	// container 1.11.0 renders is upgraded to this chart, and keeps its Deployment (a changed
+	// selector would be refused: "field is immutable").
+	const origRelease, origNS = "orig", "swapper-upgrade"
+	kubectl(t, kube, "create", "namespace", origNS)
+	kubectl(t, kube, "create", "serviceaccount", "default", "--namespace", origNS)
+	old := filepath.Join(dir, "original-chart")
+	if err := os.MkdirAll(filepath.Join(old, "templates"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeKubeFile(t, filepath.Join(old, "Chart.yaml"), []byte("apiVersion: v2\nname: k8s-image-swapper\nversion: 1.11.0\nappVersion: 1.5.10\n"))
+	writeKubeFile(t, filepath.Join(old, "templates", "deployment.yaml"), []byte(`apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {{ .Release.Name }}-k8s-image-swapper
+  labels: {app.kubernetes.io/name: k8s-image-swapper, app.kubernetes.io/instance: {{ .Release.Name }}, app.kubernetes.io/component: app}
+spec:
+  replicas: 1
+  selector:
+    matchLabels: {app.kubernetes.io/name: k8s-image-swapper, app.kubernetes.io/instance: {{ .Release.Name }}, app.kubernetes.io/component: app}
+  template:
+    metadata:
+      labels: {app.kubernetes.io/name: k8s-image-swapper, app.kubernetes.io/instance: {{ .Release.Name }}, app.kubernetes.io/component: app}
+    spec:
+      containers:
+        - name: k8s-image-swapper
+          image: ghcr.io/estahn/k8s-image-swapper:1.5.10
+          args: [--config=/.k8s-image-swapper.yaml, --tls-cert-file=/usr/local/certificates/cert, --tls-key-file=/usr/local/certificates/key, --listen-address=:8443]
+`))
+	helm("install", origRelease, old, "--namespace", origNS)
+	dep0, err := kube.Client.AppsV1().Deployments(origNS).Get(ctx, "orig-k8s-image-swapper", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	helm("upgrade", origRelease, chart, "--namespace", origNS, "-f", filepath.Join(chart, "ci", "original-defaults-values.yaml"))
+	dep1, err := kube.Client.AppsV1().Deployments(origNS).Get(ctx, "orig-k8s-image-swapper", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dep1.UID != dep0.UID || dep1.Generation == dep0.Generation {
+		t.Errorf("the original's Deployment was not updated in place (uid %s -> %s, generation %d -> %d)",
+			dep0.UID, dep1.UID, dep0.Generation, dep1.Generation)
+	}
+	if c := dep1.Spec.Template.Spec.Containers; len(c) != 1 || c[0].Name != "webhook" {
+		t.Errorf("the upgraded Deployment's containers: %v", c)
+	}
+	helm("uninstall", origRelease, "--namespace", origNS, "--no-hooks")
 	_ = os.Remove(crds)
 }

@@ -45,34 +45,12 @@ func TestPullSecretsByName(t *testing.T) {
 		})
 	}
 	// The webhook's identity: secrets by name only, as the chart renders it.
-	mustCreate(t, func() error {
-		_, err := c.CoreV1().ServiceAccounts("default").Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "swapper"}}, metav1.CreateOptions{})
-		return err
+	token := serviceAccountWithRules(ctx, t, c, "swapper", []rbacv1.PolicyRule{
+		{APIGroups: []string{""}, Resources: []string{"secrets"}, ResourceNames: []string{"regcred"}, Verbs: []string{"get", "list", "watch"}},
+		{APIGroups: []string{""}, Resources: []string{"serviceaccounts"}, Verbs: []string{"get", "list", "watch"}},
 	})
-	mustCreate(t, func() error {
-		_, err := c.RbacV1().ClusterRoles().Create(ctx, &rbacv1.ClusterRole{
-			ObjectMeta: metav1.ObjectMeta{Name: "swapper"},
-			Rules: []rbacv1.PolicyRule{
-				{APIGroups: []string{""}, Resources: []string{"secrets"}, ResourceNames: []string{"regcred"}, Verbs: []string{"get", "list", "watch"}},
-				{APIGroups: []string{""}, Resources: []string{"serviceaccounts"}, Verbs: []string{"get", "list", "watch"}},
-			},
-		}, metav1.CreateOptions{})
-		return err
-	})
-	mustCreate(t, func() error {
-		_, err := c.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{
-			ObjectMeta: metav1.ObjectMeta{Name: "swapper"},
-			RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: "swapper"},
-			Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Name: "swapper", Namespace: "default"}},
-		}, metav1.CreateOptions{})
-		return err
-	})
-	tok, err := c.CoreV1().ServiceAccounts("default").CreateToken(ctx, "swapper", &authenticationv1.TokenRequest{}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	cfg := rest.CopyConfig(k.Config)
-	cfg.BearerToken = tok.Status.Token
+	cfg.BearerToken = token
 	limited, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -104,17 +82,52 @@ func TestPullSecretsByName(t *testing.T) {
 		t.Error("a secret outside the allowed names was read")
 	}
 
-	// Unnamed: a cluster-wide list is refused under this rule, so the cache
-	// never fills (the failure the names avoid).
+	// Unnamed (as the original chart with secretNames runs the original,
+	// which had no such flag): a cluster-wide list is refused under this
+	// rule, so the webhook does not wait for a cache that cannot fill; it
+	// reads each secret with get, which the rule allows for its names only.
 	all := auth.NewPullSecrets(limited, "", time.Minute, log)
 	actx, acancel := context.WithCancel(ctx)
 	defer acancel()
 	all.Start(actx)
 	short, scancel := context.WithTimeout(ctx, 3*time.Second)
 	defer scancel()
-	if err := all.WaitForSync(short); err == nil {
-		t.Error("a cluster-wide secret cache synced under a names-only rule; the RBAC rule is not what the chart renders")
+	if err := all.WaitForSync(short); err != nil {
+		t.Errorf("unnamed reader not ready under a names-only rule: %v", err)
 	}
+	if a, err := all.Keychain(ns, []string{"regcred"}, "").Resolve(registryResource("registry.example.com")); err != nil || a == authn.Anonymous {
+		t.Errorf("regcred, which the rule allows, not read with get: %v %v", a, err)
+	}
+	if a, err := all.Keychain(ns, []string{"other"}, "").Resolve(registryResource("registry.example.com")); err != nil || a != authn.Anonymous {
+		t.Errorf("a secret outside the rule's names was read: %v %v", a, err)
+	}
+}
+
+// serviceAccountWithRules makes a service account in "default" bound to a
+// ClusterRole of rules, both named name, and returns a token of it.
+func serviceAccountWithRules(ctx context.Context, t *testing.T, c kubernetes.Interface, name string, rules []rbacv1.PolicyRule) string {
+	t.Helper()
+	mustCreate(t, func() error {
+		_, err := c.CoreV1().ServiceAccounts("default").Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{})
+		return err
+	})
+	mustCreate(t, func() error {
+		_, err := c.RbacV1().ClusterRoles().Create(ctx, &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: name}, Rules: rules}, metav1.CreateOptions{})
+		return err
+	})
+	mustCreate(t, func() error {
+		_, err := c.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{
+			ObjectMeta: metav1.ObjectMeta{Name: name},
+			RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: name},
+			Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Name: name, Namespace: "default"}},
+		}, metav1.CreateOptions{})
+		return err
+	})
+	tok, err := c.CoreV1().ServiceAccounts("default").CreateToken(ctx, name, &authenticationv1.TokenRequest{}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok.Status.Token
 }
 
 func mustCreate(t *testing.T, f func() error) {

@@ -125,6 +125,30 @@ target:
 		}
 	})
 
+	t.Run("pod update: a changed image is swapped as on create", func(t *testing.T) {
+		// Created with the original, as when the webhook was down.
+		p := podSpec("update-me", missing)
+		p.Labels = map[string]string{"k8s-image-swapper.io/skip": "true"}
+		p, err := c.CoreV1().Pods("apps").Create(ctx, p, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		delete(p.Labels, "k8s-image-swapper.io/skip")
+		if p, err = c.CoreV1().Pods("apps").Update(ctx, p, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if got := p.Spec.Containers[0].Image; got != missing {
+			t.Fatalf("an update that left the image alone rewrote it to %q (the container would restart)", got)
+		}
+		p.Spec.Containers[0].Image = present
+		if p, err = c.CoreV1().Pods("apps").Update(ctx, p, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if got := p.Spec.Containers[0].Image; got != toTarget(present) {
+			t.Fatalf("updated image %q, want %q", got, toTarget(present))
+		}
+	})
+
 	t.Run("filtered namespace untouched", func(t *testing.T) {
 		p := createPod(ctx, t, c, "filtered", "filtered", filtered)
 		if got := p.Spec.Containers[0].Image; got != filtered {
@@ -203,7 +227,7 @@ target:
 				t.Logf("copied with the pod's pull secret after %d pod(s)", i+1)
 			}
 		}
-		wh.waitLog(ctx, t, `"msg":"copy failed"`, "nosecret")
+		wh.waitLog(ctx, t, `"message":"copy failed"`, "nosecret")
 		if _, err := remote.Head(mustRef(t, toTarget(privateNoSecret))); err == nil {
 			t.Fatal("an image was copied with no credentials")
 		}
@@ -374,7 +398,7 @@ func registerWebhook(ctx context.Context, t *testing.T, c kubernetes.Interface, 
 			TimeoutSeconds:          &timeout,
 			AdmissionReviewVersions: []string{"v1", "v1beta1"},
 			Rules: []admissionregistrationv1.RuleWithOperations{
-				{Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create},
+				{Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update},
 					Rule: admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"}}},
 				{Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Update},
 					Rule: admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods/ephemeralcontainers"}}},

@@ -1,11 +1,12 @@
 package proxy
 
 import (
-	"fmt"
 	"slices"
 
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/auth"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/config"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/target/aws"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/target/gcp"
 )
 
 // OptionsFromConfig reads the proxy block and the source registries of c:
@@ -39,13 +40,14 @@ func OptionsFromConfig(c *config.Config) (Options, error) {
 	}, nil
 }
 
-// registryHost is the host a configured source registry is pulled from.
+// registryHost is the host a configured source registry is pulled from,
+// named as the targets name them (ECR in China regions is .amazonaws.com.cn).
 func registryHost(r config.Registry) string {
 	switch r.Type {
 	case "aws":
-		return fmt.Sprintf("%s.dkr.ecr.%s.amazonaws.com", r.AWS.AccountID, r.AWS.Region)
+		return aws.Host(r.AWS.AccountID, r.AWS.Region)
 	case "gcp":
-		return r.GCP.Location + "-docker.pkg.dev"
+		return gcp.Host(r.GCP.Location)
 	case "generic":
 		host, _, err := config.SplitRegistry(r.Generic.Registry)
 		if err == nil {

@@ -6,6 +6,7 @@ import (
 
 	"github.com/distribution/reference"
 
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/imageref"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/mirror"
 )
 
@@ -15,7 +16,11 @@ const backgroundCheck = 30 * time.Second
 
 // decideImage applies imageSwapPolicy and imageCopyPolicy to one source
 // image and returns the decision and, for a swap, the target reference.
-func (rv *review) decideImage(ctx context.Context, src reference.Named) (string, string) {
+// pullAlways (a container with imagePullPolicy Always) re-copies a tag the
+// target has when it is due: the original re-copied on every admission,
+// which kept mutable tags fresh; this keeps the freshness, at one source
+// resolve per tag and tagTTL (the copy skips an image the target has).
+func (rv *review) decideImage(ctx context.Context, src reference.Named, pullAlways bool) (string, string) {
 	o := rv.h.o
 	tgt, err := o.Mapper.ToTarget(src)
 	if err != nil {
@@ -41,8 +46,13 @@ func (rv *review) decideImage(ctx context.Context, src reference.Named) (string,
 		return decisionKeptMissing, ""
 	}
 
+	refresh := pullAlways && !noCopy && o.CopyPolicy != mirror.PolicyNone && imageref.Digest(src) == "" &&
+		rv.h.refreshed.due(src.String())
 	if o.SwapPolicy == SwapAlways {
-		if !noCopy {
+		switch {
+		case refresh:
+			rv.refresh(ctx, src)
+		case !noCopy:
 			rv.ensureCopied(ctx, src)
 		}
 		return swap()
@@ -54,8 +64,10 @@ func (rv *review) decideImage(ctx context.Context, src reference.Named) (string,
 		rv.log.Warn("cannot tell whether the target has the image; treating it as missing", "image", src.String(), "error", err)
 	}
 	if present {
-		// Present is enough: no re-copy on each admission, even with
-		// imagePullPolicy: Always.
+		// Present is enough, but for imagePullPolicy Always once per tagTTL.
+		if refresh {
+			rv.refresh(ctx, src)
+		}
 		return swap()
 	}
 	if noCopy || o.CopyPolicy == mirror.PolicyNone {
@@ -75,6 +87,22 @@ func (rv *review) decideImage(ctx context.Context, src reference.Named) (string,
 		return keep()
 	}
 	return swap()
+}
+
+// refresh copies src again with the copy policy: the copy resolves the tag
+// at the source and writes only when its digest moved. immediate and force
+// wait for it within the deadline; a failure leaves the target's copy.
+func (rv *review) refresh(ctx context.Context, src reference.Named) {
+	o := rv.h.o
+	req := mirror.Request{Source: src, Keychain: rv.keychain()}
+	deadline := time.Duration(0)
+	if o.CopyPolicy != mirror.PolicyDelayed {
+		deadline = o.CopyDeadline
+	}
+	rv.log.Debug("imagePullPolicy Always: checking the tag at the source", "image", src.String(), "policy", o.CopyPolicy)
+	if err := o.Mirror.Mirror(ctx, o.CopyPolicy, deadline, req); err != nil {
+		rv.log.Warn("imagePullPolicy Always: tag not re-checked", "image", src.String(), "policy", o.CopyPolicy, "error", err)
+	}
 }
 
 // ensureCopied starts the copy "always" needs, unless the target has the

@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -26,19 +28,26 @@ type engineFixture struct {
 	src, dst string // host:port
 	engine   *mirror.Engine
 	target   target.Target
+	// srcManifests counts the manifest requests (GET and HEAD) the source got.
+	srcManifests atomic.Int64
 }
 
 func newEngineFixture(t testing.TB) *engineFixture {
 	t.Helper()
 	quiet := registry.Logger(log.New(io.Discard, "", 0))
-	srcSrv := httptest.NewServer(registry.New(quiet))
+	f := &engineFixture{}
+	reg := registry.New(quiet)
+	srcSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.Contains(r.URL.Path, "/manifests/") {
+			f.srcManifests.Add(1)
+		}
+		reg.ServeHTTP(w, r)
+	}))
 	dstSrv := httptest.NewServer(registry.New(quiet))
 	t.Cleanup(srcSrv.Close)
 	t.Cleanup(dstSrv.Close)
-	f := &engineFixture{
-		src: strings.TrimPrefix(srcSrv.URL, "http://"),
-		dst: strings.TrimPrefix(dstSrv.URL, "http://"),
-	}
+	f.src = strings.TrimPrefix(srcSrv.URL, "http://")
+	f.dst = strings.TrimPrefix(dstSrv.URL, "http://")
 	tgt, err := target.NewGeneric(config.Generic{Registry: f.dst, Insecure: true})
 	if err != nil {
 		t.Fatal(err)

@@ -1,7 +1,7 @@
 // Package webhook is the mutating admission webhook: it mirrors the images
-// of new pods (and of ephemeral containers added to running pods) into the
-// target and points the pods at the mirror, never failing a pod because of
-// its own trouble.
+// of new pods (and those an update of a pod changes, and of ephemeral
+// containers added to running pods) into the target and points the pods at
+// the mirror, never failing a pod because of its own trouble.
 package webhook
 
 import (
@@ -29,6 +29,9 @@ type Handler struct {
 	// background bounds the existence checks of "always" + "delayed",
 	// which run after the answer is sent.
 	background chan struct{}
+	// refreshed is when each tag of an imagePullPolicy: Always container
+	// was last resolved at the source.
+	refreshed *refreshTimes
 }
 
 // New checks o and returns the handler.
@@ -36,7 +39,7 @@ func New(o Options) (*Handler, error) {
 	if err := o.check(); err != nil {
 		return nil, err
 	}
-	return &Handler{o: o, background: make(chan struct{}, 64)}, nil
+	return &Handler{o: o, background: make(chan struct{}, 64), refreshed: newRefreshTimes(o.TagTTL)}, nil
 }
 
 // ServeHTTP takes a POSTed admission.k8s.io/v1 or v1beta1 AdmissionReview

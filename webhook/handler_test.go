@@ -57,6 +57,11 @@ func TestRecordedReviews(t *testing.T) {
 		{file: "simple-pod.json", status: 200, edit: func(o *Options) { // a filter on the container
 			o.Filter = mustFilter(t, "starts_with(container.image, 'nginx')")
 		}},
+		// A filter that errors: not filtered, and the one after it (which
+		// would match) is not evaluated, as in the original.
+		{file: "simple-pod.json", status: 200, edit: func(o *Options) {
+			o.Filter = filter.New([]string{"starts_with(container.missing, 'x')", "starts_with(container.image, 'nginx')"})
+		}, images: map[string][]string{"containers": {testTarget + "/docker.io/library/nginx:latest"}}},
 		{file: "simple-pod.json", status: 200, edit: func(o *Options) { o.DryRun = true }},
 		{file: "missing-image.json", status: 200, edit: func(o *Options) { o.DryRun = true }},
 		{file: "dry-run-request.json", status: 200, // API server dry run: patched, nothing copied
@@ -89,12 +94,26 @@ func TestRecordedReviews(t *testing.T) {
 			copies: []string{"force quay.io/org/missing:1"}},
 		{file: "simple-pod.json", status: 200, edit: func(o *Options) { o.SwapPolicy = SwapAlways; o.CopyPolicy = mirror.PolicyForce },
 			images: map[string][]string{"containers": {testTarget + "/docker.io/library/nginx:latest"}}}, // present: no copy
+		// Pods on UPDATE (the original chart registers it): decided as on
+		// CREATE, for the images the update changes only.
 		{file: "pod-update.json", status: 200},
-		// imagePullPolicy: Always does not re-copy an image the target has.
+		{file: "pod-update-image.json", status: 200,
+			images: map[string][]string{
+				"initContainers": {"ghcr.io/org/app:v1"},
+				"containers":     {"nginx", testTarget + "/docker.io/library/busybox:1.36"},
+			}},
+		// imagePullPolicy: Always re-copies an image the target has (the copy
+		// resolves the tag and writes only when it moved), with the copy
+		// policy; at most once per tagTTL (TestPullAlwaysOncePerTagTTL).
 		{file: "pull-always.json", status: 200, edit: func(o *Options) { o.CopyPolicy = mirror.PolicyForce },
-			images: map[string][]string{"containers": {testTarget + "/docker.io/library/nginx:latest"}}},
+			images: map[string][]string{"containers": {testTarget + "/docker.io/library/nginx:latest"}},
+			copies: []string{"force docker.io/library/nginx:latest"}},
 		{file: "pull-always.json", status: 200, edit: func(o *Options) { o.SwapPolicy = SwapAlways; o.CopyPolicy = mirror.PolicyImmediate },
+			images: map[string][]string{"containers": {testTarget + "/docker.io/library/nginx:latest"}},
+			copies: []string{"immediate docker.io/library/nginx:latest"}},
+		{file: "pull-always.json", status: 200, edit: func(o *Options) { o.CopyPolicy = mirror.PolicyNone },
 			images: map[string][]string{"containers": {testTarget + "/docker.io/library/nginx:latest"}}},
+		{file: "pull-always.json", status: 200, edit: func(o *Options) { o.DryRun = true }},
 		// Recorded from kube-apiserver v1.37.2: a pod create, and kubectl
 		// debug adding a second ephemeral container.
 		{file: "recorded-create.json", status: 200,
@@ -181,9 +200,9 @@ func TestRecordedReviews(t *testing.T) {
 
 func mustFilter(t *testing.T, exprs ...string) *filter.Filter {
 	t.Helper()
-	f, err := filter.New(exprs)
-	if err != nil {
-		t.Fatal(err)
+	f := filter.New(exprs)
+	if errs := f.Invalid(); len(errs) > 0 {
+		t.Fatal(errs)
 	}
 	return f
 }
@@ -322,10 +341,7 @@ target:
 	if err != nil {
 		t.Fatal(err)
 	}
-	o, err := OptionsFromConfig(c)
-	if err != nil {
-		t.Fatal(err)
-	}
+	o := OptionsFromConfig(c)
 	if !o.DryRun || o.SwapPolicy != SwapAlways || o.CopyPolicy != mirror.PolicyImmediate ||
 		o.CopyDeadline != 3*time.Second || o.Filter.Empty() {
 		t.Fatalf("options %+v", o)

@@ -34,6 +34,8 @@ type slot struct {
 	index int
 	name  string
 	image string
+	// pullAlways: imagePullPolicy Always, the kubelet pulls the tag each start.
+	pullAlways bool
 	// filled in by admit
 	src      reference.Named
 	decision string
@@ -73,10 +75,11 @@ func (h *Handler) admit(ctx context.Context, req *request) (resp response, resul
 	var ephemeralOnly bool
 	switch {
 	case req.operation == "CREATE" && req.subResource == "":
+	case req.operation == "UPDATE" && req.subResource == "":
 	case req.operation == "UPDATE" && req.subResource == "ephemeralcontainers":
 		ephemeralOnly = true
 	default:
-		log.Debug("not a pod creation or new ephemeral container: allowed unchanged")
+		log.Debug("not a pod creation, update or new ephemeral container: allowed unchanged")
 		return response{}, "ignored"
 	}
 	pod, err := decodePod(req.object)
@@ -86,14 +89,20 @@ func (h *Handler) admit(ctx context.Context, req *request) (resp response, resul
 	}
 	log = log.With("pod", podName(pod, req))
 	slots := podSlots(pod, !ephemeralOnly)
-	if ephemeralOnly {
-		// Existing ephemeral containers may not change; touch only new ones.
+	if req.operation == "UPDATE" {
 		old, err := decodePod(req.oldObject)
 		if err != nil {
 			log.Warn("pod left unchanged: cannot decode its old object", "error", err)
 			return response{}, "unchanged"
 		}
-		slots = newEphemeral(slots, old)
+		if ephemeralOnly {
+			// Existing ephemeral containers may not change; touch only new ones.
+			slots = newEphemeral(slots, old)
+		} else {
+			// An update is decided as a creation, for the images it changes
+			// only: rewriting one it left alone would restart that container.
+			slots = changedImages(slots, old)
+		}
 	}
 	if len(slots) == 0 {
 		log.Debug("no images to review: allowed unchanged")
@@ -163,14 +172,33 @@ func podSlots(pod *corev1.Pod, all bool) []*slot {
 	var out []*slot
 	if all {
 		for i, c := range pod.Spec.InitContainers {
-			out = append(out, &slot{list: "initContainers", index: i, name: c.Name, image: c.Image})
+			out = append(out, &slot{list: "initContainers", index: i, name: c.Name, image: c.Image,
+				pullAlways: c.ImagePullPolicy == corev1.PullAlways})
 		}
 		for i, c := range pod.Spec.Containers {
-			out = append(out, &slot{list: "containers", index: i, name: c.Name, image: c.Image})
+			out = append(out, &slot{list: "containers", index: i, name: c.Name, image: c.Image,
+				pullAlways: c.ImagePullPolicy == corev1.PullAlways})
 		}
 	}
 	for i, c := range pod.Spec.EphemeralContainers {
-		out = append(out, &slot{list: "ephemeralContainers", index: i, name: c.Name, image: c.Image})
+		out = append(out, &slot{list: "ephemeralContainers", index: i, name: c.Name, image: c.Image,
+			pullAlways: c.ImagePullPolicy == corev1.PullAlways})
+	}
+	return out
+}
+
+// changedImages keeps the slots whose image differs from the same
+// container's in old (or whose container old lacks).
+func changedImages(slots []*slot, old *corev1.Pod) []*slot {
+	was := map[string]string{}
+	for _, s := range podSlots(old, true) {
+		was[s.list+"/"+s.name] = s.image
+	}
+	var out []*slot
+	for _, s := range slots {
+		if image, ok := was[s.list+"/"+s.name]; !ok || image != s.image {
+			out = append(out, s)
+		}
 	}
 	return out
 }
@@ -241,7 +269,11 @@ func (rv *review) decide(ctx context.Context, slots []*slot) {
 				s.decision, s.target = decision, target
 			}
 		}()
-		decision, target = rv.decideImage(ctx, group[0].src)
+		always := false
+		for _, s := range group {
+			always = always || s.pullAlways
+		}
+		decision, target = rv.decideImage(ctx, group[0].src, always)
 	}
 	if len(order) == 1 {
 		apply(order[0])
@@ -285,9 +317,10 @@ func (rv *review) filtered(doc map[string]any, s *slot) bool {
 			container = list[s.index]
 		}
 	}
-	matched, errs := rv.h.o.Filter.Match(doc, container)
-	for _, err := range errs {
-		rv.log.Warn("filter failed, counted as no match", "container", s.name, "error", err)
+	matched, err := rv.h.o.Filter.Match(doc, container)
+	if err != nil {
+		// The original's rule: a failing filter ends the evaluation, unfiltered.
+		rv.log.Warn("filter failed: container not filtered, later filters not evaluated", "container", s.name, "error", err)
 	}
 	return matched != ""
 }

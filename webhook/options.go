@@ -16,6 +16,9 @@ import (
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/mirror"
 )
 
+// defaultTagTTL is proxy.tagTTL's default.
+const defaultTagTTL = 5 * time.Minute
+
 // SkipKey is the label or annotation by which a pod opts out: with the value
 // "true" none of its images is touched (operators that reconcile images).
 const SkipKey = "k8s-image-swapper.io/skip"
@@ -47,6 +50,10 @@ type Options struct {
 	CopyDeadline time.Duration // bound on an immediate or force copy
 	// DryRun logs and counts decisions but copies and patches nothing.
 	DryRun bool
+	// TagTTL bounds how often the tag of a container with imagePullPolicy
+	// Always is resolved at the source again (and re-copied when it moved);
+	// default 5 minutes.
+	TagTTL time.Duration
 	Filter *filter.Filter
 	// PullSecrets, when set, adds each pod's pull secrets to its copies.
 	PullSecrets Keychains
@@ -54,23 +61,22 @@ type Options struct {
 }
 
 // OptionsFromConfig fills the policies, dry run and filters from c; the
-// caller sets Mirror, Mapper, PullSecrets and Logger.
-func OptionsFromConfig(c *config.Config) (Options, error) {
+// caller sets Mirror, Mapper, PullSecrets and Logger. Filters that do not
+// compile are kept, failing when reached, as in the original (the config
+// warned about them).
+func OptionsFromConfig(c *config.Config) Options {
 	exprs := make([]string, len(c.Source.Filters))
 	for i, f := range c.Source.Filters {
 		exprs[i] = f.JMESPath
-	}
-	f, err := filter.New(exprs)
-	if err != nil {
-		return Options{}, fmt.Errorf("source.filters: %w", err)
 	}
 	return Options{
 		SwapPolicy:   c.ImageSwapPolicy,
 		CopyPolicy:   c.ImageCopyPolicy,
 		CopyDeadline: c.ImageCopyDeadline.D(),
 		DryRun:       c.DryRun,
-		Filter:       f,
-	}, nil
+		TagTTL:       c.Proxy.TagTTL.D(),
+		Filter:       filter.New(exprs),
+	}
 }
 
 func (o *Options) check() error {
@@ -88,6 +94,9 @@ func (o *Options) check() error {
 	}
 	if o.CopyDeadline <= 0 {
 		o.CopyDeadline = config.DefaultImageCopyDeadline
+	}
+	if o.TagTTL <= 0 {
+		o.TagTTL = defaultTagTTL
 	}
 	if !slices.Contains([]string{SwapAlways, SwapExists}, o.SwapPolicy) {
 		return fmt.Errorf("webhook: unknown image swap policy %q", o.SwapPolicy)

@@ -14,6 +14,11 @@ import (
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/metrics"
 )
 
+const rootPage = `<html><head><title>k8s-image-swapper</title></head><body><h1>k8s-image-swapper</h1>
+<ul><li><a href="/metrics">Metrics</a></li><li><a href="/healthz">Health</a></li><li><a href="/readyz">Readiness</a></li></ul>
+</body></html>
+`
+
 // ServerOptions configure the webhook's HTTP server.
 type ServerOptions struct {
 	Addr string // listen address, e.g. :8443
@@ -23,10 +28,12 @@ type ServerOptions struct {
 	// Webhook serves POST /webhook (a *Handler).
 	Webhook   http.Handler
 	Readiness *Readiness // nil: always ready
-	Logger    *slog.Logger
+	// DryRun makes /readyz say that images are neither copied nor rewritten.
+	DryRun bool
+	Logger *slog.Logger
 }
 
-// Server serves /webhook, /healthz, /readyz and /metrics.
+// Server serves /webhook, /, /healthz, /readyz and /metrics.
 type Server struct {
 	o   ServerOptions
 	srv *http.Server
@@ -45,6 +52,12 @@ func NewServer(o ServerOptions) (*Server, error) {
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/webhook", o.Webhook)
+	// The original answered / with a page; its chart probes it for liveness
+	// and readiness, so it answers 200 as long as the process serves.
+	mux.HandleFunc("/{$}", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		_, _ = w.Write([]byte(rootPage))
+	})
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if o.Readiness != nil {
@@ -52,6 +65,10 @@ func NewServer(o ServerOptions) (*Server, error) {
 				http.Error(w, "waiting for: "+strings.Join(p, ", "), http.StatusServiceUnavailable)
 				return
 			}
+		}
+		if o.DryRun {
+			_, _ = w.Write([]byte("ok, " + DryRunMessage + "\n"))
+			return
 		}
 		_, _ = w.Write([]byte("ok\n"))
 	})

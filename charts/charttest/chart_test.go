@@ -75,7 +75,7 @@ func TestRenderings(t *testing.T) {
 			for _, o := range objs {
 				checkObject(t, o)
 			}
-			find(t, objs, "Deployment", "-webhook")
+			find(t, objs, "Deployment", "")
 			find(t, objs, "MutatingWebhookConfiguration", "")
 			configData(t, objs)
 		})
@@ -265,9 +265,9 @@ func TestWebhookConfiguration(t *testing.T) {
 			ops[res] = append(ops[res], r.Operations...)
 		}
 	}
-	if !slices.Equal(ops["pods"], []admissionv1.OperationType{admissionv1.Create}) ||
+	if !slices.Equal(ops["pods"], []admissionv1.OperationType{admissionv1.Create, admissionv1.Update}) ||
 		!slices.Equal(ops["pods/ephemeralcontainers"], []admissionv1.OperationType{admissionv1.Update}) || len(ops) != 2 {
-		t.Errorf("rules %v: want pods CREATE and pods/ephemeralcontainers UPDATE", ops)
+		t.Errorf("rules %v: want pods CREATE and UPDATE, and pods/ephemeralcontainers UPDATE", ops)
 	}
 
 	// Selectors: the release's namespace and opted-out pods never reach the webhook.
@@ -301,7 +301,7 @@ func TestWebhookConfiguration(t *testing.T) {
 	if svc.Name != ref.Name {
 		t.Fatalf("service %s, webhook calls %s", svc.Name, ref.Name)
 	}
-	dep := as[*appsv1.Deployment](t, find(t, objs, "Deployment", "-webhook"))
+	dep := as[*appsv1.Deployment](t, find(t, objs, "Deployment", ""))
 	ds := as[*appsv1.DaemonSet](t, find(t, objs, "DaemonSet", "-proxy"))
 	sel := labels.SelectorFromSet(svc.Spec.Selector)
 	if !sel.Matches(labels.Set(dep.Spec.Template.Labels)) {
@@ -418,7 +418,7 @@ func TestCertManager(t *testing.T) {
 	if want := svc.Name() + "." + namespace + ".svc"; !slices.Contains(dns, want) {
 		t.Errorf("certificate dnsNames %v lack %s", dns, want)
 	}
-	dep := as[*appsv1.Deployment](t, find(t, objs, "Deployment", "-webhook"))
+	dep := as[*appsv1.Deployment](t, find(t, objs, "Deployment", ""))
 	var mounted string
 	for _, v := range dep.Spec.Template.Spec.Volumes {
 		if v.Secret != nil {
@@ -460,7 +460,7 @@ func TestRBAC(t *testing.T) {
 	if n := len(findAll(def, "ClusterRole")); n != 0 {
 		t.Errorf("defaults render %d ClusterRoles; the webhook needs none without secretReader", n)
 	}
-	dep := as[*appsv1.Deployment](t, find(t, def, "Deployment", "-webhook"))
+	dep := as[*appsv1.Deployment](t, find(t, def, "Deployment", ""))
 	if a := dep.Spec.Template.Spec.AutomountServiceAccountToken; a == nil || *a {
 		t.Errorf("without secretReader the webhook's token must not be mounted")
 	}
@@ -499,7 +499,7 @@ func TestRBAC(t *testing.T) {
 	if proxySA.AutomountServiceAccountToken == nil || *proxySA.AutomountServiceAccountToken {
 		t.Errorf("the proxy's service account must not mount a token")
 	}
-	dep = as[*appsv1.Deployment](t, find(t, tf, "Deployment", "-webhook"))
+	dep = as[*appsv1.Deployment](t, find(t, tf, "Deployment", ""))
 	if dep.Spec.Template.Spec.ServiceAccountName != sa.Name {
 		t.Errorf("webhook runs as %s, not %s", dep.Spec.Template.Spec.ServiceAccountName, sa.Name)
 	}
@@ -578,17 +578,17 @@ func configData(t testing.TB, objs []object) string {
 func TestConfigChecksum(t *testing.T) {
 	base := render(t)
 	sum := sha256.Sum256([]byte(strings.TrimSuffix(configData(t, base), "\n")))
-	if got := checksum(t, base, "Deployment", "-webhook"); got != hex.EncodeToString(sum[:]) {
+	if got := checksum(t, base, "Deployment", ""); got != hex.EncodeToString(sum[:]) {
 		t.Errorf("webhook checksum %s is not the sha256 of the rendered config", got)
 	}
 	again := renderFresh(t)
-	if checksum(t, base, "Deployment", "-webhook") != checksum(t, again, "Deployment", "-webhook") ||
+	if checksum(t, base, "Deployment", "") != checksum(t, again, "Deployment", "") ||
 		checksum(t, base, "DaemonSet", "-proxy") != checksum(t, again, "DaemonSet", "-proxy") {
 		t.Errorf("checksums differ between two renderings of the same values")
 	}
 
 	logLevel := render(t, "--set", "config.logLevel=debug")
-	if checksum(t, logLevel, "Deployment", "-webhook") == checksum(t, base, "Deployment", "-webhook") {
+	if checksum(t, logLevel, "Deployment", "") == checksum(t, base, "Deployment", "") {
 		t.Errorf("webhook checksum did not change with config.logLevel")
 	}
 	if checksum(t, logLevel, "DaemonSet", "-proxy") == checksum(t, base, "DaemonSet", "-proxy") {
@@ -600,7 +600,7 @@ func TestConfigChecksum(t *testing.T) {
 	}
 
 	filters := render(t, "--set", "config.source.filters[0].jmespath=obj.metadata.namespace == 'x'")
-	if checksum(t, filters, "Deployment", "-webhook") == checksum(t, base, "Deployment", "-webhook") {
+	if checksum(t, filters, "Deployment", "") == checksum(t, base, "Deployment", "") {
 		t.Errorf("webhook checksum did not change with config.source.filters")
 	}
 	if checksum(t, filters, "DaemonSet", "-proxy") != checksum(t, base, "DaemonSet", "-proxy") {
@@ -610,8 +610,9 @@ func TestConfigChecksum(t *testing.T) {
 
 var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
 
-// TestRenderedConfigParses reads every rendered config file with the binary's own parser, which
-// refuses unknown keys: what the chart mounts is what the webhook and proxy accept.
+// TestRenderedConfigParses reads every rendered config file with the binary's own parser, strictly
+// (as `config validate` does): what the chart mounts is what the webhook and proxy accept, with
+// no warning.
 func TestRenderedConfigParses(t *testing.T) {
 	helmBin(t)
 	for _, f := range append([]string{""}, ciValues(t)...) {
@@ -625,9 +626,12 @@ func TestRenderedConfigParses(t *testing.T) {
 			for _, m := range envRef.FindAllStringSubmatch(data, -1) {
 				t.Setenv(m[1], "from-the-environment")
 			}
-			c, err := config.Parse([]byte(data))
+			c, err := config.ParseWith([]byte(data), config.Options{Strict: true})
 			if err != nil {
 				t.Fatalf("%v\n%s", err, data)
+			}
+			if len(c.Warnings) > 0 {
+				t.Errorf("warnings: %v\n%s", c.Warnings, data)
 			}
 			switch name {
 			case "terraform-aws-values.yaml":
@@ -639,7 +643,7 @@ func TestRenderedConfigParses(t *testing.T) {
 					t.Errorf("gcp values read as %s", c.Summary())
 				}
 			case "defaults":
-				if !c.DryRun || c.Target.Type != "local" {
+				if c.DryRun || c.Target.Type != "local" {
 					t.Errorf("defaults read as %s", c.Summary())
 				}
 			}
@@ -827,11 +831,11 @@ func equalYAML(t testing.TB, a, b any) bool {
 
 func TestAutoscalingAndMonitoring(t *testing.T) {
 	objs := render(t, "-f", filepath.Join(chartDir(t), "ci", "full-values.yaml"))
-	dep := as[*appsv1.Deployment](t, find(t, objs, "Deployment", "-webhook"))
+	dep := as[*appsv1.Deployment](t, find(t, objs, "Deployment", ""))
 	if dep.Spec.Replicas != nil {
 		t.Errorf("with autoscaling the Deployment must not set replicas")
 	}
-	hpa := as[*autoscalingv2.HorizontalPodAutoscaler](t, find(t, objs, "HorizontalPodAutoscaler", "-webhook"))
+	hpa := as[*autoscalingv2.HorizontalPodAutoscaler](t, find(t, objs, "HorizontalPodAutoscaler", ""))
 	if hpa.Spec.ScaleTargetRef.Name != dep.Name || len(hpa.Spec.Metrics) != 2 {
 		t.Errorf("HPA %+v", hpa.Spec)
 	}

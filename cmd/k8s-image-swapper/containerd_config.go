@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
@@ -31,7 +32,8 @@ func newContainerdConfigCmd() *cobra.Command {
 		Long: "Writes <certs-dir>/<host>/hosts.toml for each registry the proxy serves and for the\n" +
 			"target, with the proxy first and the origin as server, so containerd falls back to the\n" +
 			"origin when the proxy is down. Existing files are kept and backed up; --cleanup restores\n" +
-			"them byte for byte. --check only reports whether containerd's config reads hosts.toml.",
+			"them byte for byte, and so does a dry run (dryRun: true), which writes none.\n" +
+			"--check only reports whether containerd's config reads hosts.toml.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) (err error) {
 			out := cmd.OutOrStdout()
@@ -52,6 +54,14 @@ func newContainerdConfigCmd() *cobra.Command {
 				o.PlainHTTP[h] = true
 			}
 			var res daemonset.Result
+			if c.DryRun && !cleanup {
+				// A dry run changes nothing on the node: containerd keeps
+				// pulling from the origins, and files an earlier run wrote
+				// are undone.
+				fmt.Fprintln(out, "dry run (dryRun: true): no hosts.toml written; containerd pulls from the origins")
+				o.Logger.Warn("dry run (dryRun: true): containerd is not pointed at the proxy; hosts.toml files written before are restored")
+				cleanup = true
+			}
 			if cleanup {
 				res, err = daemonset.Cleanup(cmd.Context(), o)
 			} else {
@@ -117,7 +127,10 @@ func runCheck(out io.Writer, o daemonset.Options) error {
 }
 
 // hostsFor lists the registries a node should reach through the proxy: the
-// proxy's registries, the configured source registries, and the target.
+// proxy's registries, the configured source registries, and the target. A
+// generic registry with insecure: true keeps that for containerd's fallback
+// to it: an http:// server, tried over HTTPS without verification first
+// where containerd does that (2.x).
 func hostsFor(c *config.Config) []daemonset.Host {
 	seen := map[string]bool{}
 	var hosts []daemonset.Host
@@ -127,14 +140,20 @@ func hostsFor(c *config.Config) []daemonset.Host {
 			hosts = append(hosts, daemonset.Host{Name: h})
 		}
 	}
+	addGeneric := func(g config.Generic) {
+		h, _, _ := config.SplitRegistry(g.Registry)
+		add(h)
+		if i := slices.IndexFunc(hosts, func(x daemonset.Host) bool { return x.Name == h }); i >= 0 && g.Insecure {
+			hosts[i].Server, hosts[i].SkipVerify = "http://"+h, true
+		}
+	}
 	for _, r := range c.Proxy.Registries {
 		add(r)
 	}
 	for _, r := range c.Source.Registries {
 		switch r.Type {
 		case "generic":
-			host, _, _ := config.SplitRegistry(r.Generic.Registry)
-			add(host)
+			addGeneric(r.Generic)
 		case "aws":
 			add(aws.Host(r.AWS.AccountID, r.AWS.Region))
 		case "gcp":
@@ -143,8 +162,7 @@ func hostsFor(c *config.Config) []daemonset.Host {
 	}
 	switch c.Target.Type {
 	case "generic":
-		host, _, _ := config.SplitRegistry(c.Target.Generic.Registry)
-		add(host)
+		addGeneric(c.Target.Generic)
 	case "aws":
 		add(aws.Host(c.Target.AWS.AccountID, c.Target.AWS.Region))
 	case "gcp":

@@ -97,3 +97,40 @@ func TestContainerdConfigCheck(t *testing.T) {
 		t.Errorf("bad --containerd-version: %v", err)
 	}
 }
+
+// A registry the config says is plain HTTP (insecure: true) gets an http://
+// server, so containerd's fallback to it works with no --plain-http; other
+// hosts keep https.
+func TestContainerdConfigInsecureRegistries(t *testing.T) {
+	certs := t.TempDir()
+	cfg := writeConfig(t, `logLevel: error
+proxy:
+  registries: [docker.io, "registry.local:5000"]
+source:
+  registries:
+    - type: generic
+      generic: {registry: "registry.local:5000", insecure: true}
+    - type: generic
+      generic: {registry: "secure.example.com"}
+target:
+  type: generic
+  generic: {registry: "mirror.local:5000/k8s", insecure: true}
+`)
+	if out, err := run(t, "containerd-config", "--config", cfg, "--certs-dir", certs); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	for host, want := range map[string]string{
+		"registry.local:5000": "server = \"http://registry.local:5000\"\nskip_verify = true\n",
+		"mirror.local:5000":   "server = \"http://mirror.local:5000\"\nskip_verify = true\n",
+		"secure.example.com":  "server = \"https://secure.example.com\"\n\n",
+		"docker.io":           "server = \"https://registry-1.docker.io\"\n\n",
+	} {
+		b, err := os.ReadFile(filepath.Join(certs, host, "hosts.toml"))
+		if err != nil {
+			t.Fatalf("%s: %v", host, err)
+		}
+		if !strings.Contains(string(b), want) {
+			t.Errorf("%s: want %q in\n%s", host, want, b)
+		}
+	}
+}

@@ -72,18 +72,33 @@ target:
 	}
 }
 
-func TestMisspeltKey(t *testing.T) {
-	cfg := writeConfig(t, "target:\n  type: generic\n  generic:\n    registry: r.example.com\n    insecure: true\nimageSwapPolicy: exists\nimagecopyPolicy: force\n")
-	_, err := run(t, "copy", "--config", cfg, "nginx")
-	if err == nil || exitCode(err) != 2 {
-		t.Fatalf("want exit code 2, got %v", err)
+// An unknown key is a warning at start-up (the original ignored it), an
+// error in `config validate` and with --strict-config; a miscased key is
+// read, with a warning.
+func TestUnknownAndMiscasedKeys(t *testing.T) {
+	cfg := writeConfig(t, "target:\n  type: generic\n  generic:\n    registry: r.example.com\n    insecure: true\nimageSwapPolicy: exists\nimageCopyPolicyy: force\nImageCopyDeadline: 3s\n")
+	_, err := run(t, "copy", "--strict-config", "--config", cfg, "nginx")
+	if err == nil || exitCode(err) != 2 || !strings.Contains(err.Error(), `line 7: imageCopyPolicyy: unknown key (did you mean "imageCopyPolicy"?)`) {
+		t.Fatalf("--strict-config: want exit code 2 naming key and line, got %v", err)
 	}
-	if !strings.Contains(err.Error(), "line 7: imagecopyPolicy: unknown key") || !strings.Contains(err.Error(), `"imageCopyPolicy"`) {
-		t.Errorf("error does not name key and line: %v", err)
+	out, err := run(t, "config", "validate", "--config", cfg)
+	if err == nil || exitCode(err) != 2 || !strings.Contains(err.Error(), "line 7: imageCopyPolicyy: unknown key") ||
+		!strings.Contains(err.Error(), `warning: line 8: ImageCopyDeadline: read as "imageCopyDeadline"`) {
+		t.Errorf("config validate: want exit 2 with the error and the warning, got %v (%s)", err, out)
 	}
-	_, err = run(t, "config", "validate", "--config", cfg)
-	if err == nil || exitCode(err) != 2 {
-		t.Errorf("config validate: want exit 2, got %v", err)
+
+	// Without the unknown key: valid, with the warning and its line.
+	cfg = writeConfig(t, "ImageCopyDeadline: 3s\ntarget:\n  aws: {accountId: \"1\", region: eu-west-1, ecrOptions: {encryptionConfiguration: {kmsKey: k}}}\n")
+	out, err = run(t, "config", "validate", "--config", cfg)
+	if err != nil {
+		t.Fatalf("config validate: %v", err)
+	}
+	for _, want := range []string{"valid: target=aws(1/eu-west-1) swap=exists copy=delayed deadline=3s",
+		`  warning: line 1: ImageCopyDeadline: read as "imageCopyDeadline"`,
+		"  warning: line 3: target.aws.ecrOptions.encryptionConfiguration.kmsKey: only valid with encryptionType KMS"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("config validate output lacks %q:\n%s", want, out)
+		}
 	}
 }
 

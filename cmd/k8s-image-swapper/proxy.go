@@ -69,6 +69,9 @@ func newProxyCmd() *cobra.Command {
 			}
 			opts.Target, opts.Mirror, opts.Logger, opts.SpoolDir = t, engine, log, spoolDir
 			opts.Keychain = keychain
+			if c.DryRun {
+				opts.Mirror = nil // serves, copies nothing
+			}
 			p, err := proxy.New(opts)
 			if err != nil {
 				return err
@@ -111,6 +114,7 @@ func newProxyCmd() *cobra.Command {
 			}
 			log.Info("proxy listening", "address", ln.Addr().String(), "target", c.TargetName(),
 				"registries", opts.Registries, "onMiss", opts.OnMiss, "config", file)
+			setDryRun(ctx, c, log)
 			errc := make(chan error, len(servers))
 			for i, srv := range servers {
 				go func() { errc <- srv.Serve(listeners[i]) }()

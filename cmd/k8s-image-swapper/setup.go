@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/spf13/cobra"
@@ -16,19 +17,49 @@ import (
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/target"
 )
 
-// loadConfig reads --config; a bad file is exit code 2.
+// loadConfig reads --config (strictly with --strict-config), then applies
+// --log-level and --log-format when given; a bad file is exit code 2.
 func loadConfig(cmd *cobra.Command) (*config.Config, string, error) {
-	path, _ := cmd.Flags().GetString("config")
-	c, file, err := config.Load(path)
+	return loadConfigWith(cmd, config.Options{})
+}
+
+func loadConfigWith(cmd *cobra.Command, o config.Options) (*config.Config, string, error) {
+	f := cmd.Flags()
+	path, _ := f.GetString("config")
+	if strict, _ := f.GetBool("strict-config"); strict {
+		o.Strict = true
+	}
+	c, file, err := config.LoadWith(path, o)
 	if err != nil {
 		return nil, file, &exitError{code: 2, err: err}
+	}
+	if f.Changed("log-level") {
+		c.LogLevel, _ = f.GetString("log-level")
+		if _, ok := logging.ParseLevel(c.LogLevel); !ok {
+			c.Warnings = append(c.Warnings, config.Problem{Key: "--log-level",
+				Msg: fmt.Sprintf("invalid value %q, must be one of: %s; using info", c.LogLevel, strings.Join(logging.LevelNames(), ", "))})
+			c.LogLevel = config.DefaultLogLevel
+		}
+	}
+	if f.Changed("log-format") {
+		c.LogFormat, _ = f.GetString("log-format")
+		if c.LogFormat != "json" && c.LogFormat != "console" {
+			c.Warnings = append(c.Warnings, config.Problem{Key: "--log-format",
+				Msg: fmt.Sprintf("invalid value %q, must be one of: json, console; using json", c.LogFormat)})
+			c.LogFormat = config.DefaultLogFormat
+		}
 	}
 	return c, file, nil
 }
 
+// newLogger sets up logging as the config says and logs the config's
+// warnings, each with its key and line.
 func newLogger(c *config.Config) *slog.Logger {
 	l := logging.New(os.Stderr, c.LogLevel, c.LogFormat)
 	slog.SetDefault(l)
+	for _, w := range c.Warnings {
+		l.Warn("config: "+w.String(), "key", w.Key, "line", w.Line)
+	}
 	return l
 }
 
@@ -58,7 +89,7 @@ func newEngine(ctx context.Context, c *config.Config, log *slog.Logger, tune ...
 		}
 		platforms = append(platforms, *pl)
 	}
-	keychain, err := target.SourceKeychain(ctx, c.Source.Registries)
+	keychain, err := target.SourceKeychain(ctx, c.Source.Registries, c.Target)
 	if err != nil {
 		return nil, fmt.Errorf("source credentials: %w", err)
 	}

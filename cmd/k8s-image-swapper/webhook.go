@@ -1,115 +1,155 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/auth"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/config"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/metrics"
 	"github.com/k8s-image-swapper/k8s-image-swapper/webhook"
 )
 
 func init() { extraCommands = append(extraCommands, newWebhookCmd) }
 
+const webhookLong = "Serve POST /webhook (admission.k8s.io/v1 and v1beta1 AdmissionReviews for Pods\n" +
+	"and pods/ephemeralcontainers), / (200, as the original), /healthz, /readyz and\n" +
+	"/metrics. HTTPS when --tls-cert-file and --tls-key-file are given (reloaded when they change)."
+
 func newWebhookCmd() *cobra.Command {
-	var (
-		listen, certFile, keyFile, kubeconfig string
-		dryRun, secretReader, unreachableOK   bool
-		secretNames                           []string
-	)
+	w := &webhookFlags{}
 	cmd := &cobra.Command{
 		Use:   "webhook",
 		Short: "Run the mutating admission webhook that mirrors pods' images and points pods at the mirror",
-		Long: "Serve POST /webhook (admission.k8s.io/v1 and v1beta1 AdmissionReviews for Pods\n" +
-			"and pods/ephemeralcontainers), /healthz, /readyz and /metrics. HTTPS when\n" +
-			"--tls-cert-file and --tls-key-file are given (reloaded when they change).",
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, _, err := loadConfig(cmd)
-			if err != nil {
-				return err
-			}
-			f := cmd.Flags()
-			if f.Changed("listen-address") {
-				c.ListenAddress = listen
-			}
-			if f.Changed("tls-cert-file") {
-				c.TLSCertFile = certFile
-			}
-			if f.Changed("tls-key-file") {
-				c.TLSKeyFile = keyFile
-			}
-			if f.Changed("dry-run") {
-				c.DryRun = dryRun
-			}
-			if f.Changed("secret-reader") {
-				c.SecretReader = secretReader
-			}
-			log := newLogger(c)
-			ctx := cmd.Context()
+		Long:  webhookLong,
+		Args:  cobra.NoArgs,
+		RunE:  w.run,
+	}
+	w.add(cmd.Flags())
+	return cmd
+}
 
-			engine, err := newEngine(ctx, c, log)
-			if err != nil {
-				return err
-			}
-			t := engine.Target()
-			defer closeTarget(t)
-			opts, err := webhook.OptionsFromConfig(c)
-			if err != nil {
-				return &exitError{code: 2, err: err}
-			}
-			opts.Mirror, opts.Mapper, opts.Logger = engine, t.Mapper(), log
+// webhookFlags are the webhook's flags, on `webhook` and on the root
+// command (which runs the webhook, as the original's did).
+type webhookFlags struct {
+	listen, certFile, keyFile, kubeconfig string
+	dryRun, secretReader, unreachableOK   bool
+	secretNames                           []string
+}
 
-			ready := &webhook.Readiness{}
-			if c.SecretReader {
-				ps, err := newPullSecrets(kubeconfig, secretNames, log)
-				if err != nil {
-					return err
-				}
-				opts.PullSecrets = ps
-				ps.Start(ctx)
-				ready.Wait("pull-secrets")
-				go func() {
-					// Not ready until the caches are filled: copies would
-					// miss credentials. RBAC errors show in the client's log.
-					if err := ps.WaitForSync(ctx); err == nil {
-						ready.Done("pull-secrets")
-						log.Info("pull secret caches synced")
-					}
-				}()
-			}
-			h, err := webhook.New(opts)
-			if err != nil {
-				return err
-			}
-			if !unreachableOK {
-				go webhook.WaitForTarget(ctx, t, ready, 5*time.Second, log)
-			}
-			srv, err := webhook.NewServer(webhook.ServerOptions{Addr: c.ListenAddress, CertFile: c.TLSCertFile,
-				KeyFile: c.TLSKeyFile, Webhook: h, Readiness: ready, Logger: log})
-			if err != nil {
-				return &exitError{code: 2, err: err}
-			}
-			engine.Start(ctx)
-			defer engine.Close()
-			log.Info("webhook starting", "config", c.Summary())
-			return srv.ListenAndServe(ctx)
-		},
+func (w *webhookFlags) add(f *pflag.FlagSet) {
+	f.StringVar(&w.listen, "listen-address", "", "address to serve on (default: listenAddress from the config, else :8443)")
+	f.StringVar(&w.certFile, "tls-cert-file", "", "TLS certificate file; with --tls-key-file serves HTTPS")
+	f.StringVar(&w.keyFile, "tls-key-file", "", "TLS private key file")
+	f.BoolVar(&w.dryRun, "dry-run", false, "log and count decisions, copy and patch nothing (the config's dryRun)")
+	f.BoolVar(&w.secretReader, "secret-reader", false, "read pods' imagePullSecrets for copies (the config's secretReader; when neither is set: on in a cluster, as the original)")
+	f.StringSliceVar(&w.secretNames, "secret-names", nil, "with --secret-reader, watch only secrets of these names (the chart's secretReader.secretNames)")
+	f.StringVar(&w.kubeconfig, "kubeconfig", "", "kubeconfig for --secret-reader (default: in-cluster)")
+	f.BoolVar(&w.unreachableOK, "target-unreachable-ok", false, "report ready without waiting for the target to answer")
+}
+
+func (w *webhookFlags) run(cmd *cobra.Command, _ []string) error {
+	c, file, err := loadConfig(cmd)
+	if err != nil {
+		return err
 	}
 	f := cmd.Flags()
-	f.StringVar(&listen, "listen-address", "", "address to serve on (default: listenAddress from the config, else :8443)")
-	f.StringVar(&certFile, "tls-cert-file", "", "TLS certificate file; with --tls-key-file serves HTTPS")
-	f.StringVar(&keyFile, "tls-key-file", "", "TLS private key file")
-	f.BoolVar(&dryRun, "dry-run", false, "log and count decisions, copy and patch nothing (the config's dryRun)")
-	f.BoolVar(&secretReader, "secret-reader", false, "read pods' imagePullSecrets for copies (the config's secretReader)")
-	f.StringSliceVar(&secretNames, "secret-names", nil, "with --secret-reader, watch only secrets of these names (the chart's secretReader.secretNames)")
-	f.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig for --secret-reader (default: in-cluster)")
-	f.BoolVar(&unreachableOK, "target-unreachable-ok", false, "report ready without waiting for the target to answer")
-	return cmd
+	if f.Changed("listen-address") {
+		c.ListenAddress = w.listen
+	}
+	if f.Changed("tls-cert-file") {
+		c.TLSCertFile = w.certFile
+	}
+	if f.Changed("tls-key-file") {
+		c.TLSKeyFile = w.keyFile
+	}
+	if f.Changed("dry-run") {
+		c.DryRun = w.dryRun
+	}
+	if f.Changed("secret-reader") {
+		c.SecretReader = w.secretReader
+	}
+	log := newLogger(c)
+	if file != "" {
+		log.Info("using config file", "file", file)
+	}
+	if !f.Changed("secret-reader") && !c.IsSet("secretReader") && inCluster() {
+		// The original read pods' pull secrets whenever it ran in a cluster;
+		// its chart passes no flag for it. What RBAC allows is found at start.
+		c.SecretReader = true
+		log.Info("secret reader on: running in a cluster with no secretReader setting, as the original")
+	}
+	ctx := cmd.Context()
+
+	engine, err := newEngine(ctx, c, log)
+	if err != nil {
+		return err
+	}
+	t := engine.Target()
+	defer closeTarget(t)
+	opts := webhook.OptionsFromConfig(c)
+	opts.Mirror, opts.Mapper, opts.Logger = engine, t.Mapper(), log
+
+	ready := &webhook.Readiness{}
+	if c.SecretReader {
+		ps, err := newPullSecrets(w.kubeconfig, w.secretNames, log)
+		if err != nil {
+			return err
+		}
+		opts.PullSecrets = ps
+		ps.Start(ctx)
+		ready.Wait("pull-secrets")
+		go func() {
+			// Not ready until the caches RBAC allows are filled: copies
+			// would miss credentials. Other errors show in the client's log.
+			if err := ps.WaitForSync(ctx); err == nil {
+				ready.Done("pull-secrets")
+				log.Info("pull secret caches synced")
+			}
+		}()
+	}
+	h, err := webhook.New(opts)
+	if err != nil {
+		return err
+	}
+	if !w.unreachableOK {
+		go webhook.WaitForTarget(ctx, t, ready, 5*time.Second, log)
+	}
+	srv, err := webhook.NewServer(webhook.ServerOptions{Addr: c.ListenAddress, CertFile: c.TLSCertFile,
+		KeyFile: c.TLSKeyFile, Webhook: h, Readiness: ready, DryRun: c.DryRun, Logger: log})
+	if err != nil {
+		return &exitError{code: 2, err: err}
+	}
+	engine.Start(ctx)
+	defer engine.Close()
+	log.Info("webhook starting", "config", c.Summary())
+	setDryRun(ctx, c, log)
+	return srv.ListenAndServe(ctx)
+}
+
+// setDryRun exports k8s_image_swapper_dry_run and, in a dry run, says so
+// now and every minute.
+func setDryRun(ctx context.Context, c *config.Config, log *slog.Logger) {
+	if !c.DryRun {
+		metrics.DryRun.Set(0)
+		return
+	}
+	metrics.DryRun.Set(1)
+	go webhook.WarnDryRun(ctx, log, webhook.DryRunInterval)
+}
+
+// inCluster tells whether the process runs in a pod with an API token.
+func inCluster() bool {
+	_, err := rest.InClusterConfig()
+	return err == nil
 }
 
 // newPullSecrets connects to the cluster (in-cluster unless kubeconfig).

@@ -16,53 +16,74 @@ import (
 )
 
 // PullSecrets finds the registry credentials of a pod: its imagePullSecrets
-// and its service account's, read from informer caches so an admission never
-// waits on the API server.
+// and its service account's. Where RBAC allows list and watch they come from
+// informer caches, so an admission never waits on the API server; where it
+// allows only get (the original chart's rules) each is read when a copy
+// needs it, as the original did; one the rules refuse is skipped.
 type PullSecrets struct {
-	secrets  []cache.SharedIndexInformer // one per secret type
-	accounts cache.SharedIndexInformer
-	log      *slog.Logger
+	client    kubernetes.Interface
+	namespace string
+	names     []string
+	resync    time.Duration
+	log       *slog.Logger
+
+	// Set by Start.
+	secretAccess, accountAccess access
+	secrets                     []cache.SharedIndexInformer // one per field selector
+	accounts                    cache.SharedIndexInformer
+	got                         *getCache
 }
 
-// NewPullSecrets watches the pull secrets and service accounts of namespace
-// ("" for all). Only the two docker secret types are listed and only what
-// lookups need is kept, so the cache stays small on clusters with many
-// secrets. With names, only secrets of those names are watched, one watch
-// per name: RBAC's resourceNames allows list and watch only with a
-// metadata.name field selector. Call Start before use.
+// NewPullSecrets reads the pull secrets and service accounts of namespace
+// ("" for all). Cached, only the two docker secret types are listed and only
+// what lookups need is kept, so the cache stays small on clusters with many
+// secrets. With names, only secrets of those names are read, one watch per
+// name: RBAC's resourceNames allows list and watch only with a metadata.name
+// field selector. Call Start before use.
 func NewPullSecrets(client kubernetes.Interface, namespace string, resync time.Duration, log *slog.Logger, names ...string) *PullSecrets {
 	if log == nil {
 		log = slog.Default()
 	}
-	p := &PullSecrets{log: log}
-	var selectors []string
-	if len(names) == 0 {
-		for _, typ := range []corev1.SecretType{corev1.SecretTypeDockerConfigJson, corev1.SecretTypeDockercfg} {
-			selectors = append(selectors, fields.OneTermEqualSelector("type", string(typ)).String())
-		}
-	}
-	for _, n := range names {
-		selectors = append(selectors, fields.OneTermEqualSelector("metadata.name", n).String())
-	}
-	for _, sel := range selectors {
-		inf := coreinformers.NewFilteredSecretInformer(client, namespace, resync, cache.Indexers{},
-			func(o *metav1.ListOptions) { o.FieldSelector = sel })
-		_ = inf.SetTransform(trimSecret)
-		p.secrets = append(p.secrets, inf)
-	}
-	p.accounts = coreinformers.NewFilteredServiceAccountInformer(client, namespace, resync, cache.Indexers{}, nil)
-	_ = p.accounts.SetTransform(trimServiceAccount)
-	return p
+	return &PullSecrets{client: client, namespace: namespace, names: names, resync: resync, log: log, got: newGetCache(getTTL)}
 }
 
-// Start runs the informers until ctx ends.
+// selectors are the field selectors of the secret informers.
+func (p *PullSecrets) selectors() []string {
+	var out []string
+	if len(p.names) == 0 {
+		for _, typ := range []corev1.SecretType{corev1.SecretTypeDockerConfigJson, corev1.SecretTypeDockercfg} {
+			out = append(out, fields.OneTermEqualSelector("type", string(typ)).String())
+		}
+	}
+	for _, n := range p.names {
+		out = append(out, fields.OneTermEqualSelector("metadata.name", n).String())
+	}
+	return out
+}
+
+// Start finds what RBAC allows (logging it once when that is less than
+// list and watch), then runs the informers it allows until ctx ends.
 func (p *PullSecrets) Start(ctx context.Context) {
+	p.secretAccess, p.accountAccess = p.probe(ctx)
+	if p.secretAccess == accessWatch {
+		for _, sel := range p.selectors() {
+			inf := coreinformers.NewFilteredSecretInformer(p.client, p.namespace, p.resync, cache.Indexers{},
+				func(o *metav1.ListOptions) { o.FieldSelector = sel })
+			_ = inf.SetTransform(trimSecret)
+			p.secrets = append(p.secrets, inf)
+		}
+	}
+	if p.accountAccess == accessWatch {
+		p.accounts = coreinformers.NewFilteredServiceAccountInformer(p.client, p.namespace, p.resync, cache.Indexers{}, nil)
+		_ = p.accounts.SetTransform(trimServiceAccount)
+	}
+	p.logAccess()
 	for _, inf := range p.informers() {
 		go inf.RunWithContext(ctx)
 	}
 }
 
-// WaitForSync waits until the caches are filled or ctx ends.
+// WaitForSync waits until the caches in use are filled or ctx ends.
 func (p *PullSecrets) WaitForSync(ctx context.Context) error {
 	var synced []cache.InformerSynced
 	for _, inf := range p.informers() {
@@ -75,19 +96,32 @@ func (p *PullSecrets) WaitForSync(ctx context.Context) error {
 }
 
 func (p *PullSecrets) informers() []cache.SharedIndexInformer {
-	return append([]cache.SharedIndexInformer{p.accounts}, p.secrets...)
+	out := append([]cache.SharedIndexInformer(nil), p.secrets...)
+	if p.accounts != nil {
+		out = append(out, p.accounts)
+	}
+	return out
 }
 
 // Keychain returns the credentials of the named secrets and then the
 // service account's, as one kubelet-style keyring; nil when there are none.
-// Missing or malformed secrets are logged and skipped.
+// Read with get, they are read on the keychain's first use, in the copy,
+// not in the admission. Missing or malformed secrets are logged and skipped.
 func (p *PullSecrets) Keychain(namespace string, names []string, serviceAccount string) authn.Keychain {
 	if p == nil {
 		return nil
 	}
+	if p.secretAccess != accessWatch || p.accountAccess != accessWatch {
+		return &lazyKeychain{p: p, namespace: namespace, names: names, serviceAccount: serviceAccount}
+	}
+	return p.keyring(context.Background(), namespace, names, serviceAccount)
+}
+
+// keyring reads the secrets of a pod now.
+func (p *PullSecrets) keyring(ctx context.Context, namespace string, names []string, serviceAccount string) authn.Keychain {
 	all := append([]string(nil), names...)
 	if serviceAccount != "" {
-		if sa := p.serviceAccount(namespace, serviceAccount); sa != nil {
+		if sa := p.serviceAccount(ctx, namespace, serviceAccount); sa != nil {
 			for _, r := range sa.ImagePullSecrets {
 				all = append(all, r.Name)
 			}
@@ -100,7 +134,7 @@ func (p *PullSecrets) Keychain(namespace string, names []string, serviceAccount 
 			continue
 		}
 		seen[n] = true
-		s := p.secret(namespace, n)
+		s := p.secret(ctx, namespace, n)
 		if s == nil {
 			p.log.Debug("pull secret not found", "namespace", namespace, "secret", n)
 			continue
@@ -117,7 +151,10 @@ func (p *PullSecrets) Keychain(namespace string, names []string, serviceAccount 
 	return &kr
 }
 
-func (p *PullSecrets) secret(namespace, name string) *corev1.Secret {
+func (p *PullSecrets) secret(ctx context.Context, namespace, name string) *corev1.Secret {
+	if p.secretAccess != accessWatch {
+		return p.getSecret(ctx, namespace, name)
+	}
 	for _, inf := range p.secrets {
 		o, ok, err := inf.GetIndexer().GetByKey(namespace + "/" + name)
 		if err == nil && ok {
@@ -129,7 +166,10 @@ func (p *PullSecrets) secret(namespace, name string) *corev1.Secret {
 	return nil
 }
 
-func (p *PullSecrets) serviceAccount(namespace, name string) *corev1.ServiceAccount {
+func (p *PullSecrets) serviceAccount(ctx context.Context, namespace, name string) *corev1.ServiceAccount {
+	if p.accountAccess != accessWatch {
+		return p.getServiceAccount(ctx, namespace, name)
+	}
 	o, ok, err := p.accounts.GetIndexer().GetByKey(namespace + "/" + name)
 	if err != nil || !ok {
 		return nil

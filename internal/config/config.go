@@ -37,6 +37,12 @@ type Config struct {
 	Target       Target `yaml:"target"`
 	Mirror       Mirror `yaml:"mirror"`
 	Proxy        Proxy  `yaml:"proxy"`
+
+	// Warnings are what was accepted as the original would have accepted
+	// it, each with its key and line: unknown and miscased keys, values
+	// from the environment, values it ignored or fell back from.
+	Warnings []Problem      `yaml:"-"`
+	lines    map[string]int // line of each key written
 }
 
 // Source describes where images come from.

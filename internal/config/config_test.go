@@ -129,6 +129,42 @@ func TestGenericAndEnv(t *testing.T) {
 	}
 }
 
+// report parses doc and returns its errors and warnings.
+func report(t *testing.T, doc string, o Options) (errs, warns []Problem) {
+	t.Helper()
+	c, err := ParseWith([]byte(doc), o)
+	if err == nil {
+		return nil, c.Warnings
+	}
+	var ce *Error
+	if !errors.As(err, &ce) {
+		t.Fatalf("want a config error, got %v", err)
+	}
+	return ce.Problems, ce.Warnings
+}
+
+type wantProblem struct {
+	line     int
+	key, msg string
+}
+
+func checkProblems(t *testing.T, what string, got []Problem, want []wantProblem) {
+	t.Helper()
+	for _, w := range want {
+		if !slices.ContainsFunc(got, func(p Problem) bool {
+			return p.Key == w.key && p.Line == w.line && strings.Contains(p.Msg, w.msg)
+		}) {
+			t.Errorf("missing %s line %d %s: %s\n got: %v", what, w.line, w.key, w.msg, got)
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("%d %s(s), want %d: %v", len(got), what, len(want), got)
+	}
+}
+
+// Every finding names its key and line. What the original accepted is a
+// warning (with the value it falls back to, or dropped); what cannot be
+// read or cannot work is an error.
 func TestProblemsNameKeyAndLine(t *testing.T) {
 	doc := `imageSwapPolicy: allways
 imageCopyPolicy: later
@@ -136,8 +172,6 @@ logLevel: verbose
 imageCopyDeadline: soon
 dryRun: maybe
 Source:
-  filters: []
-source:
   filters:
     - jmespath: "obj.metadata.namespace =="
     - jmespth: "x"
@@ -146,6 +180,7 @@ target:
   type: aws
   aws:
     accountId: abc
+    region: eu-west-1
     ecrOptions:
       imageTagMutability: mutable
       encryptionConfiguration:
@@ -153,37 +188,32 @@ target:
       lifecyclePolicy: "{not json"
     regoin: eu-west-1
 `
-	got := problems(t, doc)
-	want := []struct {
-		line int
-		key  string
-		msg  string
-	}{
-		{1, "imageSwapPolicy", `invalid value "allways"`},
-		{2, "imageCopyPolicy", `invalid value "later"`},
-		{3, "logLevel", `invalid value "verbose"`},
+	errs, warns := report(t, doc, Options{})
+	checkProblems(t, "error", errs, []wantProblem{
 		{4, "imageCopyDeadline", "expected a duration"},
 		{5, "dryRun", "expected true or false"},
-		{6, "Source", `did you mean "source"? keys are case-sensitive`},
-		{10, "source.filters[0].jmespath", "invalid JMESPath"},
-		{11, "source.filters[1].jmespth", `did you mean "jmespath"`},
-		{12, "source.platforms[0]", "invalid platform"},
-		{16, "target.aws.accountId", "invalid AWS account ID"},
-		{18, "target.aws.ecrOptions.imageTagMutability", "must be one of"},
-		{19, "target.aws.ecrOptions.encryptionConfiguration.kmsKey", "required when encryptionType is KMS"},
-		{21, "target.aws.ecrOptions.lifecyclePolicy", "invalid JSON"},
-		{22, "target.aws.regoin", `did you mean "region"`},
-	}
-	for _, w := range want {
-		found := false
-		for _, p := range got {
-			if p.Key == w.key && p.Line == w.line && strings.Contains(p.Msg, w.msg) {
-				found = true
-			}
-		}
-		if !found {
-			t.Errorf("missing problem line %d %s: %s\n got: %v", w.line, w.key, w.msg, got)
-		}
+		{10, "source.platforms[0]", "invalid platform"},
+		{14, "target.aws.accountId", "invalid AWS account ID"},
+	})
+	checkProblems(t, "warning", warns, []wantProblem{
+		{1, "imageSwapPolicy", `invalid value "allways", must be one of: always, exists; using exists`},
+		{2, "imageCopyPolicy", `invalid value "later", must be one of: delayed, immediate, force, none; using delayed`},
+		{3, "logLevel", `invalid value "verbose", must be one of: trace, debug, info, warn, error, fatal, panic, disabled; using info`},
+		{6, "Source", `read as "source": keys match in any case, as in the original; write "source"`},
+		{8, "source.filters[0].jmespath", "invalid JMESPath"},
+		{9, "source.filters[1].jmespth", `unknown key (did you mean "jmespath"?); ignored`},
+		{9, "source.filters[1].jmespath", "empty expression"},
+		{17, "target.aws.ecrOptions.imageTagMutability", "not sent to ECR"},
+		{20, "target.aws.ecrOptions.lifecyclePolicy", "invalid JSON policy document"},
+		{21, "target.aws.regoin", `unknown key (did you mean "region"?); ignored`},
+	})
+
+	// Strict: the unknown keys are errors; the rest stays as it was.
+	errs, warns = report(t, doc, Options{Strict: true})
+	if !slices.ContainsFunc(errs, func(p Problem) bool { return p.Key == "target.aws.regoin" && p.Line == 21 }) ||
+		!slices.ContainsFunc(errs, func(p Problem) bool { return p.Key == "source.filters[1].jmespth" && p.Line == 9 }) ||
+		len(errs) != 6 || len(warns) != 8 {
+		t.Errorf("strict: errors %v, warnings %v", errs, warns)
 	}
 }
 
@@ -245,21 +275,12 @@ func TestProxyPrivate(t *testing.T) {
 	if c.Proxy.Private != "allow" || len(c.Proxy.SharedRepositories) != 2 || c.Proxy.SharedRepositories[0] != "ghcr.io/acme/*" {
 		t.Errorf("got private=%q shared=%v", c.Proxy.Private, c.Proxy.SharedRepositories)
 	}
-	got := problems(t, "proxy:\n  private: open\n  sharedRepositories: [\"ghcr.io/[acme\"]\n  privat: deny\n")
-	for _, w := range []struct {
-		line     int
-		key, msg string
-	}{
+	errs, warns := report(t, "proxy:\n  private: open\n  sharedRepositories: [\"ghcr.io/[acme\"]\n  privat: deny\n", Options{})
+	checkProblems(t, "error", errs, []wantProblem{
 		{2, "proxy.private", `invalid value "open", must be one of: deny, allow`},
 		{3, "proxy.sharedRepositories[0]", "invalid pattern"},
-		{4, "proxy.privat", `did you mean "private"`},
-	} {
-		if !slices.ContainsFunc(got, func(p Problem) bool {
-			return p.Key == w.key && p.Line == w.line && strings.Contains(p.Msg, w.msg)
-		}) {
-			t.Errorf("missing problem line %d %s: %s\n got: %v", w.line, w.key, w.msg, got)
-		}
-	}
+	})
+	checkProblems(t, "warning", warns, []wantProblem{{4, "proxy.privat", `did you mean "private"`}})
 }
 
 func TestLocalPush(t *testing.T) {

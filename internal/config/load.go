@@ -35,10 +35,11 @@ func (p Problem) String() string {
 	return fmt.Sprintf("%s: %s", p.Key, p.Msg)
 }
 
-// Error lists every problem found in a file.
+// Error lists every problem found in a file, and the warnings beside them.
 type Error struct {
 	File     string
 	Problems []Problem
+	Warnings []Problem
 }
 
 func (e *Error) Error() string {
@@ -52,7 +53,18 @@ func (e *Error) Error() string {
 		b.WriteString("\n  ")
 		b.WriteString(p.String())
 	}
+	for _, p := range e.Warnings {
+		b.WriteString("\n  warning: ")
+		b.WriteString(p.String())
+	}
 	return b.String()
+}
+
+// Options change how a file is read.
+type Options struct {
+	// Strict makes unknown keys errors rather than warnings, as
+	// `config validate` and --strict-config want.
+	Strict bool
 }
 
 // Find returns the config file to use: explicit if set, else the first of
@@ -81,20 +93,23 @@ func Find(explicit string) (string, error) {
 
 // Load finds and reads the config file; with none found it returns the
 // defaults (a local target), which is the embedded default mode.
-func Load(explicit string) (*Config, string, error) {
+func Load(explicit string) (*Config, string, error) { return LoadWith(explicit, Options{}) }
+
+// LoadWith is Load with options.
+func LoadWith(explicit string, o Options) (*Config, string, error) {
 	path, err := Find(explicit)
 	if err != nil {
 		return nil, "", err
 	}
 	if path == "" {
-		c, err := Parse(nil)
+		c, err := ParseWith(nil, o)
 		return c, "", err
 	}
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, path, fmt.Errorf("read config: %w", err)
 	}
-	c, err := Parse(data)
+	c, err := ParseWith(data, o)
 	var ce *Error
 	if errors.As(err, &ce) {
 		ce.File = path
@@ -102,99 +117,161 @@ func Load(explicit string) (*Config, string, error) {
 	return c, path, err
 }
 
-// Parse decodes and validates a config document. Unknown keys, wrong types
-// and invalid values are all reported together, each with its key and line.
-func Parse(data []byte) (*Config, error) {
-	c := &Config{}
-	lines := map[string]int{}
-	var problems []Problem
+// Parse decodes and validates a config document. Wrong types and values
+// no copy could work with are errors; what the original accepted (unknown
+// keys, keys in another case, values it ignored or fell back from) are
+// warnings, in Config.Warnings. All are reported together, each with its
+// key and line.
+func Parse(data []byte) (*Config, error) { return ParseWith(data, Options{}) }
+
+// ParseWith is Parse with options.
+func ParseWith(data []byte, o Options) (*Config, error) {
+	c := &Config{lines: map[string]int{}}
+	// The original's viper default; an explicit false is kept.
+	c.Target.AWS.ECROptions.ImageScanningConfiguration.ImageScanOnPush = true
+	d := &decoder{lines: c.lines, strict: o.Strict}
 	if len(bytes.TrimSpace(data)) > 0 {
 		var doc yaml.Node
 		if err := yaml.Unmarshal(data, &doc); err != nil {
 			return nil, &Error{Problems: []Problem{{Msg: "invalid YAML: " + err.Error()}}}
 		}
 		if len(doc.Content) > 0 {
-			root := doc.Content[0]
-			problems = decode(root, reflect.ValueOf(c).Elem(), "", lines)
+			d.decode(doc.Content[0], reflect.ValueOf(c).Elem(), "")
 		}
 	}
+	d.applyEnv(reflect.ValueOf(c).Elem(), "")
 	// Validate what did decode too, so one run reports every problem.
 	c.expandEnv()
 	c.applyDefaults()
-	problems = append(problems, c.validate(lines)...)
-	if len(problems) > 0 {
-		sort.SliceStable(problems, func(i, j int) bool { return problems[i].Line < problems[j].Line })
-		return nil, &Error{Problems: problems}
+	errs, warns := c.validate(c.lines)
+	problems := append(d.problems, errs...)
+	warnings := append(d.warnings, warns...)
+	byLine := func(ps []Problem) {
+		sort.SliceStable(ps, func(i, j int) bool { return ps[i].Line < ps[j].Line })
 	}
+	byLine(problems)
+	byLine(warnings)
+	if len(problems) > 0 {
+		return nil, &Error{Problems: problems, Warnings: warnings}
+	}
+	c.Warnings = warnings
 	return c, nil
+}
+
+// IsSet tells whether the file wrote key (a dotted path as Problem.Key
+// names it, in the canonical spelling).
+func (c *Config) IsSet(key string) bool {
+	_, ok := c.lines[key]
+	return ok
 }
 
 var durationType = reflect.TypeOf(Duration(0))
 
+// decoder walks a YAML document into a Config, collecting what is wrong.
+type decoder struct {
+	lines    map[string]int // line of every key written, by canonical path
+	strict   bool
+	problems []Problem // errors
+	warnings []Problem
+}
+
+func (d *decoder) fail(ps ...Problem) { d.problems = append(d.problems, ps...) }
+
 // decode walks a YAML node into v, checking every key against the struct's
-// yaml tags so that a misspelt or miscased key is an error, never ignored.
-func decode(n *yaml.Node, v reflect.Value, path string, lines map[string]int) []Problem {
+// yaml tags so that a misspelt key is reported, never silently ignored.
+func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 	if n.Kind == yaml.AliasNode {
 		n = n.Alias
 	}
 	if path != "" {
-		lines[path] = n.Line
+		d.lines[path] = n.Line
 	}
 	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
-		return nil // an empty key (`filters:`) keeps the zero value
+		return // an empty key (`filters:`) keeps the zero value
 	}
 	switch {
 	case v.Type() == durationType:
-		return decodeDuration(n, v, path)
+		d.fail(decodeDuration(n, v, path)...)
 	case v.Kind() == reflect.Struct:
 		if n.Kind != yaml.MappingNode {
-			return []Problem{{Key: path, Line: n.Line, Msg: fmt.Sprintf("expected a mapping, got %s", kindName(n))}}
+			d.fail(Problem{Key: path, Line: n.Line, Msg: fmt.Sprintf("expected a mapping, got %s", kindName(n))})
+			return
 		}
-		return decodeStruct(n, v, path, lines)
+		d.decodeStruct(n, v, path)
 	case v.Kind() == reflect.Slice:
 		if n.Kind != yaml.SequenceNode {
-			return []Problem{{Key: path, Line: n.Line, Msg: fmt.Sprintf("expected a list, got %s", kindName(n))}}
+			d.fail(Problem{Key: path, Line: n.Line, Msg: fmt.Sprintf("expected a list, got %s", kindName(n))})
+			return
 		}
-		var problems []Problem
 		s := reflect.MakeSlice(v.Type(), len(n.Content), len(n.Content))
 		for i, item := range n.Content {
-			problems = append(problems, decode(item, s.Index(i), fmt.Sprintf("%s[%d]", path, i), lines)...)
+			d.decode(item, s.Index(i), fmt.Sprintf("%s[%d]", path, i))
 		}
 		v.Set(s)
-		return problems
 	default:
-		return decodeScalar(n, v, path)
+		d.fail(decodeScalar(n, v, path)...)
 	}
 }
 
-func decodeStruct(n *yaml.Node, v reflect.Value, path string, lines map[string]int) []Problem {
+// fieldsOf maps the yaml names of t's fields to their index.
+func fieldsOf(t reflect.Type) map[string]int {
 	fields := map[string]int{}
-	t := v.Type()
 	for i := 0; i < t.NumField(); i++ {
 		if tag := strings.Split(t.Field(i).Tag.Get("yaml"), ",")[0]; tag != "" && tag != "-" {
 			fields[tag] = i
 		}
 	}
-	var problems []Problem
-	seen := map[string]bool{}
+	return fields
+}
+
+// field finds a key's field: by its exact name, else in any case, as the
+// original's viper matched keys.
+func field(fields map[string]int, key string) (string, int, bool) {
+	if i, ok := fields[key]; ok {
+		return key, i, true
+	}
+	for name, i := range fields {
+		if strings.EqualFold(name, key) {
+			return name, i, true
+		}
+	}
+	return "", 0, false
+}
+
+func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, path string) {
+	fields := fieldsOf(v.Type())
+	seen := map[string]*yaml.Node{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, val := n.Content[i], n.Content[i+1]
-		key := join(path, k.Value)
-		idx, ok := fields[k.Value]
+		name, idx, ok := field(fields, k.Value)
 		if !ok {
-			problems = append(problems, Problem{Key: key, Line: k.Line, Msg: "unknown key" + suggest(k.Value, fields)})
+			p := Problem{Key: join(path, k.Value), Line: k.Line, Msg: "unknown key" + suggest(k.Value, fields)}
+			if d.strict {
+				d.fail(p)
+			} else {
+				p.Msg += "; ignored"
+				d.warnings = append(d.warnings, p)
+			}
 			continue
 		}
-		if seen[k.Value] {
-			problems = append(problems, Problem{Key: key, Line: k.Line, Msg: "duplicate key"})
+		key := join(path, name)
+		if first, dup := seen[name]; dup {
+			msg := "duplicate key"
+			if first.Value != k.Value {
+				msg = fmt.Sprintf("duplicate key: %q at line %d is the same key in another case", first.Value, first.Line)
+			}
+			d.fail(Problem{Key: join(path, k.Value), Line: k.Line, Msg: msg})
 			continue
 		}
-		seen[k.Value] = true
-		lines[key] = k.Line
-		problems = append(problems, decode(val, v.Field(idx), key, lines)...)
-		lines[key] = k.Line
+		seen[name] = k
+		if name != k.Value {
+			d.warnings = append(d.warnings, Problem{Key: join(path, k.Value), Line: k.Line,
+				Msg: fmt.Sprintf("read as %q: keys match in any case, as in the original; write %q", key, name)})
+		}
+		d.lines[key] = k.Line
+		d.decode(val, v.Field(idx), key)
+		d.lines[key] = k.Line
 	}
-	return problems
 }
 
 func decodeScalar(n *yaml.Node, v reflect.Value, path string) []Problem {
@@ -266,9 +343,6 @@ func suggest(key string, fields map[string]int) string {
 	}
 	sort.Strings(names)
 	for _, f := range names {
-		if strings.EqualFold(f, key) {
-			return fmt.Sprintf(" (did you mean %q? keys are case-sensitive)", f)
-		}
 		if d := distance(strings.ToLower(key), strings.ToLower(f)); d < bestDist {
 			best, bestDist = f, d
 		}

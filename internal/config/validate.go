@@ -1,6 +1,7 @@
 package config
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -13,6 +14,8 @@ import (
 	"github.com/distribution/reference"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/jmespath/go-jmespath"
+
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/logging"
 )
 
 // DefaultProxyRegistries are the public registries the node proxy serves
@@ -22,7 +25,6 @@ var DefaultProxyRegistries = []string{
 }
 
 var (
-	logLevels     = []string{"trace", "debug", "info", "warn", "error", "fatal"}
 	logFormats    = []string{"json", "console"}
 	swapPolicies  = []string{"always", "exists"}
 	copyPolicies  = []string{"delayed", "immediate", "force", "none"}
@@ -149,6 +151,7 @@ func (c *Config) expandEnv() {
 type checker struct {
 	lines    map[string]int
 	problems []Problem
+	warnings []Problem
 }
 
 // line returns the line of key, or of its closest parent that was written.
@@ -170,6 +173,20 @@ func (ch *checker) add(key, format string, args ...any) {
 	ch.problems = append(ch.problems, Problem{Key: key, Line: ch.line(key), Msg: fmt.Sprintf(format, args...)})
 }
 
+// warn reports what the original accepted; the caller falls back or drops
+// the value.
+func (ch *checker) warn(key, format string, args ...any) {
+	ch.warnings = append(ch.warnings, Problem{Key: key, Line: ch.line(key), Msg: fmt.Sprintf(format, args...)})
+}
+
+// fallBack replaces a value the original did not know by what it used instead.
+func (ch *checker) fallBack(key string, val *string, allowed []string, fallback string) {
+	if !slices.Contains(allowed, *val) {
+		ch.warn(key, "invalid value %q, must be one of: %s; using %s, as the original did", *val, strings.Join(allowed, ", "), fallback)
+		*val = fallback
+	}
+}
+
 func (ch *checker) oneOf(key, val string, allowed []string) {
 	if !slices.Contains(allowed, val) {
 		ch.add(key, "invalid value %q, must be one of: %s", val, strings.Join(allowed, ", "))
@@ -182,19 +199,27 @@ func (ch *checker) required(key, val string) {
 	}
 }
 
-func (c *Config) validate(lines map[string]int) []Problem {
+// validate returns the errors and the warnings: what the original
+// accepted is a warning (and is fixed up: a fallback, or the value
+// dropped), what no copy could work with is an error.
+func (c *Config) validate(lines map[string]int) (errs, warns []Problem) {
 	ch := &checker{lines: lines}
-	ch.oneOf("logLevel", c.LogLevel, logLevels)
-	ch.oneOf("logFormat", c.LogFormat, logFormats)
-	ch.oneOf("imageSwapPolicy", c.ImageSwapPolicy, swapPolicies)
-	ch.oneOf("imageCopyPolicy", c.ImageCopyPolicy, copyPolicies)
+	if _, ok := logging.ParseLevel(c.LogLevel); !ok {
+		ch.warn("logLevel", "invalid value %q, must be one of: %s; using info, as the original did",
+			c.LogLevel, strings.Join(logging.LevelNames(), ", "))
+		c.LogLevel = DefaultLogLevel
+	}
+	ch.fallBack("logFormat", &c.LogFormat, logFormats, DefaultLogFormat)
+	ch.fallBack("imageSwapPolicy", &c.ImageSwapPolicy, swapPolicies, DefaultImageSwapPolicy)
+	ch.fallBack("imageCopyPolicy", &c.ImageCopyPolicy, copyPolicies, DefaultImageCopyPolicy)
 
 	for i, f := range c.Source.Filters {
 		key := fmt.Sprintf("source.filters[%d].jmespath", i)
+		const asOriginal = "; like the original, evaluating it fails for every pod, which leaves the pod unfiltered and skips the filters after it"
 		if strings.TrimSpace(f.JMESPath) == "" {
-			ch.add(key, "required")
+			ch.warn(key, "empty expression"+asOriginal)
 		} else if _, err := jmespath.Compile(f.JMESPath); err != nil {
-			ch.add(key, "invalid JMESPath expression: %v", err)
+			ch.warn(key, "invalid JMESPath expression: %v"+asOriginal, err)
 		}
 	}
 	for i, p := range c.Source.Platforms {
@@ -209,7 +234,7 @@ func (c *Config) validate(lines map[string]int) []Problem {
 		ch.oneOf(key+".type", r.Type, sourceTypes)
 		switch r.Type {
 		case "aws":
-			ch.aws(key+".aws", r.AWS, false)
+			ch.aws(key+".aws", &c.Source.Registries[i].AWS, false)
 		case "gcp":
 			ch.gcp(key+".gcp", r.GCP)
 		case "generic":
@@ -221,7 +246,7 @@ func (c *Config) validate(lines map[string]int) []Problem {
 	ch.oneOf("target.type", t.Type, targetTypes)
 	switch t.Type {
 	case "aws":
-		ch.aws("target.aws", t.AWS, true)
+		ch.aws("target.aws", &c.Target.AWS, true)
 	case "gcp":
 		ch.gcp("target.gcp", t.GCP)
 	case "generic":
@@ -253,10 +278,10 @@ func (c *Config) validate(lines map[string]int) []Problem {
 	if c.Mirror.MaxRetries < 0 {
 		ch.add("mirror.maxRetries", "must not be negative")
 	}
-	return ch.problems
+	return ch.problems, ch.warnings
 }
 
-func (ch *checker) aws(key string, a AWS, target bool) {
+func (ch *checker) aws(key string, a *AWS, target bool) {
 	ch.required(key+".accountId", a.AccountID)
 	if a.AccountID != "" && !accountIDExpr.MatchString(a.AccountID) {
 		ch.add(key+".accountId", "invalid AWS account ID %q, want up to 12 digits", a.AccountID)
@@ -270,34 +295,54 @@ func (ch *checker) aws(key string, a AWS, target bool) {
 			ch.add(key+".prefix", "invalid repository prefix %q: %v", a.Prefix, err)
 		}
 	}
-	if !target {
-		return
+	if target {
+		ch.ecrOptions(key, a)
 	}
-	o := a.ECROptions
-	if o.ImageTagMutability != "" {
-		ch.oneOf(key+".ecrOptions.imageTagMutability", o.ImageTagMutability, mutabilities)
+}
+
+// ecrOptions checks what goes into CreateRepository and the policy calls.
+// The original sent these as written, and ECR refused what it could not
+// take; here such a value is a warning and is not sent.
+func (ch *checker) ecrOptions(key string, a *AWS) {
+	o := &a.ECROptions
+	k := key + ".ecrOptions."
+	if o.ImageTagMutability != "" && !slices.Contains(mutabilities, o.ImageTagMutability) {
+		ch.warn(k+"imageTagMutability", "invalid value %q, must be one of: %s; not sent to ECR (its default, MUTABLE, applies)",
+			o.ImageTagMutability, strings.Join(mutabilities, ", "))
+		o.ImageTagMutability = ""
 	}
-	enc := o.EncryptionConfiguration
-	if enc.EncryptionType != "" {
-		ch.oneOf(key+".ecrOptions.encryptionConfiguration.encryptionType", enc.EncryptionType, encryptions)
+	enc := &o.EncryptionConfiguration
+	switch {
+	case enc.EncryptionType != "" && !slices.Contains(encryptions, enc.EncryptionType):
+		ch.warn(k+"encryptionConfiguration.encryptionType", "invalid value %q, must be one of: %s; no encryption configuration is sent to ECR (its default, AES256, applies)",
+			enc.EncryptionType, strings.Join(encryptions, ", "))
+		*enc = EncryptionConfiguration{}
+	case enc.KmsKey != "" && !strings.HasPrefix(enc.EncryptionType, "KMS"):
+		ch.warn(k+"encryptionConfiguration.kmsKey", "only valid with encryptionType KMS or KMS_DSSE (ECR refuses it with %s); not sent to ECR",
+			cmp.Or(enc.EncryptionType, "the default AES256"))
+		enc.KmsKey = ""
 	}
-	if strings.HasPrefix(enc.EncryptionType, "KMS") && enc.KmsKey == "" {
-		ch.add(key+".ecrOptions.encryptionConfiguration.kmsKey", "required when encryptionType is %s", enc.EncryptionType)
-	}
-	if enc.KmsKey != "" && !strings.HasPrefix(enc.EncryptionType, "KMS") {
-		ch.add(key+".ecrOptions.encryptionConfiguration.kmsKey", "only valid with encryptionType KMS")
-	}
+	kept := o.Tags[:0]
 	for i, tag := range o.Tags {
-		ch.required(fmt.Sprintf("%s.ecrOptions.tags[%d].key", key, i), tag.Key)
+		if strings.TrimSpace(tag.Key) == "" {
+			ch.warn(fmt.Sprintf("%stags[%d].key", k, i), "required; this tag is not sent to ECR")
+			continue
+		}
+		kept = append(kept, tag)
 	}
-	ch.json(key, "accessPolicy", a.AccessPolicy, o.AccessPolicy)
-	ch.json(key, "lifecyclePolicy", a.LifecyclePolicy, o.LifecyclePolicy)
+	o.Tags = kept
+	if !ch.json(key, "accessPolicy", a.AccessPolicy, o.AccessPolicy) {
+		a.AccessPolicy, o.AccessPolicy = "", ""
+	}
+	if !ch.json(key, "lifecyclePolicy", a.LifecyclePolicy, o.LifecyclePolicy) {
+		a.LifecyclePolicy, o.LifecyclePolicy = "", ""
+	}
 }
 
 // json checks a policy document, reporting it where it was written.
-func (ch *checker) json(key, name, topLevel, value string) {
+func (ch *checker) json(key, name, topLevel, value string) bool {
 	if value == "" {
-		return
+		return true
 	}
 	k := key + ".ecrOptions." + name
 	if topLevel == value {
@@ -305,8 +350,10 @@ func (ch *checker) json(key, name, topLevel, value string) {
 	}
 	var v map[string]any
 	if err := json.Unmarshal([]byte(value), &v); err != nil {
-		ch.add(k, "invalid JSON policy document: %v", err)
+		ch.warn(k, "invalid JSON policy document: %v; not sent to ECR", err)
+		return false
 	}
+	return true
 }
 
 func (ch *checker) gcp(key string, g GCP) {

@@ -18,23 +18,41 @@ type Filter struct {
 type expr struct {
 	src string
 	jp  *jmespath.JMESPath
+	err error // the expression does not compile
 }
 
-// New compiles the expressions; an invalid one is an error naming it.
-func New(exprs []string) (*Filter, error) {
+// New compiles the expressions. One that does not compile is kept, as the
+// original kept it: it fails each time it is reached (see Match); Invalid
+// lists them.
+func New(exprs []string) *Filter {
 	f := &Filter{}
 	for i, s := range exprs {
 		s = strings.TrimSpace(s)
+		e := expr{src: s}
 		if s == "" {
-			return nil, fmt.Errorf("filter %d: empty JMESPath expression", i)
+			e.err = fmt.Errorf("filter %d: empty JMESPath expression", i)
+		} else if jp, err := compile(s); err != nil {
+			e.err = fmt.Errorf("filter %d %q: %w", i, s, err)
+		} else {
+			e.jp = jp
 		}
-		jp, err := compile(s)
-		if err != nil {
-			return nil, fmt.Errorf("filter %d %q: %w", i, s, err)
-		}
-		f.exprs = append(f.exprs, expr{src: s, jp: jp})
+		f.exprs = append(f.exprs, e)
 	}
-	return f, nil
+	return f
+}
+
+// Invalid lists the expressions that do not compile.
+func (f *Filter) Invalid() []error {
+	if f == nil {
+		return nil
+	}
+	var out []error
+	for _, e := range f.exprs {
+		if e.err != nil {
+			out = append(out, e.err)
+		}
+	}
+	return out
 }
 
 func compile(s string) (jp *jmespath.JMESPath, err error) {
@@ -51,27 +69,29 @@ func compile(s string) (jp *jmespath.JMESPath, err error) {
 func (f *Filter) Empty() bool { return f == nil || len(f.exprs) == 0 }
 
 // Match evaluates the expressions in order over {obj, container}, both
-// decoded JSON (maps, slices, strings, float64, bool, nil). It returns the
-// first expression that gave exactly true. An expression that fails counts
-// as no match; its error is returned with the others so the caller can log
-// them.
-func (f *Filter) Match(obj, container any) (matched string, errs []error) {
+// decoded JSON (maps, slices, strings, float64, bool, nil), and returns
+// the first that gave exactly true. As in the original, an expression that
+// fails (or does not compile) ends the evaluation with no match: the
+// container is not filtered, and the error is returned for the log.
+func (f *Filter) Match(obj, container any) (matched string, err error) {
 	if f.Empty() {
 		return "", nil
 	}
 	data := map[string]any{"obj": obj, "container": container}
 	for _, e := range f.exprs {
+		if e.err != nil {
+			return "", e.err
+		}
 		v, err := search(e.jp, data)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("filter %q: %w", e.src, err))
-			continue
+			return "", fmt.Errorf("filter %q: %w", e.src, err)
 		}
 		// The original counts only a boolean true as a match.
 		if b, ok := v.(bool); ok && b {
-			return e.src, errs
+			return e.src, nil
 		}
 	}
-	return "", errs
+	return "", nil
 }
 
 // search guards against go-jmespath panicking on unusual data: the input

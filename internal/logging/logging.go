@@ -1,40 +1,67 @@
-// Package logging builds the process's slog logger from logLevel and logFormat.
+// Package logging builds the process's slog logger from logLevel and
+// logFormat. Its output has the shapes of the original k8s-image-swapper,
+// which logged with zerolog: JSON with the keys level (lower case), time and
+// message for "json", and zerolog's console format for "console", so log
+// queries and dashboards built on the original keep working.
 package logging
 
 import (
 	"io"
 	"log/slog"
+	"strconv"
+	"strings"
 )
 
-// Levels beyond slog's four, as the original's trace..fatal.
+// Levels beyond slog's four, as zerolog's trace, fatal and panic.
 const (
 	LevelTrace = slog.LevelDebug - 4
 	LevelFatal = slog.LevelError + 4
+	LevelPanic = slog.LevelError + 8
+	// LevelDisabled logs nothing (zerolog's "disabled").
+	LevelDisabled = slog.Level(1 << 20)
 )
 
-// Level maps the config's logLevel names.
-func Level(name string) slog.Level {
-	switch name {
-	case "trace":
-		return LevelTrace
-	case "debug":
-		return slog.LevelDebug
-	case "warn":
-		return slog.LevelWarn
-	case "error":
-		return slog.LevelError
-	case "fatal":
-		return LevelFatal
-	default:
-		return slog.LevelInfo
-	}
+// levelNames are the names logLevel takes, as zerolog parses them.
+var levelNames = map[string]slog.Level{
+	"trace": LevelTrace, "debug": slog.LevelDebug, "info": slog.LevelInfo, "warn": slog.LevelWarn,
+	"error": slog.LevelError, "fatal": LevelFatal, "panic": LevelPanic, "disabled": LevelDisabled,
 }
 
-// New returns a logger writing to w: JSON for "json", text for "console".
-func New(w io.Writer, level, format string) *slog.Logger {
-	opts := &slog.HandlerOptions{Level: Level(level)}
-	if format == "console" {
-		return slog.New(slog.NewTextHandler(w, opts))
+// zerologLevels are zerolog's numeric levels (-1 trace to 5 panic, 7 disabled).
+var zerologLevels = map[int]slog.Level{
+	-1: LevelTrace, 0: slog.LevelDebug, 1: slog.LevelInfo, 2: slog.LevelWarn,
+	3: slog.LevelError, 4: LevelFatal, 5: LevelPanic, 7: LevelDisabled,
+}
+
+// LevelNames lists the names ParseLevel knows, most verbose first.
+func LevelNames() []string {
+	return []string{"trace", "debug", "info", "warn", "error", "fatal", "panic", "disabled"}
+}
+
+// ParseLevel reads a logLevel as the original's zerolog did: the names in
+// any case, or zerolog's numbers. ok is false for anything else.
+func ParseLevel(name string) (slog.Level, bool) {
+	if l, ok := levelNames[strings.ToLower(strings.TrimSpace(name))]; ok {
+		return l, true
 	}
-	return slog.New(slog.NewJSONHandler(w, opts))
+	if n, err := strconv.Atoi(strings.TrimSpace(name)); err == nil {
+		l, ok := zerologLevels[n]
+		return l, ok
+	}
+	return slog.LevelInfo, false
+}
+
+// Level maps a logLevel; unknown names are info, as in the original.
+func Level(name string) slog.Level {
+	l, _ := ParseLevel(name)
+	return l
+}
+
+// New returns a logger writing to w: zerolog's JSON for any format but
+// "console", which gets zerolog's console format (coloured unless the
+// NO_COLOR environment variable is set, as zerolog does). At trace level
+// every line names its caller, as the original's did.
+func New(w io.Writer, level, format string) *slog.Logger {
+	l := Level(level)
+	return slog.New(NewHandler(w, Options{Level: l, Console: format == "console", Caller: l <= LevelTrace}))
 }

@@ -7,7 +7,7 @@ import "github.com/prometheus/client_golang/prometheus"
 var (
 	AdmissionRequests = register(prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: namespace, Name: "admission_requests_total",
-		Help: "Admission reviews by result: patched, unchanged, ignored (not a pod create or ephemeral container update), bad_request.",
+		Help: "Admission reviews by result: patched, unchanged, ignored (not a pod create, update or ephemeral container update), bad_request.",
 	}, []string{"result"}))
 	AdmissionDuration = register(prometheus.NewHistogram(prometheus.HistogramOpts{
 		Namespace: namespace, Name: "admission_duration_seconds",
@@ -19,4 +19,8 @@ var (
 		Help: "Webhook decisions per container image: swapped, kept_missing, filtered, already_target, " +
 			"dry_run, skipped (pod opted out), invalid (unparseable image), error (kept because of our own trouble).",
 	}, []string{"decision"}))
+	DryRun = register(prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: namespace, Name: "dry_run",
+		Help: "1 while the config says dryRun: true (the webhook neither copies nor rewrites images, the proxy copies nothing, the node setup writes no hosts.toml), else 0.",
+	}))
 )

@@ -61,8 +61,9 @@ func opened[T Target](t T, err error) (Target, error) {
 }
 
 // SourceKeychain authenticates pulls from the cloud registries of
-// source.registries (type aws and gcp); other hosts resolve anonymously.
-func SourceKeychain(ctx context.Context, regs []config.Registry, opts ...Option) (authn.Keychain, error) {
+// source.registries (type aws and gcp), and from any Artifact Registry host
+// when the target or a source is gcp; other hosts resolve anonymously.
+func SourceKeychain(ctx context.Context, regs []config.Registry, tgt config.Target, opts ...Option) (authn.Keychain, error) {
 	var o options
 	for _, f := range opts {
 		f(&o)
@@ -71,5 +72,5 @@ func SourceKeychain(ctx context.Context, regs []config.Registry, opts ...Option)
 	if err != nil {
 		return nil, err
 	}
-	return authn.NewMultiKeychain(ecr, gcp.NewKeychain(ctx, regs, o.gcp)), nil
+	return authn.NewMultiKeychain(ecr, gcp.NewKeychain(ctx, regs, tgt.Type == "gcp", o.gcp)), nil
 }

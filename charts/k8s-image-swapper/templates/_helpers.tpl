@@ -31,15 +31,16 @@ component; nothing hard-codes a namespace: everything lives in the release's.
 {{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
-{{/* Labels on every object; commonLabels never reach selectors. */}}
+{{/* Labels on every object; commonLabels (values rendered with tpl, as the original chart did)
+never reach selectors. */}}
 {{- define "k8s-image-swapper.labels" -}}
 helm.sh/chart: {{ include "k8s-image-swapper.chart" . }}
 {{ include "k8s-image-swapper.selectorLabels" . }}
 app.kubernetes.io/version: {{ .Values.image.tag | default .Chart.AppVersion | trunc 63 | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 app.kubernetes.io/part-of: k8s-image-swapper
-{{- with .Values.commonLabels }}
-{{ toYaml . }}
+{{- range $key, $value := .Values.commonLabels }}
+{{ $key }}: {{ tpl (toString $value) $ | quote }}
 {{- end }}
 {{- end }}
 
@@ -47,6 +48,10 @@ app.kubernetes.io/part-of: k8s-image-swapper
 app.kubernetes.io/name: {{ include "k8s-image-swapper.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
+
+{{/* The webhook pods' component: "app", as in the original chart, whose Deployment (same name,
+same selector: selectors cannot change) an upgrade from it keeps. */}}
+{{- define "k8s-image-swapper.webhookComponent" -}}app{{- end }}
 
 {{/* Labels and selector labels of one component: (list . "webhook") */}}
 {{- define "k8s-image-swapper.componentLabels" -}}
@@ -142,10 +147,10 @@ several values files.
 {{- end }}
 {{- end }}
 
-{{/* The config without the keys only the webhook reads: changing those does not restart every node's proxy. */}}
+{{/* The config without the keys only the webhook reads: changing those does not restart every node's proxy. dryRun stays: the proxy and the node setup honour it. */}}
 {{- define "k8s-image-swapper.proxyConfigData" -}}
 {{- $c := include "k8s-image-swapper.configData" . | fromYaml }}
-{{- $c = omit $c "dryRun" "imageSwapPolicy" "imageCopyPolicy" "imageCopyDeadline" "secretReader" "listenAddress" "tlsCertFile" "tlsKeyFile" }}
+{{- $c = omit $c "imageSwapPolicy" "imageCopyPolicy" "imageCopyDeadline" "secretReader" "listenAddress" "tlsCertFile" "tlsKeyFile" }}
 {{- if kindIs "map" (get $c "source") }}
 {{- $_ := set $c "source" (omit (get $c "source") "filters") }}
 {{- end }}

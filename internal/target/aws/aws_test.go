@@ -3,6 +3,7 @@ package aws_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/url"
 	"strings"
 	"testing"
@@ -139,6 +140,23 @@ func TestCreateRepositoryDefaults(t *testing.T) {
 	}
 	if got := strings.Join(ops(s.Calls("")), " "); got != "CreateRepository/" {
 		t.Fatalf("calls %s", got)
+	}
+}
+
+// A config as users write it, without imageScanningConfiguration, creates
+// repositories that scan on push: the original's default.
+func TestScanOnPushByDefault(t *testing.T) {
+	s, _ := standIn(t)
+	c, err := config.Parse([]byte(fmt.Sprintf("target:\n  aws:\n    accountId: %q\n    region: %s\n", s.AccountID, s.Region)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tg := open(t, s, c.Target.AWS)
+	if err := tg.EnsureRepository(ctx(t), "quay.io/x/scanned"); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.Repository("quay.io/x/scanned"); !got.ScanOnPush {
+		t.Fatalf("created without scan on push: %+v", got)
 	}
 }
 

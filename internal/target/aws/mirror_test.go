@@ -115,7 +115,7 @@ func TestMirrorFromECRSource(t *testing.T) {
 	if _, err := mirror.New(local, mirror.Options{}).Copy(ctx(t), mirror.Request{Source: ref}); err == nil {
 		t.Fatal("copy from ECR without its keychain succeeded")
 	}
-	kc, err := target.SourceKeychain(ctx(t), []config.Registry{{Type: "aws", AWS: s.Config()}}, target.WithAWS(s.TargetOptions()))
+	kc, err := target.SourceKeychain(ctx(t), []config.Registry{{Type: "aws", AWS: s.Config()}}, config.Target{}, target.WithAWS(s.TargetOptions()))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -29,6 +29,9 @@ func (a *artifactRegistry) GetRepository(_ context.Context, req *artifactregistr
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.gets = append(g.gets, req.GetName())
+	if g.denied[m[3]] {
+		return nil, status.Errorf(codes.PermissionDenied, "Permission 'artifactregistry.repositories.get' denied on resource '%s' (or it may not exist).", req.GetName())
+	}
 	format, ok := g.repos[m[3]]
 	if m[1] != g.ProjectID || m[2] != g.Location || !ok {
 		return nil, status.Errorf(codes.NotFound, "Requested entity was not found.")

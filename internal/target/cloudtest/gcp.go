@@ -46,9 +46,10 @@ type GCP struct {
 
 	oauth *oauthServer
 
-	mu    sync.Mutex
-	repos map[string]artifactregistrypb.Repository_Format // by repository ID
-	gets  []string                                        // GetRepository names asked for
+	mu     sync.Mutex
+	repos  map[string]artifactregistrypb.Repository_Format // by repository ID
+	gets   []string                                        // GetRepository names asked for
+	denied map[string]bool                                 // repository IDs whose get is refused
 }
 
 // NewGCP starts the stand-in until the test ends.
@@ -60,7 +61,8 @@ func NewGCP(t testing.TB, o GCPOptions) *GCP {
 	if o.Location == "" {
 		o.Location = "europe-west1"
 	}
-	g := &GCP{ProjectID: o.ProjectID, Location: o.Location, repos: map[string]artifactregistrypb.Repository_Format{}}
+	g := &GCP{ProjectID: o.ProjectID, Location: o.Location, repos: map[string]artifactregistrypb.Repository_Format{},
+		denied: map[string]bool{}}
 
 	g.oauth = newOAuthServer(t, o.ProjectID)
 	g.TokenURL = g.oauth.url
@@ -91,6 +93,15 @@ func (g *GCP) AddRepository(id string, format artifactregistrypb.Repository_Form
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.repos[id] = format
+}
+
+// DenyRepositoryGet refuses GetRepository of a repository, as Artifact
+// Registry does for an identity that may push to it without
+// artifactregistry.repositories.get.
+func (g *GCP) DenyRepositoryGet(id string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.denied[id] = true
 }
 
 // UseKeyFile makes the key file the Application Default Credentials.

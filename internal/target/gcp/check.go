@@ -26,6 +26,8 @@ func (t *Target) RepositoryName() string {
 
 // Check makes sure the repository exists and is a DOCKER repository: users
 // create it by hand, and a typo would otherwise surface as failed pushes.
+// An identity without artifactregistry.repositories.get (which the original
+// never needed) is warned about, and the start goes on.
 func (t *Target) Check(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, checkTimeout)
 	defer cancel()
@@ -43,8 +45,10 @@ func (t *Target) Check(ctx context.Context) error {
 			"`gcloud artifacts repositories create %s --repository-format=docker --location=%s --project=%s`: %w",
 			repo, t.cfg.RepositoryID, t.cfg.Location, t.cfg.ProjectID, err)
 	case codes.PermissionDenied:
-		return fmt.Errorf("gcp target: no permission to read Artifact Registry repository %s "+
-			"(grant the workload's service account roles/artifactregistry.writer on it): %w", repo, err)
+		t.opts.logger().Warn("gcp target: no permission to read the Artifact Registry repository, so it is not checked "+
+			"(artifactregistry.repositories.get, in roles/artifactregistry.reader and writer); going on",
+			"repository", repo, "error", err)
+		return nil
 	case codes.Unauthenticated:
 		return fmt.Errorf("gcp target: Artifact Registry refused the credentials for %s: %w", repo, err)
 	default:

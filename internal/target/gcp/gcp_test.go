@@ -3,6 +3,7 @@ package gcp_test
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -204,7 +205,7 @@ func TestMirrorThenPull(t *testing.T) {
 func TestKeychain(t *testing.T) {
 	s := standIn(t)
 	regs := []config.Registry{{Type: "gcp", GCP: s.Config("mirror")}, {Type: "generic", Generic: config.Generic{Registry: "quay.io"}}}
-	kc, err := target.SourceKeychain(ctx(t), regs, target.WithGCP(s.TargetOptions()))
+	kc, err := target.SourceKeychain(ctx(t), regs, config.Target{}, target.WithGCP(s.TargetOptions()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -220,5 +221,65 @@ func TestKeychain(t *testing.T) {
 	other, _ := name.NewRepository("quay.io/x/y")
 	if a, err := kc.Resolve(other); err != nil || a != authn.Anonymous {
 		t.Fatalf("another host: %v, %v; want anonymous", a, err)
+	}
+}
+
+// As the original (its Artifact Registry target logged in to any
+// *-docker.pkg.dev source), the token goes to every Artifact Registry host
+// when the target is gcp, not only to sources declared with type gcp. With
+// no Google credentials in use, those hosts stay anonymous.
+func TestKeychainAnyArtifactRegistryHost(t *testing.T) {
+	s := standIn(t)
+	other, _ := name.NewRepository("us-docker.pkg.dev/another-project/images/app")
+	kc, err := target.SourceKeychain(ctx(t), nil, config.Target{Type: "gcp", GCP: s.Config("mirror")}, target.WithGCP(s.TargetOptions()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := kc.Resolve(other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg, err := a.Authorization(); err != nil || cfg.Username != "oauth2accesstoken" || cfg.Password != s.AccessToken() {
+		t.Fatalf("*-docker.pkg.dev source with a gcp target: %+v, %v", cfg, err)
+	}
+	quay, _ := name.NewRepository("quay.io/x/y")
+	if a, err := kc.Resolve(quay); err != nil || a != authn.Anonymous {
+		t.Fatalf("another host: %v, %v; want anonymous", a, err)
+	}
+	kc, err = target.SourceKeychain(ctx(t), nil, config.Target{Type: "generic"}, target.WithGCP(s.TargetOptions()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, err := kc.Resolve(other); err != nil || a != authn.Anonymous {
+		t.Fatalf("no gcp target or source: %v, %v; want anonymous", a, err)
+	}
+}
+
+// The start-up check needs artifactregistry.repositories.get, which the
+// original never asked for: without it, a warning, and the target works.
+func TestStartWithoutRepositoriesGet(t *testing.T) {
+	s := standIn(t)
+	s.DenyRepositoryGet("mirror")
+	var logs strings.Builder
+	o := s.TargetOptions()
+	o.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	tg, err := gcp.New(ctx(t), s.Config("mirror"), o)
+	if err != nil {
+		t.Fatalf("refused to start without repositories.get: %v", err)
+	}
+	if !strings.Contains(logs.String(), "no permission to read the Artifact Registry repository") {
+		t.Errorf("no warning: %q", logs.String())
+	}
+	// Pushes need no repositories.get.
+	a, err := tg.Authenticator(ctx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref, err := name.ParseReference(s.RegistryAddr+"/test-project/mirror/docker.io/library/app:1", tg.NameOptions()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(ref, images.Image(t, 512, 1, "linux/amd64"), remote.WithAuth(a), remote.WithTransport(tg.Transport())); err != nil {
+		t.Fatalf("push without repositories.get: %v", err)
 	}
 }

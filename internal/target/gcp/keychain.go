@@ -12,22 +12,26 @@ import (
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/config"
 )
 
-// Keychain authenticates pulls from the Artifact Registry hosts of
-// source.registries entries of type gcp with Application Default
-// Credentials, found on first use.
+// Keychain authenticates pulls from Artifact Registry with Application
+// Default Credentials, found on first use: from the hosts of
+// source.registries entries of type gcp, and, as the original did with its
+// Artifact Registry target, from every *-docker.pkg.dev host whenever
+// Google credentials are in use (a gcp target or a gcp source).
 type Keychain struct {
-	ctx   context.Context
-	opts  Options
-	hosts map[string]bool
-	once  sync.Once
-	ts    oauth2.TokenSource
-	err   error
+	ctx    context.Context
+	opts   Options
+	hosts  map[string]bool
+	pkgDev bool // every *-docker.pkg.dev host
+	once   sync.Once
+	ts     oauth2.TokenSource
+	err    error
 }
 
 // NewKeychain reads the gcp entries of regs; other types are ignored.
-// o.RegistryHost, when set, stands for every entry's host (tests).
-func NewKeychain(ctx context.Context, regs []config.Registry, o Options) *Keychain {
-	k := &Keychain{ctx: context.WithoutCancel(ctx), opts: o, hosts: map[string]bool{}}
+// gcpTarget says the target is Artifact Registry. o.RegistryHost, when set,
+// stands for every entry's host (tests).
+func NewKeychain(ctx context.Context, regs []config.Registry, gcpTarget bool, o Options) *Keychain {
+	k := &Keychain{ctx: context.WithoutCancel(ctx), opts: o, hosts: map[string]bool{}, pkgDev: gcpTarget}
 	for _, r := range regs {
 		if r.Type != "gcp" {
 			continue
@@ -37,6 +41,7 @@ func NewKeychain(ctx context.Context, regs []config.Registry, o Options) *Keycha
 			host = o.RegistryHost
 		}
 		k.hosts[strings.ToLower(host)] = true
+		k.pkgDev = true
 	}
 	return k
 }
@@ -44,7 +49,8 @@ func NewKeychain(ctx context.Context, regs []config.Registry, o Options) *Keycha
 // Resolve implements authn.Keychain: an access token for a configured
 // host, anonymous for any other.
 func (k *Keychain) Resolve(r authn.Resource) (authn.Authenticator, error) {
-	if !k.hosts[strings.ToLower(r.RegistryStr())] {
+	host := strings.ToLower(r.RegistryStr())
+	if !k.hosts[host] && !(k.pkgDev && strings.HasSuffix(host, "-docker.pkg.dev")) {
 		return authn.Anonymous, nil
 	}
 	k.once.Do(func() { k.ts, k.err = tokenSource(k.ctx, k.opts) })
