@@ -25,6 +25,7 @@ type exchange struct {
 	r        *http.Request
 	call     call
 	registry string
+	repo     string // the image's repository, for the per-image count; "" when none
 	from     string
 	err      error // why a transfer was aborted
 	start    time.Time
@@ -47,6 +48,9 @@ func (p *Proxy) done(ex *exchange) {
 		from = fromError
 	}
 	metrics.ProxyRequests.WithLabelValues(ex.registry, ex.call.metricKind(), from).Inc()
+	if ex.repo != "" && ex.call.kind == kindManifests {
+		metrics.ProxyImageRequests.WithLabelValues(ex.registry, p.imageLabels.label(ex.registry+"/"+ex.repo, ex.repo)).Inc()
+	}
 	if from != fromError {
 		metrics.ProxyBytes.WithLabelValues(from).Add(float64(ex.w.bytes))
 	}
@@ -55,6 +59,39 @@ func (p *Proxy) done(ex *exchange) {
 	}
 	p.log.Debug("request", "method", ex.r.Method, "path", ex.r.URL.Path, "ns", ex.r.URL.Query().Get("ns"),
 		"status", status, "from", from, "bytes", ex.w.bytes, "duration", time.Since(ex.start).Round(time.Microsecond))
+}
+
+// use names the plan that serves the exchange, for its metrics.
+func (ex *exchange) use(pl plan) {
+	ex.registry, ex.repo = pl.registry, pl.targetRepo
+	if pl.src != nil {
+		ex.repo = pl.src.repo
+	}
+}
+
+// maxImageLabels bounds the repositories one proxy counts by name.
+const maxImageLabels = 1000
+
+// imageLabels gives the repository label of the per-image count: the
+// repository itself for the first maxImageLabels, "other" after them.
+type imageLabels struct {
+	mu   sync.Mutex
+	seen map[string]bool
+}
+
+func (l *imageLabels) label(key, repo string) string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.seen == nil {
+		l.seen = map[string]bool{}
+	}
+	if !l.seen[key] {
+		if len(l.seen) >= maxImageLabels {
+			return "other"
+		}
+		l.seen[key] = true
+	}
+	return repo
 }
 
 // recorder notes the status and counts the bytes written.

@@ -163,7 +163,7 @@ func (p *Proxy) fromTargetOnly(ex *exchange, pl plan) bool {
 		}
 		return false
 	}
-	ex.registry = pl.registry
+	ex.use(pl)
 	relay(ex, resp, fromTarget)
 	return true
 }

@@ -77,7 +77,7 @@ func (p *Proxy) mayServe(ex *exchange, pl plan) bool {
 		return true
 	}
 	s := *pl.src
-	ex.registry = pl.registry
+	ex.use(pl)
 	p.log.Info("private image refused to a pull without accepted credentials",
 		"image", s.String(), "ref", ex.call.ref, "credentials", sent)
 	if ex.call.kind == kindBlobs {

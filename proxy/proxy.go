@@ -100,12 +100,13 @@ type Proxy struct {
 	mu      sync.Mutex
 	sources map[string]*upstream
 
-	tags      *tagCache
-	manifests *manifestCache
-	flight    singleflight.Group
-	spool     *spool
-	copies    *copies
-	privacy   *privacy
+	tags        *tagCache
+	imageLabels imageLabels
+	manifests   *manifestCache
+	flight      singleflight.Group
+	spool       *spool
+	copies      *copies
+	privacy     *privacy
 
 	tempSpool string // spool folder to remove on Close
 	stop      chan struct{}
@@ -186,6 +187,7 @@ func New(o Options) (*Proxy, error) {
 	for _, r := range o.Registries {
 		p.allowed[canonicalHost(r)] = true
 	}
+	p.zeroMetrics()
 	p.keychain = authn.NewMultiKeychain(keychains(o.Keychain, o.Sources)...)
 	p.privacy = newPrivacy(p, o.Private, o.SharedRepositories)
 	dir := o.SpoolDir
@@ -292,7 +294,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !p.mayServe(ex, pl) {
 		return
 	}
-	ex.registry = pl.registry
+	ex.use(pl)
 	if c.kind == kindManifests {
 		p.serveManifest(ex, pl)
 	} else {

@@ -39,6 +39,7 @@ func New(o Options) (*Handler, error) {
 	if err := o.check(); err != nil {
 		return nil, err
 	}
+	zeroMetrics()
 	return &Handler{o: o, background: make(chan struct{}, 64), refreshed: newRefreshTimes(o.TagTTL)}, nil
 }
 
@@ -47,7 +48,7 @@ func New(o Options) (*Handler, error) {
 // status; every review is allowed.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	result := "bad_request"
+	result := resultBadRequest
 	defer func() {
 		metrics.AdmissionRequests.WithLabelValues(result).Inc()
 		metrics.AdmissionDuration.Observe(time.Since(start).Seconds())
@@ -81,7 +82,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	out, err := encodeReview(version, req.uid, resp)
 	if err != nil {
 		// Not reachable with the versions decodeReview accepts.
-		result = "bad_request"
+		result = resultBadRequest
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
 	}

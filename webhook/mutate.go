@@ -28,6 +28,21 @@ const (
 	decisionError         = "error"
 )
 
+// Review results, counted in k8s_image_swapper_admission_requests_total.
+const (
+	resultPatched    = "patched"
+	resultUnchanged  = "unchanged"
+	resultIgnored    = "ignored"
+	resultBadRequest = "bad_request"
+)
+
+// zeroMetrics starts the webhook's series at zero (see metrics.Zero).
+func zeroMetrics() {
+	metrics.Zero(metrics.ImageDecisions, []string{decisionSwapped, decisionKeptMissing, decisionFiltered,
+		decisionAlreadyTarget, decisionDryRun, decisionSkipped, decisionInvalid, decisionError})
+	metrics.Zero(metrics.AdmissionRequests, []string{resultPatched, resultUnchanged, resultIgnored, resultBadRequest})
+}
+
 // slot is one image field of the pod.
 type slot struct {
 	list  string // containers, initContainers or ephemeralContainers
@@ -65,12 +80,12 @@ func (h *Handler) admit(ctx context.Context, req *request) (resp response, resul
 	defer func() {
 		if r := recover(); r != nil {
 			log.Error("pod left unchanged: internal error", "panic", fmt.Sprint(r))
-			resp, result = response{}, "unchanged"
+			resp, result = response{}, resultUnchanged
 		}
 	}()
 	if req.kind.Group != "" || req.kind.Kind != "Pod" {
 		log.Debug("not a pod: allowed unchanged", "kind", req.kind.String())
-		return response{}, "ignored"
+		return response{}, resultIgnored
 	}
 	var ephemeralOnly bool
 	switch {
@@ -80,12 +95,12 @@ func (h *Handler) admit(ctx context.Context, req *request) (resp response, resul
 		ephemeralOnly = true
 	default:
 		log.Debug("not a pod creation, update or new ephemeral container: allowed unchanged")
-		return response{}, "ignored"
+		return response{}, resultIgnored
 	}
 	pod, err := decodePod(req.object)
 	if err != nil {
 		log.Warn("pod left unchanged: cannot decode it", "error", err)
-		return response{}, "unchanged"
+		return response{}, resultUnchanged
 	}
 	log = log.With("pod", podName(pod, req))
 	slots := podSlots(pod, !ephemeralOnly)
@@ -93,7 +108,7 @@ func (h *Handler) admit(ctx context.Context, req *request) (resp response, resul
 		old, err := decodePod(req.oldObject)
 		if err != nil {
 			log.Warn("pod left unchanged: cannot decode its old object", "error", err)
-			return response{}, "unchanged"
+			return response{}, resultUnchanged
 		}
 		if ephemeralOnly {
 			// Existing ephemeral containers may not change; touch only new ones.
@@ -106,7 +121,7 @@ func (h *Handler) admit(ctx context.Context, req *request) (resp response, resul
 	}
 	if len(slots) == 0 {
 		log.Debug("no images to review: allowed unchanged")
-		return response{}, "unchanged"
+		return response{}, resultUnchanged
 	}
 
 	rv := &review{h: h, req: req, pod: pod, log: log}
@@ -132,14 +147,14 @@ func (rv *review) answer(ctx context.Context, slots []*slot) (response, string) 
 	}
 	rv.log.Log(ctx, level, "pod reviewed", attrs...)
 	if len(ops) == 0 {
-		return response{}, "unchanged"
+		return response{}, resultUnchanged
 	}
 	patch, err := json.Marshal(ops)
 	if err != nil {
 		rv.log.Error("pod left unchanged: cannot encode patch", "error", err)
-		return response{}, "unchanged"
+		return response{}, resultUnchanged
 	}
-	return response{patch: patch}, "patched"
+	return response{patch: patch}, resultPatched
 }
 
 // decodePod reads a pod as the API server does (strictUnmarshal), so that a

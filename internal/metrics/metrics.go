@@ -31,3 +31,24 @@ func register[C prometheus.Collector](c C) C {
 	Registry.MustRegister(c)
 	return c
 }
+
+// Zero creates the series of vec for every combination of values (one list
+// per label, in the label order) at zero. A labelled series is otherwise
+// created by its first increment, which rate() and increase() then never
+// see: the first copy, a fresh proxy's first hit. Components call it at
+// start with the label values they use.
+func Zero[T any](vec interface{ WithLabelValues(...string) T }, values ...[]string) {
+	combo := make([]string, len(values))
+	var walk func(i int)
+	walk = func(i int) {
+		if i == len(values) {
+			vec.WithLabelValues(combo...)
+			return
+		}
+		for _, v := range values[i] {
+			combo[i] = v
+			walk(i + 1)
+		}
+	}
+	walk(0)
+}

@@ -29,6 +29,11 @@ var (
 		Namespace: namespace, Name: "exists_cache_total",
 		Help: "Existence checks of target images by outcome: hit or miss of the cache.",
 	}, []string{"outcome"}))
+	TargetCheckErrors = register(prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: namespace, Name: "target_check_errors_total",
+		Help: "Existence checks the target failed to answer (not \"not found\": an error or no answer in time); " +
+			"the image counts as missing, so an exists policy keeps the original.",
+	}))
 	UpstreamRetries = register(prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: namespace, Name: "upstream_retries_total",
 		Help: "Registry requests retried after 429 or 5xx, by registry host and status.",

@@ -9,6 +9,11 @@ var (
 		Help: "Manifest and blob requests by registry, kind (manifest|blob) and where they were served from: " +
 			"target, source, fallback (a target reference served from its source) or error.",
 	}, []string{"registry", "kind", "served_from"}))
+	ProxyImageRequests = register(prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Name: "proxy_image_requests_total",
+		Help: "Manifest requests by source registry and repository (a pull asks for one manifest or a few), for " +
+			"the most pulled images. Past 1000 repositories a proxy counts the others as repository=\"other\".",
+	}, []string{"registry", "repository"}))
 	ProxyBytes = register(prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: namespace, Name: "proxy_bytes_total",
 		Help: "Bytes of manifests and blobs sent to clients, by where they came from: target, source or fallback.",
@@ -53,12 +58,3 @@ var (
 			"do not match their digest) or tag_not_copied (a tag in the local store that no copy wrote).",
 	}, []string{"reason"}))
 )
-
-func init() {
-	for _, r := range []string{"accepted", "read_only", "unauthenticated", "mirror_path"} {
-		ProxyWrites.WithLabelValues(r)
-	}
-	for _, r := range []string{"digest_mismatch", "tag_not_copied"} {
-		ProxyUntrusted.WithLabelValues(r)
-	}
-}

@@ -5,6 +5,12 @@ import (
 	"time"
 )
 
+// Outcomes of an existence check, counted in k8s_image_swapper_exists_cache_total.
+const (
+	cacheHit  = "hit"
+	cacheMiss = "miss"
+)
+
 // existsCache remembers whether the target has an image: yes for a long
 // TTL, no only briefly, so a pruned or new image is noticed soon.
 type existsCache struct {

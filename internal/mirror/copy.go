@@ -34,10 +34,10 @@ func (e *Engine) Exists(ctx context.Context, src reference.Named) (bool, error) 
 	}
 	key := tgt.String()
 	if present, ok := e.cache.get(key); ok {
-		metrics.ExistsCache.WithLabelValues("hit").Inc()
+		metrics.ExistsCache.WithLabelValues(cacheHit).Inc()
 		return present, nil
 	}
-	metrics.ExistsCache.WithLabelValues("miss").Inc()
+	metrics.ExistsCache.WithLabelValues(cacheMiss).Inc()
 	ref, err := e.targetRef(tgt)
 	if err != nil {
 		return false, err
@@ -54,6 +54,7 @@ func (e *Engine) Exists(ctx context.Context, src reference.Named) (bool, error) 
 		return false, nil
 	default:
 		if ctx.Err() == nil { // the target failed, not our caller
+			metrics.TargetCheckErrors.Inc()
 			e.cache.set(key, false)
 		}
 		return false, fmt.Errorf("check %s in target: %w", tgt, err)

@@ -29,6 +29,14 @@ const (
 	PolicyNone      = "none"
 )
 
+// Copy results, counted in k8s_image_swapper_copies_total.
+const (
+	resultCopied  = "copied"
+	resultPresent = "present"
+	resultFailed  = "failed"
+	resultDropped = "dropped"
+)
+
 // ErrQueueFull is returned when a delayed copy was dropped.
 var ErrQueueFull = errors.New("copy queue is full")
 
@@ -134,6 +142,9 @@ func New(t target.Target, o Options) *Engine {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
+	metrics.Zero(metrics.CopiesTotal, []string{resultCopied, resultPresent, resultFailed, resultDropped})
+	metrics.Zero(metrics.CopyDuration, []string{resultCopied, resultPresent, resultFailed})
+	metrics.Zero(metrics.ExistsCache, []string{cacheHit, cacheMiss})
 	return &Engine{
 		target: t,
 		opts:   o,
@@ -246,7 +257,7 @@ func (e *Engine) Submit(req Request) (*Job, error) {
 		metrics.CopyQueueDepth.Set(float64(len(e.queue)))
 		return j, nil
 	default:
-		metrics.CopiesTotal.WithLabelValues("dropped").Inc()
+		metrics.CopiesTotal.WithLabelValues(resultDropped).Inc()
 		e.log.Warn("copy queue full, copy dropped", "image", req.Source.String(), "queue", cap(e.queue))
 		err := fmt.Errorf("mirror %s: %w", req.Source, ErrQueueFull)
 		e.finish(j, Result{}, err)
@@ -281,13 +292,13 @@ func (e *Engine) run(ctx context.Context, j *Job) {
 	defer metrics.CopiesInFlight.Dec()
 	start := time.Now()
 	res, err := e.copy(ctx, j.req)
-	result := "copied"
+	result := resultCopied
 	switch {
 	case err != nil:
-		result = "failed"
+		result = resultFailed
 		e.log.Error("copy failed", "image", j.req.Source.String(), "error", err)
 	case res.Present:
-		result = "present"
+		result = resultPresent
 	default:
 		e.log.Info("copied", "image", j.req.Source.String(), "target", res.Target.String(),
 			"digest", res.Digest.String(), "duration", time.Since(start).Round(time.Millisecond))
