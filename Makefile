@@ -8,6 +8,7 @@ LDFLAGS  := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 FUZZTIME ?= 60s
 BENCHTIME ?= 1x
 export REGISTRY_REQUIRED ?= 1
+export PROMTOOL_REQUIRED ?= 1
 
 .PHONY: all build run test e2e conformance bench lint fuzz deps tools clean
 
@@ -21,11 +22,14 @@ build:
 run: build
 	$(BIN) proxy --data-dir ./data
 
-# Test prerequisites that are Debian packages (a real registry for the tests).
+# Test prerequisites that are Debian packages: a real registry for the tests, and
+# Prometheus (promtool for the chart's alert rules, the server for the e2e).
 deps:
-	@command -v docker-registry >/dev/null 2>&1 || { \
-		echo "installing docker-registry (apt)"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-registry >/dev/null; }
+	@need=""; \
+	command -v docker-registry >/dev/null 2>&1 || need="$$need docker-registry"; \
+	command -v promtool >/dev/null 2>&1 || need="$$need prometheus"; \
+	if [ -n "$$need" ]; then echo "installing$$need (apt)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$need >/dev/null; fi
 
 test: deps
 	$(GO) test -count=1 ./...

@@ -11,6 +11,9 @@ HELM_VERSION=v3.22.0
 CRICTL_VERSION=v1.37.0
 CRANE_VERSION=v0.22.1
 CONTAINERD_VERSION=v2.4.2
+# @grafana/schema whose types describe the dashboard's schemaVersion (39: Grafana 10.4).
+GRAFANA_SCHEMA_VERSION=10.4.0
+TYPESCRIPT_VERSION=5.6.3
 
 mkdir -p "$TOOLS_DIR"
 log() { echo "tools: $*" >&2; }
@@ -88,6 +91,17 @@ containerd2() {
   done
 }
 
+# grafana_schema: Grafana's dashboard types and the TypeScript compiler that checks the chart's
+# dashboard against them (charts/charttest, TestDashboardSchema), from the npm registry.
+grafana_schema() {
+  local dir="$TOOLS_DIR/grafana-schema-$GRAFANA_SCHEMA_VERSION"
+  [ -x "$dir/node_modules/.bin/tsc" ] && return 0
+  log "installing @grafana/schema $GRAFANA_SCHEMA_VERSION and typescript $TYPESCRIPT_VERSION (npm, once per machine)"
+  mkdir -p "$dir"
+  quiet npm install --prefix "$dir" --no-audit --no-fund --no-save \
+    "@grafana/schema@$GRAFANA_SCHEMA_VERSION" "typescript@$TYPESCRIPT_VERSION"
+}
+
 # path NAME: the folder holding NAME's binary.
 path() {
   case $1 in
@@ -97,16 +111,18 @@ path() {
     crictl) echo "$TOOLS_DIR/crictl-$CRICTL_VERSION" ;;
     crane) echo "$TOOLS_DIR/crane-$CRANE_VERSION" ;;
     containerd) echo "$TOOLS_DIR/containerd-$CONTAINERD_VERSION" ;;
+    grafana-schema) echo "$TOOLS_DIR/grafana-schema-$GRAFANA_SCHEMA_VERSION" ;;
     *) echo "unknown tool $1" >&2; return 2 ;;
   esac
 }
 
 if [ "${1:-}" = path ]; then shift; path "$1"; exit; fi
-if [ $# -eq 0 ]; then set -- etcd kube-apiserver helm crictl containerd; fi
+if [ $# -eq 0 ]; then set -- etcd kube-apiserver helm crictl containerd grafana-schema; fi
 for t in "$@"; do
   case $t in
     etcd) etcd ;; kube-apiserver) kube_apiserver ;; helm) helm ;; crictl) crictl ;; crane) crane ;;
     containerd) containerd2 ;;
+    grafana-schema) grafana_schema ;;
     *) echo "unknown tool $t" >&2; exit 2 ;;
   esac
 done
