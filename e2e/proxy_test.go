@@ -249,9 +249,11 @@ func proxyDelete(t *testing.T, host, repo string, d v1.Hash, img v1.Image) {
 
 // proxyProcess is the built binary running `proxy` with a config file.
 type proxyProcess struct {
-	Addr   string
-	config string
-	cmd    *exec.Cmd
+	Addr        string
+	MetricsAddr string // set when started with --metrics-address
+	config      string
+	extra       []string // more arguments
+	cmd         *exec.Cmd
 	syncLog
 }
 
@@ -286,10 +288,11 @@ func proxyBinary(t *testing.T) string {
 	return proxyBin
 }
 
-// startProxyProcess writes cfg (plus the listen address) and runs the proxy.
-func startProxyProcess(t *testing.T, cfg string) *proxyProcess {
+// startProxyProcess writes cfg (plus the listen address) and runs the proxy
+// with extra arguments.
+func startProxyProcess(t *testing.T, cfg string, extra ...string) *proxyProcess {
 	t.Helper()
-	p := &proxyProcess{Addr: registryproc.FreeAddr(t), config: filepath.Join(t.TempDir(), "config.yml")}
+	p := &proxyProcess{Addr: registryproc.FreeAddr(t), config: filepath.Join(t.TempDir(), "config.yml"), extra: extra}
 	if err := os.WriteFile(p.config, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -301,8 +304,8 @@ func startProxyProcess(t *testing.T, cfg string) *proxyProcess {
 // Start runs the process (again) and waits until it answers.
 func (p *proxyProcess) Start(t *testing.T) {
 	t.Helper()
-	p.cmd = exec.Command(proxyBinary(t), "proxy", "--config", p.config, "--listen-address", p.Addr,
-		"--spool-dir", filepath.Join(filepath.Dir(p.config), "spool"))
+	p.cmd = exec.Command(proxyBinary(t), append([]string{"proxy", "--config", p.config, "--listen-address", p.Addr,
+		"--spool-dir", filepath.Join(filepath.Dir(p.config), "spool")}, p.extra...)...)
 	p.cmd.Stdout, p.cmd.Stderr = p, p
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)

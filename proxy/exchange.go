@@ -25,7 +25,7 @@ type exchange struct {
 	r        *http.Request
 	call     call
 	registry string
-	repo     string // the image's repository, for the per-image count; "" when none
+	image    source // the image's source (or target repository), for the per-image count
 	from     string
 	err      error // why a transfer was aborted
 	start    time.Time
@@ -48,8 +48,8 @@ func (p *Proxy) done(ex *exchange) {
 		from = fromError
 	}
 	metrics.ProxyRequests.WithLabelValues(ex.registry, ex.call.metricKind(), from).Inc()
-	if ex.repo != "" && ex.call.kind == kindManifests {
-		metrics.ProxyImageRequests.WithLabelValues(ex.registry, p.imageLabels.label(ex.registry+"/"+ex.repo, ex.repo)).Inc()
+	if img := ex.image; img.repo != "" && ex.call.kind == kindManifests {
+		metrics.ProxyImageRequests.WithLabelValues(img.registry, p.imageLabels.label(img.String(), img.repo)).Inc()
 	}
 	if from != fromError {
 		metrics.ProxyBytes.WithLabelValues(from).Add(float64(ex.w.bytes))
@@ -61,11 +61,12 @@ func (p *Proxy) done(ex *exchange) {
 		"status", status, "from", from, "bytes", ex.w.bytes, "duration", time.Since(ex.start).Round(time.Microsecond))
 }
 
-// use names the plan that serves the exchange, for its metrics.
+// use names the plan that serves the exchange, for its metrics: a target
+// reference counts as its source's image when it has one.
 func (ex *exchange) use(pl plan) {
-	ex.registry, ex.repo = pl.registry, pl.targetRepo
+	ex.registry, ex.image = pl.registry, source{registry: pl.registry, repo: pl.targetRepo}
 	if pl.src != nil {
-		ex.repo = pl.src.repo
+		ex.image = *pl.src
 	}
 }
 
