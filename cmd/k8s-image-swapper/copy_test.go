@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,6 +19,18 @@ func run(t *testing.T, args ...string) (string, error) {
 	var out bytes.Buffer
 	root.SetOut(&out)
 	root.SetErr(&out)
+	root.SetArgs(args)
+	err := root.ExecuteContext(context.Background())
+	return out.String(), err
+}
+
+// runSplit runs the command line with stdout and stderr apart.
+func runSplit(t *testing.T, stderr io.Writer, args ...string) (string, error) {
+	t.Helper()
+	root := newRoot()
+	var out bytes.Buffer
+	root.SetOut(&out)
+	root.SetErr(stderr)
 	root.SetArgs(args)
 	err := root.ExecuteContext(context.Background())
 	return out.String(), err
@@ -47,7 +60,8 @@ target:
     registry: `+dst.Addr+`
     insecure: true
 `)
-	out, err := run(t, "copy", "--config", cfg, src.Addr+"/library/app:1")
+	var progress bytes.Buffer
+	out, err := runSplit(t, &progress, "copy", "--config", cfg, src.Addr+"/library/app:1")
 	if err != nil {
 		t.Fatalf("copy: %v\n%s", err, out)
 	}
@@ -55,8 +69,21 @@ target:
 	if strings.TrimSpace(out) != want {
 		t.Errorf("output %q, want %q", out, want)
 	}
+	// Not a terminal: plain progress lines and a summary, on stderr.
+	for _, line := range []string{src.Addr + "/library/app:1: copying\n", "copied in ", "1 image(s): 1 copied, 0 already present, 0 failed; "} {
+		if !strings.Contains(progress.String(), line) {
+			t.Errorf("progress %q lacks %q", progress.String(), line)
+		}
+	}
 	if dst.Count("PUT", "/manifests/1") != 1 {
 		t.Errorf("the target got no manifest")
+	}
+
+	// --quiet: the result lines only.
+	progress.Reset()
+	out, err = runSplit(t, &progress, "copy", "--quiet", "--config", cfg, src.Addr+"/library/app:1")
+	if err != nil || !strings.Contains(out, "already present") || progress.Len() != 0 {
+		t.Errorf("--quiet: %v, stdout %q, stderr %q", err, out, progress.String())
 	}
 
 	// One failure among several: non-zero, naming the image that failed.

@@ -3,6 +3,7 @@ package mirror
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -204,7 +205,10 @@ func (e *Engine) copy(ctx context.Context, req Request) (Result, error) {
 			}
 		}
 		repo := tgtRef.Context()
-		if err := remote.WriteIndex(tgtRef, mountIndex{index: idx, homes: &e.homes, repo: repo}, tgtOpts...); err != nil {
+		opts, wait := withProgress(req, tgtOpts)
+		err = remote.WriteIndex(tgtRef, mountIndex{index: idx, homes: &e.homes, repo: repo}, opts...)
+		wait()
+		if err != nil {
 			return res, fmt.Errorf("write %s to %s: %w", src, tgtRef, err)
 		}
 		e.homes.rememberIndex(repo, idx)
@@ -215,7 +219,10 @@ func (e *Engine) copy(ctx context.Context, req Request) (Result, error) {
 		}
 		res.Digest = desc.Digest
 		repo := tgtRef.Context()
-		if err := remote.Write(tgtRef, mountImage{Image: img, homes: &e.homes, repo: repo}, tgtOpts...); err != nil {
+		opts, wait := withProgress(req, tgtOpts)
+		err = remote.Write(tgtRef, mountImage{Image: img, homes: &e.homes, repo: repo}, opts...)
+		wait()
+		if err != nil {
 			return res, fmt.Errorf("write %s to %s: %w", src, tgtRef, err)
 		}
 		e.homes.remember(repo, img)
@@ -223,6 +230,26 @@ func (e *Engine) copy(ctx context.Context, req Request) (Result, error) {
 	metrics.ManifestsWritten.Inc()
 	e.cache.set(tgt.String(), true)
 	return res, nil
+}
+
+// withProgress adds req.Progress to the options of one write; wait returns
+// once every update was passed on (the library closes the channel when the
+// write returns).
+func withProgress(req Request, opts []remote.Option) ([]remote.Option, func()) {
+	if req.Progress == nil {
+		return opts, func() {}
+	}
+	ch := make(chan v1.Update, 64)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for u := range ch {
+			if u.Error == nil {
+				req.Progress(u.Complete, u.Total)
+			}
+		}
+	}()
+	return append(slices.Clip(opts), remote.WithProgress(ch)), func() { <-done }
 }
 
 // sourceString drops the tag of a tag+digest reference: the digest decides.

@@ -65,6 +65,9 @@ type Request struct {
 	// Keychain holds the caller's credentials (a pod's pull secrets), tried
 	// after the config's.
 	Keychain authn.Keychain
+	// Progress, when set, is told how many bytes the copy has written into
+	// the target (complete of total) while it writes.
+	Progress func(complete, total int64)
 }
 
 // Result says what a copy did.
