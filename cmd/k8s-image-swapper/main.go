@@ -51,7 +51,7 @@ func newRoot() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.PersistentFlags().String("config", "", "config file (default .k8s-image-swapper.yml in the working folder or $HOME)")
-	root.AddCommand(newVersionCmd(), newCopyCmd(), newConfigCmd())
+	root.AddCommand(newVersionCmd(), newCopyCmd(), newConfigCmd(), newWaitDaemonSetCmd(), newSleepCmd(), newProbeCmd())
 	for _, c := range extraCommands {
 		root.AddCommand(c())
 	}
