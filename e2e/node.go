@@ -38,9 +38,6 @@ type kubeNode struct {
 type nodeOptions struct {
 	// V2 runs containerd 2.x (built by hack/tools.sh) instead of Debian's 1.6.
 	V2 bool
-	// Hosts are hosts.toml files to put in containerd's certs folder before anything
-	// runs: registry host -> file content.
-	Hosts map[string]string
 }
 
 const cniPlugins = "/usr/lib/cni"
@@ -86,13 +83,7 @@ func startNode(ctx context.Context, t testing.TB, o nodeOptions) *kubeNode {
 		co.CRIImages = fmt.Sprintf("  sandbox_image = %q", pause)
 	}
 	n.CRI = startContainerdWith(t, co)
-	o.Hosts = withHost(o.Hosts, n.Infra.Addr, plainHostsToml(n.Infra.Addr))
-	for host, body := range o.Hosts {
-		if err := os.MkdirAll(filepath.Join(n.CRI.HostsDir, host), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		writeKubeFile(t, filepath.Join(n.CRI.HostsDir, host, "hosts.toml"), []byte(body))
-	}
+	n.WriteHostsToml(t, n.Infra.Addr, plainHostsToml(n.Infra.Addr))
 	confDir := filepath.Join(n.CRI.Dir, "cni", "conf")
 	if err := os.MkdirAll(confDir, 0o755); err != nil {
 		t.Fatal(err)
@@ -272,12 +263,15 @@ func plainHostsToml(host string) string {
 	return fmt.Sprintf("server = \"http://%[1]s\"\n\n[host.\"http://%[1]s\"]\n  capabilities = [\"pull\", \"resolve\"]\n", host)
 }
 
-func withHost(m map[string]string, host, body string) map[string]string {
-	out := map[string]string{host: body}
-	for k, v := range m {
-		out[k] = v
+// WriteHostsToml writes containerd's hosts.toml for host, as a node's admin would.
+func (n *kubeNode) WriteHostsToml(t testing.TB, host, body string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Join(n.CRI.HostsDir, host), 0o755); err != nil {
+		t.Fatal(err)
 	}
-	return out
+	if err := os.WriteFile(filepath.Join(n.CRI.HostsDir, host, "hosts.toml"), []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // podRunning waits until the pod is Running with every container ready, and fails early

@@ -336,7 +336,7 @@ func (p *proxyProcess) Log() string {
 }
 
 // metric sums the samples of a metric whose labels include want.
-func (p *proxyProcess) metric(t *testing.T, metric string, want map[string]string) float64 {
+func (p *proxyProcess) metric(t testing.TB, metric string, want map[string]string) float64 {
 	t.Helper()
 	resp, err := http.Get("http://" + p.Addr + "/metrics")
 	if err != nil {
