@@ -203,7 +203,7 @@ func layerDigests(m *v1.Manifest) []v1.Hash {
 }
 
 // proxyWaitTarget waits until the target registry itself has ref at want.
-func proxyWaitTarget(t *testing.T, ref string, want v1.Hash) {
+func proxyWaitTarget(t testing.TB, ref string, want v1.Hash) {
 	t.Helper()
 	r, err := name.ParseReference(ref, name.Insecure)
 	if err != nil {
