@@ -215,7 +215,6 @@ func topChainID(b testing.TB, img v1.Image) string {
 	return chain
 }
 
-
 // layerSize is the size of layer i of img.
 func layerSize(b testing.TB, img v1.Image, i int) int64 {
 	m, err := img.Manifest()
