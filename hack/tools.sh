@@ -33,14 +33,15 @@ build_in_module() {
   local dir="$TOOLS_DIR/$name-$version"
   [ -x "$dir/$name" ] && return 0
   log "building $name $version (once per machine)"
-  build_many "$version" "$require" "$ldflags" "$extra" "$pkg"
+  build_many "$version" "$require" "$ldflags" "$extra" "$name=$pkg"
 }
 
-# build_many VERSION MODULE@VER LDFLAGS EXTRA PKG... builds several commands of one module in
-# one `go build` (they share its compilation) into $TOOLS_DIR/<command>-VERSION/<command>.
+# build_many VERSION MODULE@VER LDFLAGS EXTRA NAME=PKG... builds several commands of one module
+# in one `go build` (they share its compilation) into $TOOLS_DIR/NAME-VERSION/NAME.
 build_many() {
   local version=$1 require=$2 ldflags=$3 extra=$4; shift 4
-  local work out p; work=$(mktemp -d); out="$work/out"
+  local work out item pkgs=(); work=$(mktemp -d); out="$work/out"
+  for item in "$@"; do pkgs+=("${item#*=}"); done
   mkdir -p "$out"
   (
     cd "$work"
@@ -52,14 +53,19 @@ go 1.26
 require ${require/@/ }
 $extra
 MOD
-    { echo 'package tools'; echo; for p in "$@"; do printf 'import _ "%s"\n' "$p"; done; } > tools.go
+    { echo 'package tools'; echo; for p in "${pkgs[@]}"; do printf 'import _ "%s"\n' "$p"; done; } > tools.go
     GOFLAGS=-mod=mod go mod tidy >/dev/null 2>&1 || true
-    quiet env GOFLAGS=-mod=mod go build -trimpath -ldflags "$ldflags" -o "$out/" "$@"
+    if [ $# -eq 1 ]; then
+      quiet env GOFLAGS=-mod=mod go build -trimpath -ldflags "$ldflags" -o "$out/${1%%=*}" "${pkgs[0]}"
+    else
+      # Several packages: go names each binary after its import path's last element.
+      quiet env GOFLAGS=-mod=mod go build -trimpath -ldflags "$ldflags" -o "$out/" "${pkgs[@]}"
+    fi
   )
-  for p in "$@"; do
-    local c; c=$(basename "$p")
-    mkdir -p "$TOOLS_DIR/$c-$version"
-    mv "$out/$c" "$TOOLS_DIR/$c-$version/$c"
+  for item in "$@"; do
+    local name=${item%%=*}
+    mkdir -p "$TOOLS_DIR/$name-$version"
+    mv "$out/$name" "$TOOLS_DIR/$name-$version/$name"
   done
   rm -rf "$work"
 }
@@ -83,10 +89,10 @@ kube_build() {
   staging="api apiextensions-apiserver apimachinery apiserver cli-runtime client-go cloud-provider cluster-bootstrap code-generator component-base component-helpers controller-manager cri-api cri-client cri-streaming csi-translation-lib dynamic-resource-allocation endpointslice externaljwt kms kube-aggregator kube-controller-manager kube-proxy kube-scheduler kubectl kubelet metrics mount-utils pod-security-admission sample-apiserver sample-cli-plugin sample-controller streaming"
   for m in $staging; do replace+="replace k8s.io/$m => k8s.io/$m v0.$minor.${v##*.}"$'\n'; done
   for c in "$@"; do
-    [ -x "$TOOLS_DIR/$c-$KUBE_VERSION/$c" ] || todo+=("k8s.io/kubernetes/cmd/$c")
+    [ -x "$TOOLS_DIR/$c-$KUBE_VERSION/$c" ] || todo+=("$c=k8s.io/kubernetes/cmd/$c")
   done
   [ ${#todo[@]} -eq 0 ] && return 0
-  log "building ${todo[*]##*/} $KUBE_VERSION (once per machine)"
+  log "building ${todo[*]%%=*} $KUBE_VERSION (once per machine)"
   build_many "$KUBE_VERSION" "k8s.io/kubernetes@$KUBE_VERSION" \
     "-s -w -X k8s.io/component-base/version.gitVersion=$KUBE_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor" \
     "$replace" "${todo[@]}"
