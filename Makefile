@@ -60,7 +60,8 @@ deps:
 test: deps
 	$(GO) test -count=1 ./...
 
-# Heavy tools (etcd, kube-apiserver, helm, crictl, containerd 2.x) built once
+# Heavy tools (etcd, kube-apiserver and the node components, CoreDNS, helm, crictl,
+# containerd 2.x) built once
 # per machine into ~/.cache/k8s-image-swapper/tools.
 tools:
 	bash hack/tools.sh

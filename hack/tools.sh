@@ -108,12 +108,16 @@ crictl() { go_install crictl "$CRICTL_VERSION" sigs.k8s.io/cri-tools/cmd/crictl;
 crane() { go_install crane "$CRANE_VERSION" github.com/google/go-containerregistry/cmd/crane; }
 
 containerd2() {
-  local dir="$TOOLS_DIR/containerd-$CONTAINERD_VERSION" c
-  mkdir -p "$dir"
+  local dir="$TOOLS_DIR/containerd-$CONTAINERD_VERSION" c todo=()
   for c in containerd containerd-shim-runc-v2 ctr; do
-    [ -x "$dir/$c" ] && continue
-    build_in_module "$c" "$CONTAINERD_VERSION.build" "github.com/containerd/containerd/v2@$CONTAINERD_VERSION" \
-      "github.com/containerd/containerd/v2/cmd/$c"
+    [ -x "$dir/$c" ] || todo+=("$c=github.com/containerd/containerd/v2/cmd/$c")
+  done
+  [ ${#todo[@]} -eq 0 ] && return 0
+  log "building ${todo[*]%%=*} $CONTAINERD_VERSION (once per machine)"
+  build_many "$CONTAINERD_VERSION.build" "github.com/containerd/containerd/v2@$CONTAINERD_VERSION" "" "" "${todo[@]}"
+  mkdir -p "$dir"
+  for c in "${todo[@]}"; do
+    c=${c%%=*}
     mv "$TOOLS_DIR/$c-$CONTAINERD_VERSION.build/$c" "$dir/$c"
     rmdir "$TOOLS_DIR/$c-$CONTAINERD_VERSION.build"
   done
@@ -135,12 +139,15 @@ path() {
 }
 
 if [ "${1:-}" = path ]; then shift; path "$1"; exit; fi
-if [ $# -eq 0 ]; then set -- etcd kube-apiserver helm crictl containerd kube-node coredns; fi
+# kube: kube-apiserver and the node components in one build.
+if [ $# -eq 0 ]; then set -- etcd kube helm crictl containerd coredns; fi
 for t in "$@"; do
   case $t in
     etcd) etcd ;; kube-apiserver) kube_apiserver ;; helm) helm ;; crictl) crictl ;; crane) crane ;;
     containerd) containerd2 ;;
     kube-node) kube_node ;; coredns) coredns ;;
+    # shellcheck disable=SC2086
+    kube) kube_build kube-apiserver $KUBE_NODE ;;
     kubelet|kube-controller-manager|kube-scheduler|kube-proxy) kube_build "$t" ;;
     *) echo "unknown tool $t" >&2; exit 2 ;;
   esac
