@@ -28,7 +28,6 @@ func (m meta) labels() map[string]string {
 		"org.opencontainers.image.created":     m.created.UTC().Format(time.RFC3339),
 		"org.opencontainers.image.title":       "k8s-image-swapper",
 		"org.opencontainers.image.description": "Mirror the images a Kubernetes cluster uses into a registry it owns: mutating webhook and node proxy",
-		"org.opencontainers.image.licenses":    "MIT",
 	}
 }
 
