@@ -5,7 +5,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -312,16 +311,6 @@ func (n *kubeNode) podRunning(ctx context.Context, t testing.TB, ns, name string
 func (n *kubeNode) describe(t testing.TB, ns, name string) string {
 	out, _ := exec.Command("kubectl", "--kubeconfig", n.Kubeconfig, "describe", "pod", "-n", ns, name).CombinedOutput()
 	return string(out)
-}
-
-// httpOK reports whether a GET of url answers 200.
-func httpOK(url string) bool {
-	resp, err := http.Get(url)
-	if err != nil {
-		return false
-	}
-	resp.Body.Close()
-	return resp.StatusCode == http.StatusOK
 }
 
 // namespace creates a namespace and waits for its default service account (the
