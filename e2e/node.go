@@ -57,6 +57,7 @@ func startNode(ctx context.Context, t testing.TB, o nodeOptions) *kubeNode {
 	for _, name := range []string{"kubelet", "kube-controller-manager", "kube-scheduler", "kube-proxy", "coredns"} {
 		bins[name] = kubeTool(t, name)
 	}
+	lockNode(ctx, t)
 	nn := startNodeNet(t)
 	dir, err := os.MkdirTemp("", "kis-node-")
 	if err != nil {
