@@ -29,7 +29,7 @@ type containerdNode struct {
 }
 
 // containerdSkip skips the test, or fails it when E2E_REQUIRED is set (CI).
-func containerdSkip(t *testing.T, format string, args ...any) {
+func containerdSkip(t testing.TB, format string, args ...any) {
 	t.Helper()
 	msg := fmt.Sprintf(format, args...)
 	if os.Getenv("E2E_REQUIRED") != "" {
@@ -79,7 +79,7 @@ func repoRoot() string {
 
 // startContainerd runs containerd 1.6 (Debian's) until the test ends, with
 // config_path set to HostsDir.
-func startContainerd(t *testing.T) *containerdNode {
+func startContainerd(t testing.TB) *containerdNode {
 	t.Helper()
 	return startContainerdWith(t, containerdOptions{})
 }
@@ -105,6 +105,12 @@ type containerdOptions struct {
 	// (version 3) or [plugins."io.containerd.grpc.v1.cri"] (version 2),
 	// e.g. "use_local_image_pull = true".
 	CRIImages string
+	// CRIRuntime is TOML added to the CRI runtime table: [plugins."io.containerd.cri.v1.runtime"]
+	// (version 3) or [plugins."io.containerd.grpc.v1.cri"] (version 2), e.g.
+	// "restrict_oom_score_adj = true".
+	CRIRuntime string
+	// CNIBinDir is where the CNI plugins are (default: the node's own empty folder).
+	CNIBinDir string
 }
 
 // containerd2Dir is where hack/tools.sh builds containerd 2.x.
@@ -117,7 +123,7 @@ func containerd2Dir() string {
 }
 
 // startContainerdWith runs a containerd chosen by o until the test ends.
-func startContainerdWith(t *testing.T, o containerdOptions) *containerdNode {
+func startContainerdWith(t testing.TB, o containerdOptions) *containerdNode {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		containerdSkip(t, "containerd needs root")
@@ -187,6 +193,10 @@ func startContainerdWith(t *testing.T, o containerdOptions) *containerdNode {
 // sockets and CNI folders, every other setting containerd's default.
 func containerdConfig(n *containerdNode, o containerdOptions) string {
 	dir := n.Dir
+	cniBin := o.CNIBinDir
+	if cniBin == "" {
+		cniBin = filepath.Join(dir, "cni", "bin")
+	}
 	configPath := ""
 	switch o.ConfigPath {
 	case "":
@@ -212,6 +222,7 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
 
 [plugins."io.containerd.cri.v1.runtime"]
   disable_apparmor = true
+%[8]s
   [plugins."io.containerd.cri.v1.runtime".cni]
     bin_dirs = [%[5]q]
     conf_dir = %[6]q
@@ -219,7 +230,7 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
 [plugins."io.containerd.cri.v1.images"]
 %[7]s
 `, filepath.Join(dir, "root"), filepath.Join(dir, "state"), n.Socket, n.Socket+".ttrpc",
-			filepath.Join(dir, "cni", "bin"), filepath.Join(dir, "cni", "conf"), o.CRIImages)
+			cniBin, filepath.Join(dir, "cni", "conf"), o.CRIImages, o.CRIRuntime)
 		if configPath != "" {
 			cfg += fmt.Sprintf("[plugins.\"io.containerd.cri.v1.images\".registry]\n  config_path = %q\n", configPath)
 		}
@@ -246,11 +257,12 @@ disabled_plugins = [%[8]s]
 [plugins."io.containerd.grpc.v1.cri"]
   disable_apparmor = true
 %[7]s
+%[9]s
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = %[5]q
     conf_dir = %[6]q
 `, filepath.Join(dir, "root"), filepath.Join(dir, "state"), n.Socket, n.Socket+".ttrpc",
-		filepath.Join(dir, "cni", "bin"), filepath.Join(dir, "cni", "conf"), o.CRIImages, disabled)
+		cniBin, filepath.Join(dir, "cni", "conf"), o.CRIImages, disabled, o.CRIRuntime)
 	if configPath != "" {
 		cfg += fmt.Sprintf("  [plugins.\"io.containerd.grpc.v1.cri\".registry]\n    config_path = %q\n", configPath)
 	}
@@ -295,7 +307,7 @@ func (n *containerdNode) ImageDigest(ctx context.Context, ns, ref string) (strin
 
 // Crictl runs crictl against this containerd's CRI (namespace k8s.io,
 // registry config from config_path). It skips the test without crictl.
-func (n *containerdNode) Crictl(t *testing.T, ctx context.Context, args ...string) (string, error) {
+func (n *containerdNode) Crictl(t testing.TB, ctx context.Context, args ...string) (string, error) {
 	t.Helper()
 	if n.crictl == "" {
 		containerdSkip(t, "crictl not found (bash hack/tools.sh crictl builds it)")
@@ -311,7 +323,7 @@ func (n *containerdNode) Crictl(t *testing.T, ctx context.Context, args ...strin
 
 // RuntimeVersion is the containerd version the CRI reports ("v2.4.2",
 // "1.6.20~ds1"), as a Node's containerRuntimeVersion carries it.
-func (n *containerdNode) RuntimeVersion(t *testing.T, ctx context.Context) string {
+func (n *containerdNode) RuntimeVersion(t testing.TB, ctx context.Context) string {
 	t.Helper()
 	out, err := n.Crictl(t, ctx, "version")
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"encoding/hex"
 	"encoding/pem"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -38,6 +39,8 @@ type kubeCluster struct {
 	Kubeconfig string // path of a kubeconfig for kubectl and the webhook
 	Config     *rest.Config
 	Client     kubernetes.Interface
+	CAFile     string // the cluster CA (serving and client certificates)
+	SAKeyFile  string // the service account signing key
 	apiserver  *kubeProcess
 }
 
@@ -48,7 +51,7 @@ func (k *kubeCluster) APIServerLog() string { return k.apiserver.Output() }
 // else the folder hack/tools.sh builds them into. A missing tool skips the
 // test unless E2E_REQUIRED is set, in which case it is built (slow, once per
 // machine) and a failure fails the test.
-func kubeTool(t *testing.T, name string) string {
+func kubeTool(t testing.TB, name string) string {
 	t.Helper()
 	env := strings.ToUpper(strings.ReplaceAll(name, "-", "_")) + "_BIN"
 	if p := os.Getenv(env); p != "" {
@@ -77,8 +80,26 @@ func kubeTool(t *testing.T, name string) string {
 
 // startKube starts etcd and kube-apiserver for the test and stops them (the
 // apiserver first) when it ends.
-func startKube(t *testing.T) *kubeCluster {
+func startKube(t testing.TB) *kubeCluster {
 	t.Helper()
+	return startKubeWith(t, kubeOptions{})
+}
+
+// kubeOptions change the apiserver of startKubeWith. The zero value serves on loopback.
+type kubeOptions struct {
+	// Address is the address the apiserver binds to and advertises (default 127.0.0.1). A
+	// non-loopback address lets pods reach it through the kubernetes Service.
+	Address string
+	// Args are more kube-apiserver flags.
+	Args []string
+}
+
+// startKubeWith starts etcd and kube-apiserver as o says.
+func startKubeWith(t testing.TB, o kubeOptions) *kubeCluster {
+	t.Helper()
+	if o.Address == "" {
+		o.Address = "127.0.0.1"
+	}
 	etcdBin := kubeTool(t, "etcd")
 	apiBin := kubeTool(t, "kube-apiserver")
 	dir := t.TempDir()
@@ -105,7 +126,9 @@ func startKube(t *testing.T) *kubeCluster {
 	if err != nil {
 		t.Fatal(err)
 	}
-	certFile, keyFile, err := ca.WriteServing(dir, "127.0.0.1", "localhost")
+	// The names pods use too (the kubernetes Service's first address of 10.0.0.0/24).
+	certFile, keyFile, err := ca.WriteServing(dir, "127.0.0.1", "localhost", o.Address, "10.0.0.1",
+		"kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,21 +140,22 @@ func startKube(t *testing.T) *kubeCluster {
 	writeKubeFile(t, saKey, ecKeyPEM(t))
 	writeKubeFile(t, tokenFile, []byte(token+",e2e-admin,e2e-admin,system:masters\n"))
 
-	apiAddr := registryproc.FreeAddr(t)
-	_, port, _ := strings.Cut(apiAddr, ":")
-	api := startKubeProcess(t, "kube-apiserver", apiBin,
-		"--etcd-servers=http://"+clientAddr,
-		"--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", "--secure-port="+port,
+	_, port, _ := strings.Cut(registryproc.FreeAddr(t), ":")
+	apiAddr := net.JoinHostPort(o.Address, port)
+	args := append([]string{
+		"--etcd-servers=http://" + clientAddr,
+		"--bind-address=" + o.Address, "--advertise-address=" + o.Address, "--secure-port=" + port,
 		"--endpoint-reconciler-type=none",
-		"--tls-cert-file="+certFile, "--tls-private-key-file="+keyFile,
-		"--client-ca-file="+caFile, "--token-auth-file="+tokenFile,
+		"--tls-cert-file=" + certFile, "--tls-private-key-file=" + keyFile,
+		"--client-ca-file=" + caFile, "--token-auth-file=" + tokenFile,
 		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-		"--service-account-key-file="+saKey, "--service-account-signing-key-file="+saKey,
+		"--service-account-key-file=" + saKey, "--service-account-signing-key-file=" + saKey,
 		"--authorization-mode=RBAC", "--service-cluster-ip-range=10.0.0.0/24",
-		"--cert-dir="+filepath.Join(dir, "certs"), "--enable-priority-and-fairness=false")
+		"--cert-dir=" + filepath.Join(dir, "certs"), "--enable-priority-and-fairness=false"}, o.Args...)
+	api := startKubeProcess(t, "kube-apiserver", apiBin, args...)
 	// Stop the apiserver before etcd (cleanups run last-registered first).
 
-	k := &kubeCluster{Host: "https://" + apiAddr, Token: token, CAPEM: ca.CertPEM, apiserver: api}
+	k := &kubeCluster{Host: "https://" + apiAddr, Token: token, CAPEM: ca.CertPEM, CAFile: caFile, SAKeyFile: saKey, apiserver: api}
 	httpc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.Pool()}}}
 	waitKube(t, api, 90*time.Second, func() error {
 		req, _ := http.NewRequest(http.MethodGet, k.Host+"/readyz", nil)
@@ -184,7 +208,7 @@ func (p *kubeProcess) Output() string {
 	return p.String()
 }
 
-func startKubeProcess(t *testing.T, name, bin string, args ...string) *kubeProcess {
+func startKubeProcess(t testing.TB, name, bin string, args ...string) *kubeProcess {
 	t.Helper()
 	p := &kubeProcess{name: name, cmd: exec.Command(bin, args...), done: make(chan struct{})}
 	p.cmd.Stdout, p.cmd.Stderr = p, p
@@ -211,7 +235,7 @@ func startKubeProcess(t *testing.T, name, bin string, args ...string) *kubeProce
 	return p
 }
 
-func waitKube(t *testing.T, p *kubeProcess, d time.Duration, ready func() error) {
+func waitKube(t testing.TB, p *kubeProcess, d time.Duration, ready func() error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
@@ -230,14 +254,14 @@ func waitKube(t *testing.T, p *kubeProcess, d time.Duration, ready func() error)
 	}
 }
 
-func writeKubeFile(t *testing.T, path string, b []byte) {
+func writeKubeFile(t testing.TB, path string, b []byte) {
 	t.Helper()
 	if err := os.WriteFile(path, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
 }
 
-func ecKeyPEM(t *testing.T) []byte {
+func ecKeyPEM(t testing.TB) []byte {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -250,7 +274,7 @@ func ecKeyPEM(t *testing.T) []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der})
 }
 
-func randomHex(t *testing.T) string {
+func randomHex(t testing.TB) string {
 	t.Helper()
 	b := make([]byte, 16)
 	if _, err := rand.Read(b); err != nil {

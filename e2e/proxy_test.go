@@ -203,7 +203,7 @@ func layerDigests(m *v1.Manifest) []v1.Hash {
 }
 
 // proxyWaitTarget waits until the target registry itself has ref at want.
-func proxyWaitTarget(t *testing.T, ref string, want v1.Hash) {
+func proxyWaitTarget(t testing.TB, ref string, want v1.Hash) {
 	t.Helper()
 	r, err := name.ParseReference(ref, name.Insecure)
 	if err != nil {
@@ -339,7 +339,7 @@ func (p *proxyProcess) Log() string {
 }
 
 // metric sums the samples of a metric whose labels include want.
-func (p *proxyProcess) metric(t *testing.T, metric string, want map[string]string) float64 {
+func (p *proxyProcess) metric(t testing.TB, metric string, want map[string]string) float64 {
 	t.Helper()
 	resp, err := http.Get("http://" + p.Addr + "/metrics")
 	if err != nil {

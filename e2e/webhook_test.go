@@ -456,7 +456,7 @@ func kubectl(t *testing.T, k *kubeCluster, args ...string) string {
 	return string(out)
 }
 
-func mustRef(t *testing.T, s string) name.Reference {
+func mustRef(t testing.TB, s string) name.Reference {
 	t.Helper()
 	r, err := name.ParseReference(s, name.Insecure)
 	if err != nil {

@@ -14,6 +14,9 @@ CONTAINERD_VERSION=v2.4.2
 # @grafana/schema whose types describe the dashboard's schemaVersion (39: Grafana 10.4).
 GRAFANA_SCHEMA_VERSION=10.4.0
 TYPESCRIPT_VERSION=5.6.3
+COREDNS_VERSION=v1.15.0
+# The node components `make e2e-node` runs, built like kube-apiserver.
+KUBE_NODE="kubelet kube-controller-manager kube-scheduler kube-proxy"
 
 mkdir -p "$TOOLS_DIR"
 log() { echo "tools: $*" >&2; }
@@ -25,7 +28,7 @@ quiet() {
   rm -f "$out"
 }
 
-# build_module NAME VERSION MODULE@VER PKG [ldflags] [extra go.mod lines]
+# build_in_module NAME VERSION MODULE@VER PKG [ldflags] [extra go.mod lines]
 # A throwaway module that requires MODULE so `go build` works where
 # `go install` is refused (modules with replace directives).
 build_in_module() {
@@ -33,23 +36,40 @@ build_in_module() {
   local dir="$TOOLS_DIR/$name-$version"
   [ -x "$dir/$name" ] && return 0
   log "building $name $version (once per machine)"
-  local work; work=$(mktemp -d)
-  mkdir -p "$dir"
+  build_many "$version" "$require" "$ldflags" "$extra" "$name=$pkg"
+}
+
+# build_many VERSION MODULE@VER LDFLAGS EXTRA NAME=PKG... builds several commands of one module
+# in one `go build` (they share its compilation) into $TOOLS_DIR/NAME-VERSION/NAME.
+build_many() {
+  local version=$1 require=$2 ldflags=$3 extra=$4; shift 4
+  local work out item pkgs=(); work=$(mktemp -d); out="$work/out"
+  for item in "$@"; do pkgs+=("${item#*=}"); done
+  mkdir -p "$out"
   (
     cd "$work"
     cat > go.mod <<MOD
-module tools.local/$name
+module tools.local/build
 
 go 1.26
 
 require ${require/@/ }
 $extra
 MOD
-    printf 'package tools\n\nimport _ "%s"\n' "$pkg" > tools.go
+    { echo 'package tools'; echo; for p in "${pkgs[@]}"; do printf 'import _ "%s"\n' "$p"; done; } > tools.go
     GOFLAGS=-mod=mod go mod tidy >/dev/null 2>&1 || true
-    quiet env GOFLAGS=-mod=mod go build -trimpath -ldflags "$ldflags" -o "$dir/$name.tmp" "$pkg"
-    mv "$dir/$name.tmp" "$dir/$name"
+    if [ $# -eq 1 ]; then
+      quiet env GOFLAGS=-mod=mod go build -trimpath -ldflags "$ldflags" -o "$out/${1%%=*}" "${pkgs[0]}"
+    else
+      # Several packages: go names each binary after its import path's last element.
+      quiet env GOFLAGS=-mod=mod go build -trimpath -ldflags "$ldflags" -o "$out/" "${pkgs[@]}"
+    fi
   )
+  for item in "$@"; do
+    local name=${item%%=*}
+    mkdir -p "$TOOLS_DIR/$name-$version"
+    mv "$out/$name" "$TOOLS_DIR/$name-$version/$name"
+  done
   rm -rf "$work"
 }
 
@@ -64,28 +84,43 @@ go_install() {
 
 etcd() { build_in_module etcd "$ETCD_VERSION" "go.etcd.io/etcd/server/v3@$ETCD_VERSION" go.etcd.io/etcd/server/v3; }
 
-kube_apiserver() {
-  local v=${KUBE_VERSION#v} minor staging replace=""
+# kube_build NAME... builds commands of k8s.io/kubernetes: a throwaway module whose replace
+# block maps each staging module to its published v0.x tag, as k8s.io/kubernetes' go.mod does.
+kube_build() {
+  local v=${KUBE_VERSION#v} minor staging replace="" todo=() c
   minor=$(echo "$v" | cut -d. -f2)
-  # The staging modules of k8s.io/kubernetes, each mapped to its published v0.x tag.
-  staging="api apiextensions-apiserver apimachinery apiserver cli-runtime client-go cloud-provider cluster-bootstrap code-generator component-base component-helpers controller-manager cri-api cri-client csi-translation-lib dynamic-resource-allocation endpointslice externaljwt kms kube-aggregator kube-controller-manager kube-proxy kube-scheduler kubectl kubelet metrics mount-utils pod-security-admission sample-apiserver sample-cli-plugin sample-controller streaming"
+  staging="api apiextensions-apiserver apimachinery apiserver cli-runtime client-go cloud-provider cluster-bootstrap code-generator component-base component-helpers controller-manager cri-api cri-client cri-streaming csi-translation-lib dynamic-resource-allocation endpointslice externaljwt kms kube-aggregator kube-controller-manager kube-proxy kube-scheduler kubectl kubelet metrics mount-utils pod-security-admission sample-apiserver sample-cli-plugin sample-controller streaming"
   for m in $staging; do replace+="replace k8s.io/$m => k8s.io/$m v0.$minor.${v##*.}"$'\n'; done
-  build_in_module kube-apiserver "$KUBE_VERSION" "k8s.io/kubernetes@$KUBE_VERSION" k8s.io/kubernetes/cmd/kube-apiserver \
+  for c in "$@"; do
+    [ -x "$TOOLS_DIR/$c-$KUBE_VERSION/$c" ] || todo+=("$c=k8s.io/kubernetes/cmd/$c")
+  done
+  [ ${#todo[@]} -eq 0 ] && return 0
+  log "building ${todo[*]%%=*} $KUBE_VERSION (once per machine)"
+  build_many "$KUBE_VERSION" "k8s.io/kubernetes@$KUBE_VERSION" \
     "-s -w -X k8s.io/component-base/version.gitVersion=$KUBE_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor" \
-    "$replace"
+    "$replace" "${todo[@]}"
 }
+
+kube_apiserver() { kube_build kube-apiserver; }
+# shellcheck disable=SC2086
+kube_node() { kube_build $KUBE_NODE; }
+coredns() { go_install coredns "$COREDNS_VERSION" github.com/coredns/coredns; }
 
 helm() { go_install helm "$HELM_VERSION" helm.sh/helm/v3/cmd/helm; }
 crictl() { go_install crictl "$CRICTL_VERSION" sigs.k8s.io/cri-tools/cmd/crictl; }
 crane() { go_install crane "$CRANE_VERSION" github.com/google/go-containerregistry/cmd/crane; }
 
 containerd2() {
-  local dir="$TOOLS_DIR/containerd-$CONTAINERD_VERSION" c
-  mkdir -p "$dir"
+  local dir="$TOOLS_DIR/containerd-$CONTAINERD_VERSION" c todo=()
   for c in containerd containerd-shim-runc-v2 ctr; do
-    [ -x "$dir/$c" ] && continue
-    build_in_module "$c" "$CONTAINERD_VERSION.build" "github.com/containerd/containerd/v2@$CONTAINERD_VERSION" \
-      "github.com/containerd/containerd/v2/cmd/$c"
+    [ -x "$dir/$c" ] || todo+=("$c=github.com/containerd/containerd/v2/cmd/$c")
+  done
+  [ ${#todo[@]} -eq 0 ] && return 0
+  log "building ${todo[*]%%=*} $CONTAINERD_VERSION (once per machine)"
+  build_many "$CONTAINERD_VERSION.build" "github.com/containerd/containerd/v2@$CONTAINERD_VERSION" "" "" "${todo[@]}"
+  mkdir -p "$dir"
+  for c in "${todo[@]}"; do
+    c=${c%%=*}
     mv "$TOOLS_DIR/$c-$CONTAINERD_VERSION.build/$c" "$dir/$c"
     rmdir "$TOOLS_DIR/$c-$CONTAINERD_VERSION.build"
   done
@@ -112,17 +147,24 @@ path() {
     crane) echo "$TOOLS_DIR/crane-$CRANE_VERSION" ;;
     containerd) echo "$TOOLS_DIR/containerd-$CONTAINERD_VERSION" ;;
     grafana-schema) echo "$TOOLS_DIR/grafana-schema-$GRAFANA_SCHEMA_VERSION" ;;
+    coredns) echo "$TOOLS_DIR/coredns-$COREDNS_VERSION" ;;
+    kubelet|kube-controller-manager|kube-scheduler|kube-proxy) echo "$TOOLS_DIR/$1-$KUBE_VERSION" ;;
     *) echo "unknown tool $1" >&2; return 2 ;;
   esac
 }
 
 if [ "${1:-}" = path ]; then shift; path "$1"; exit; fi
-if [ $# -eq 0 ]; then set -- etcd kube-apiserver helm crictl containerd grafana-schema; fi
+# kube: kube-apiserver and the node components in one build.
+if [ $# -eq 0 ]; then set -- etcd kube helm crictl containerd coredns grafana-schema; fi
 for t in "$@"; do
   case $t in
     etcd) etcd ;; kube-apiserver) kube_apiserver ;; helm) helm ;; crictl) crictl ;; crane) crane ;;
     containerd) containerd2 ;;
     grafana-schema) grafana_schema ;;
+    kube-node) kube_node ;; coredns) coredns ;;
+    # shellcheck disable=SC2086
+    kube) kube_build kube-apiserver $KUBE_NODE ;;
+    kubelet|kube-controller-manager|kube-scheduler|kube-proxy) kube_build "$t" ;;
     *) echo "unknown tool $t" >&2; exit 2 ;;
   esac
 done

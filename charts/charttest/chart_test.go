@@ -809,8 +809,14 @@ func TestCleanupHook(t *testing.T) {
 	}
 	j := as[*batchv1.Job](t, job)
 	wait := j.Spec.Template.Spec.Containers[0]
-	if !slices.Equal(wait.Args[:3], []string{"rollout", "status", "daemonset/" + ds.Name}) {
-		t.Errorf("the Job runs %v, not a rollout status of %s", wait.Args, ds.Name)
+	if len(wait.Args) < 3 || !slices.Equal(wait.Args[:3], []string{"wait-daemonset", ds.Name, "--namespace=" + namespace}) {
+		t.Errorf("the Job runs %v, not a wait for %s", wait.Args, ds.Name)
+	}
+	if done := ds.Spec.Template.Spec.Containers[0]; len(done.Args) != 1 || done.Args[0] != "sleep" {
+		t.Errorf("the cleanup pods' container runs %v, not sleep", done.Args)
+	}
+	if a := j.Spec.Template.Spec.AutomountServiceAccountToken; a != nil && !*a {
+		t.Error("the waiting Job has no service account token to read the DaemonSet with")
 	}
 	rb := as[*rbacv1.RoleBinding](t, find(t, objs, "RoleBinding", "-proxy-cleanup"))
 	if rb.Subjects[0].Name != j.Spec.Template.Spec.ServiceAccountName {

@@ -24,6 +24,8 @@ const (
 	pullImage = "256 MiB image (4 x 64 MiB layers)"
 	copyImage = "2-platform image (6 x 16 MiB layers)"
 	review    = "3-container pod over HTTPS, 200/s for 10 s, warm cache"
+	podStart  = "Pod create to Running on a real node, " + pullImage
+	remote    = "source behind a 50 MB/s link with 20 ms added round trip"
 )
 
 // rows are the figures named in the proxy and webhook issues and in the
@@ -67,6 +69,14 @@ var rows = []row{
 	{label: "Admission max ms", bench: "BenchmarkAdmission",
 		unit: "max_ms", ref: "ref-max_ms", refIs: "same server echoing a fixed answer"},
 	{label: "Admission reviews/s sent", bench: "BenchmarkAdmission", unit: "reviews/s"},
+	{label: podStart + ", source on loopback: through the proxy, cold: s", bench: "BenchmarkPodStart/loopback",
+		unit: "cold-s", ref: "direct-s", refIs: "pull straight from the source"},
+	{label: podStart + ", source on loopback: through the proxy, warm (from the target): s", bench: "BenchmarkPodStart/loopback",
+		unit: "warm-s", ref: "direct-s", refIs: "pull straight from the source"},
+	{label: podStart + ", " + remote + ": through the proxy, cold: s", bench: "BenchmarkPodStart/remote",
+		unit: "cold-s", ref: "direct-s", refIs: "pull straight from the source"},
+	{label: podStart + ", " + remote + ": through the proxy, warm (from the target): s", bench: "BenchmarkPodStart/remote",
+		unit: "warm-s", ref: "direct-s", refIs: "pull straight from the source"},
 }
 
 // skipped units are the testing package's own, which these benchmarks
