@@ -5,8 +5,6 @@ import (
 
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/auth"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/config"
-	"github.com/k8s-image-swapper/k8s-image-swapper/internal/target/aws"
-	"github.com/k8s-image-swapper/k8s-image-swapper/internal/target/gcp"
 )
 
 // OptionsFromConfig reads the proxy block and the source registries of c:
@@ -19,7 +17,7 @@ func OptionsFromConfig(c *config.Config) (Options, error) {
 	}
 	regs := slices.Clone(c.Proxy.Registries)
 	for _, r := range c.Source.Registries {
-		if h := registryHost(r); h != "" && !slices.Contains(regs, h) {
+		if h := r.Host(); h != "" && !slices.Contains(regs, h) {
 			regs = append(regs, h)
 		}
 	}
@@ -38,21 +36,4 @@ func OptionsFromConfig(c *config.Config) (Options, error) {
 		Private:            c.Proxy.Private,
 		SharedRepositories: c.Proxy.SharedRepositories,
 	}, nil
-}
-
-// registryHost is the host a configured source registry is pulled from,
-// named as the targets name them (ECR in China regions is .amazonaws.com.cn).
-func registryHost(r config.Registry) string {
-	switch r.Type {
-	case "aws":
-		return aws.Host(r.AWS.AccountID, r.AWS.Region)
-	case "gcp":
-		return gcp.Host(r.GCP.Location)
-	case "generic":
-		host, _, err := config.SplitRegistry(r.Generic.Registry)
-		if err == nil {
-			return host
-		}
-	}
-	return ""
 }

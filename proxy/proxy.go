@@ -26,6 +26,7 @@ import (
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/auth"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/imageref"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/mirror"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/registry"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/target"
 
 	_ "crypto/sha512" // sha512 digests are valid in the OCI spec
@@ -184,7 +185,7 @@ func New(o Options) (*Proxy, error) {
 		}
 	}
 	for _, r := range o.Registries {
-		p.allowed[canonicalHost(r)] = true
+		p.allowed[registry.Canonical(r)] = true
 	}
 	p.keychain = authn.NewMultiKeychain(keychains(o.Keychain, o.Sources)...)
 	p.privacy = newPrivacy(p, o.Private, o.SharedRepositories)

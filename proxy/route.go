@@ -8,7 +8,7 @@ import (
 	"github.com/distribution/reference"
 	"github.com/opencontainers/go-digest"
 
-	"github.com/k8s-image-swapper/k8s-image-swapper/internal/auth"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/registry"
 )
 
 // Kinds of content, as they appear in request paths.
@@ -96,7 +96,7 @@ type plan struct {
 // from the target or not at all, so the proxy is no open relay.
 func (p *Proxy) route(ns, name string) ([]plan, *httpError) {
 	if ns != "" {
-		host := canonicalHost(ns)
+		host := registry.Canonical(ns)
 		switch {
 		case p.isTarget(host):
 			return []plan{p.targetPlan(name)}, nil
@@ -110,7 +110,7 @@ func (p *Proxy) route(ns, name string) ([]plan, *httpError) {
 	verbatim := plan{registry: "target", targetRepo: name}
 	first, rest, _ := strings.Cut(name, "/")
 	if rest != "" && looksLikeHost(first) {
-		host := canonicalHost(strings.Replace(first, "_", ":", 1))
+		host := registry.Canonical(strings.Replace(first, "_", ":", 1))
 		switch {
 		case p.isTarget(host):
 			return []plan{p.targetPlan(rest)}, nil
@@ -126,10 +126,10 @@ func (p *Proxy) route(ns, name string) ([]plan, *httpError) {
 	}
 	// A bare name: the target's own repository first (the proxy is also a
 	// plain registry), then Docker Hub's, as docker would read the name.
-	if !p.allowed["docker.io"] {
+	if !p.allowed[registry.DockerHub] {
 		return []plan{verbatim}, nil
 	}
-	hub, err := p.sourcePlan(source{registry: "docker.io", repo: normalizeRepo("docker.io", name)})
+	hub, err := p.sourcePlan(source{registry: registry.DockerHub, repo: normalizeRepo(registry.DockerHub, name)})
 	if err != nil {
 		return nil, err
 	}
@@ -162,7 +162,7 @@ func (p *Proxy) targetPlan(repo string) plan {
 	if err != nil {
 		return pl
 	}
-	host := canonicalHost(reference.Domain(src))
+	host := registry.Canonical(reference.Domain(src))
 	if !p.allowed[host] {
 		return pl
 	}
@@ -172,19 +172,16 @@ func (p *Proxy) targetPlan(repo string) plan {
 
 func (p *Proxy) isTarget(host string) bool { return strings.EqualFold(host, p.mapper.Host) }
 
-// looksLikeHost is docker's rule for a reference's first element, in mirror
-// path form, where '_' stands for the port's ':' (registry.local_5000).
+// looksLikeHost is Docker's rule for a reference's first element, in mirror
+// path form, where '_' stands for the port's ':' (localhost_5000).
 func looksLikeHost(s string) bool {
-	return strings.Contains(s, ".") || s == "localhost" || strings.HasPrefix(s, "localhost_")
+	return registry.IsHost(s) || strings.HasPrefix(s, "localhost_")
 }
 
 // normalizeRepo gives Docker Hub's one-element names their library/ prefix.
 func normalizeRepo(host, repo string) string {
-	if host == "docker.io" && !strings.Contains(repo, "/") {
+	if host == registry.DockerHub && !strings.Contains(repo, "/") {
 		return "library/" + repo
 	}
 	return repo
 }
-
-// canonicalHost folds Docker Hub's names into one, lower case.
-func canonicalHost(h string) string { return auth.CanonicalHost(h) }

@@ -8,6 +8,7 @@ import (
 	"github.com/distribution/reference"
 
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/config"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/registry"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/target"
 )
 
@@ -92,7 +93,7 @@ func checkPlan(t *testing.T, p *Proxy, ns, name string, pl plan) {
 	if !p.allowed[s.registry] {
 		t.Fatalf("ns=%q %q: routed to %s, which is not an allowed registry", ns, name, s.registry)
 	}
-	if ns != "" && !p.isTarget(canonicalHost(ns)) && s.registry != canonicalHost(ns) {
+	if ns != "" && !p.isTarget(registry.Canonical(ns)) && s.registry != registry.Canonical(ns) {
 		t.Fatalf("ns=%q %q: routed to %s, not the registry asked for", ns, name, s.registry)
 	}
 	if pl.targetRepo == "" {
@@ -106,7 +107,7 @@ func checkPlan(t *testing.T, p *Proxy, ns, name string, pl plan) {
 	if err != nil {
 		t.Fatalf("ns=%q %q: %s has no way back to %s: %v", ns, name, tgt, s, err)
 	}
-	if !strings.EqualFold(canonicalHost(reference.Domain(back)), s.registry) || reference.Path(back) != s.repo {
+	if !strings.EqualFold(registry.Canonical(reference.Domain(back)), s.registry) || reference.Path(back) != s.repo {
 		t.Fatalf("ns=%q %q: %s maps back to %s, want %s", ns, name, tgt, back, s)
 	}
 	repo, err := p.mapper.Repository(back)

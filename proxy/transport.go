@@ -5,6 +5,8 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/registry"
 )
 
 // SourceTransport is for the copy engine's requests to sources (wrap it
@@ -28,7 +30,7 @@ func (t *sharedTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return t.next.RoundTrip(req)
 	}
 	ctx := req.Context()
-	s := source{registry: canonicalHost(req.URL.Host), repo: c.name}
+	s := source{registry: registry.Canonical(req.URL.Host), repo: c.name}
 	h := http.Header{"Docker-Content-Digest": {c.dgst.String()}}
 	if c.kind == kindManifests {
 		var m *manifest

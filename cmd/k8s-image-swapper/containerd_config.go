@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"io"
-	"slices"
 	"strings"
 	"time"
 
@@ -11,8 +10,6 @@ import (
 
 	"github.com/k8s-image-swapper/k8s-image-swapper/daemonset"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/config"
-	"github.com/k8s-image-swapper/k8s-image-swapper/internal/target/aws"
-	"github.com/k8s-image-swapper/k8s-image-swapper/internal/target/gcp"
 )
 
 func init() { extraCommands = append(extraCommands, newContainerdConfigCmd) }
@@ -132,41 +129,29 @@ func runCheck(out io.Writer, o daemonset.Options) error {
 // to it: an http:// server, tried over HTTPS without verification first
 // where containerd does that (2.x).
 func hostsFor(c *config.Config) []daemonset.Host {
-	seen := map[string]bool{}
+	index := map[string]int{}
 	var hosts []daemonset.Host
-	add := func(h string) {
-		if h != "" && !seen[h] {
-			seen[h] = true
+	add := func(h string, insecure bool) {
+		if h == "" {
+			return
+		}
+		i, seen := index[h]
+		if !seen {
+			i, index[h] = len(hosts), len(hosts)
 			hosts = append(hosts, daemonset.Host{Name: h})
 		}
-	}
-	addGeneric := func(g config.Generic) {
-		h, _, _ := config.SplitRegistry(g.Registry)
-		add(h)
-		if i := slices.IndexFunc(hosts, func(x daemonset.Host) bool { return x.Name == h }); i >= 0 && g.Insecure {
+		if insecure {
 			hosts[i].Server, hosts[i].SkipVerify = "http://"+h, true
 		}
 	}
 	for _, r := range c.Proxy.Registries {
-		add(r)
+		add(r, false)
 	}
 	for _, r := range c.Source.Registries {
-		switch r.Type {
-		case "generic":
-			addGeneric(r.Generic)
-		case "aws":
-			add(aws.Host(r.AWS.AccountID, r.AWS.Region))
-		case "gcp":
-			add(gcp.Host(r.GCP.Location))
-		}
+		add(r.Host(), r.Type == "generic" && r.Generic.Insecure)
 	}
-	switch c.Target.Type {
-	case "generic":
-		addGeneric(c.Target.Generic)
-	case "aws":
-		add(aws.Host(c.Target.AWS.AccountID, c.Target.AWS.Region))
-	case "gcp":
-		add(gcp.Host(c.Target.GCP.Location))
+	if t := c.Target; t.Type != "local" {
+		add(t.Host(), t.Type == "generic" && t.Generic.Insecure)
 	}
 	return hosts
 }

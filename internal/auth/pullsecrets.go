@@ -13,6 +13,8 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/registry"
 )
 
 // Keyring holds the registry credentials of a set of pull secrets and finds
@@ -25,11 +27,8 @@ type Keyring struct {
 	creds map[string][]authn.AuthConfig
 }
 
-// Dockerhub's names, as the kubelet treats them.
-const (
-	dockerHubKey  = "index.docker.io"
-	dockerHubHost = "docker.io"
-)
+// dockerHubKey is the key Docker Hub's credentials have in a docker config.
+const dockerHubKey = "index.docker.io"
 
 // ParseSecret reads the registry credentials of a kubernetes.io/dockerconfigjson
 // or kubernetes.io/dockercfg secret, by registry key as written.
@@ -175,7 +174,7 @@ func (k *Keyring) Resolve(r authn.Resource) (authn.Authenticator, error) {
 	reg := r.RegistryStr()
 	image := strings.TrimPrefix(r.String(), reg)
 	if reg == dockerHubKey {
-		reg = dockerHubHost
+		reg = registry.DockerHub
 	}
 	if ac, ok := k.Lookup(reg + image); ok {
 		return authn.FromConfig(ac), nil
@@ -221,8 +220,8 @@ func isDockerHub(image string) bool {
 	if first == "" {
 		return false
 	}
-	if !found || first == dockerHubHost || first == dockerHubKey {
+	if !found || first == registry.DockerHub || first == dockerHubKey {
 		return true
 	}
-	return !strings.ContainsAny(first, ".:") && first != "localhost"
+	return !registry.IsHost(first)
 }

@@ -4,12 +4,12 @@ package auth
 
 import (
 	"fmt"
-	"strings"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/config"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/registry"
 )
 
 // Sources holds what the config says about source registries: credentials
@@ -27,11 +27,11 @@ func NewSources(regs []config.Registry) (*Sources, error) {
 		if r.Type != "generic" {
 			continue
 		}
-		host, _, err := config.SplitRegistry(r.Generic.Registry)
+		b, err := registry.ParseBase(r.Generic.Registry)
 		if err != nil {
 			return nil, fmt.Errorf("source.registries[%d]: %w", i, err)
 		}
-		host = CanonicalHost(host)
+		host := registry.Canonical(b.Host)
 		if r.Generic.Username != "" {
 			s.creds[host] = &authn.Basic{Username: r.Generic.Username, Password: r.Generic.Password}
 		}
@@ -45,7 +45,7 @@ func (s *Sources) Resolve(r authn.Resource) (authn.Authenticator, error) {
 	if s == nil {
 		return authn.Anonymous, nil
 	}
-	if a, ok := s.creds[CanonicalHost(r.RegistryStr())]; ok {
+	if a, ok := s.creds[registry.Canonical(r.RegistryStr())]; ok {
 		return a, nil
 	}
 	return authn.Anonymous, nil
@@ -53,7 +53,7 @@ func (s *Sources) Resolve(r authn.Resource) (authn.Authenticator, error) {
 
 // Insecure tells whether host is reached over plain HTTP.
 func (s *Sources) Insecure(host string) bool {
-	return s != nil && s.insecure[CanonicalHost(host)]
+	return s != nil && s.insecure[registry.Canonical(host)]
 }
 
 // NameOptions parse references on host.
@@ -62,14 +62,4 @@ func (s *Sources) NameOptions(host string) []name.Option {
 		return []name.Option{name.Insecure}
 	}
 	return nil
-}
-
-// CanonicalHost folds Docker Hub's names into one, lower case.
-func CanonicalHost(h string) string {
-	h = strings.ToLower(h)
-	switch h {
-	case "index.docker.io", "registry-1.docker.io", "docker.io":
-		return "docker.io"
-	}
-	return h
 }

@@ -6,6 +6,8 @@ package config
 import (
 	"fmt"
 	"time"
+
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/registry"
 )
 
 // Defaults, as the original k8s-image-swapper has them.
@@ -204,4 +206,27 @@ func (c *Config) TargetName() string {
 	default:
 		return fmt.Sprintf("local(%s)", t.Local.Path)
 	}
+}
+
+// Host is the registry a source entry names, as hosts.toml and the proxy
+// name it; "" when the entry does not parse (validation says why).
+func (r Registry) Host() string { return kindHost(r.Type, r.AWS, r.GCP, r.Generic, Local{}) }
+
+// Host is the target's registry host; for local, the name its references use.
+func (t Target) Host() string { return kindHost(t.Type, t.AWS, t.GCP, t.Generic, t.Local) }
+
+func kindHost(kind string, a AWS, g GCP, gen Generic, l Local) string {
+	switch kind {
+	case "aws":
+		return registry.ECRHost(a.AccountID, a.Region)
+	case "gcp":
+		return registry.ArtifactRegistryHost(g.Location)
+	case "generic":
+		if b, err := registry.ParseBase(gen.Registry); err == nil {
+			return b.Host
+		}
+	case "local":
+		return l.Registry
+	}
+	return ""
 }

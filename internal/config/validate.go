@@ -16,6 +16,7 @@ import (
 	"github.com/jmespath/go-jmespath"
 
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/logging"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/registry"
 )
 
 // DefaultProxyRegistries are the public registries the node proxy serves
@@ -367,7 +368,7 @@ func (ch *checker) generic(key string, g Generic) {
 	if g.Registry != "" {
 		if strings.Contains(g.Registry, "://") {
 			ch.add(key+".registry", "give HOST[:PORT][/PREFIX] without a scheme (use insecure: true for plain HTTP), got %q", g.Registry)
-		} else if _, _, err := SplitRegistry(g.Registry); err != nil {
+		} else if _, err := registry.ParseBase(g.Registry); err != nil {
 			ch.add(key+".registry", "%v", err)
 		}
 	}
@@ -386,22 +387,7 @@ func (ch *checker) host(key, h string) {
 		ch.add(key, "required")
 		return
 	}
-	host, prefix, err := SplitRegistry(h)
-	if err != nil || prefix != "" || host != h {
-		ch.add(key, "invalid registry host %q, want HOST[:PORT]", h)
+	if _, err := registry.ParseHost(h); err != nil {
+		ch.add(key, "%v", err)
 	}
-}
-
-// SplitRegistry splits HOST[:PORT][/PREFIX] and checks both parts.
-func SplitRegistry(s string) (host, prefix string, err error) {
-	host, prefix, _ = strings.Cut(strings.TrimSuffix(s, "/"), "/")
-	probe := host + "/probe/x"
-	if prefix != "" {
-		probe = host + "/" + prefix + "/x"
-	}
-	named, err := reference.ParseNamed(probe)
-	if err != nil || reference.Domain(named) != host || !strings.ContainsAny(host, ".:") && host != "localhost" {
-		return "", "", fmt.Errorf("invalid registry %q, want HOST[:PORT][/PREFIX] such as registry.example.com/mirror", s)
-	}
-	return host, prefix, nil
 }

@@ -14,6 +14,8 @@ import (
 	"strings"
 
 	"github.com/distribution/reference"
+
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/registry"
 )
 
 // Parse normalises s: "nginx" -> docker.io/library/nginx:latest. A reference
@@ -71,7 +73,7 @@ func MirrorPath(src reference.Named) (string, error) {
 	}
 	// DNS is case-insensitive and repository paths must be lower case.
 	host := strings.ToLower(domain)
-	if !isHost(host) {
+	if !registry.IsHost(host) {
 		// Only an upper-case letter made the library read "A/x" as a host;
 		// lower-cased it would read as a path, so there is no way back.
 		return "", fmt.Errorf("mirror %s: registry host %q needs a dot or a port", src.Name(), domain)
@@ -85,8 +87,8 @@ func SourceName(path string) (reference.Named, error) {
 	if !ok || rest == "" {
 		return nil, fmt.Errorf("%q is not a mirrored repository path: want HOST/PATH", path)
 	}
-	host := strings.Replace(first, "_", ":", 1)
-	if !isHost(host) {
+	host, ok := MirrorHost(first)
+	if !ok {
 		return nil, fmt.Errorf("%q is not a mirrored repository path: %q is not a registry host", path, first)
 	}
 	named, err := reference.ParseNamed(host + "/" + rest)
@@ -99,12 +101,29 @@ func SourceName(path string) (reference.Named, error) {
 	return named, nil
 }
 
-// IsMirrorPath tells whether a repository path is in the mirror layout: its
-// first component names a registry host (docker.io, registry.local_5000,
-// localhost), so that only copies belong there.
+// MirrorHost reads the registry host that the first component of a mirror
+// path names, as MirrorPath writes it: a host by Docker's rule, with its
+// port's ':' as '_' (registry.local_5000, localhost_5000). ok is false for
+// a component that names no registry (library, my_team).
+func MirrorHost(first string) (host string, ok bool) {
+	host = first
+	if i := strings.LastIndexByte(first, '_'); i > 0 && isPort(first[i+1:]) {
+		host = first[:i] + ":" + first[i+1:]
+	}
+	return host, registry.IsHost(host)
+}
+
+func isPort(s string) bool {
+	return s != "" && strings.Trim(s, "0123456789") == ""
+}
+
+// IsMirrorPath tells whether a repository path is in the mirror layout, so
+// that only copies belong there. It is the fence against writes and errs on
+// the safe side: a first component that could name a registry (a '.', a
+// port in any spelling, localhost) counts, wider than MirrorHost.
 func IsMirrorPath(path string) bool {
 	first, _, _ := strings.Cut(path, "/")
-	return isHost(strings.ToLower(strings.Replace(first, "_", ":", 1)))
+	return registry.IsHost(strings.ToLower(strings.Replace(first, "_", ":", 1)))
 }
 
 // Mapper maps between source references and target references for one
@@ -114,25 +133,17 @@ type Mapper struct {
 	Prefix string // repository prefix inside the host, may be empty
 }
 
-// NewMapper checks base and returns its Mapper.
+// NewMapper checks base, HOST[:PORT][/PREFIX], and returns its Mapper.
 func NewMapper(base string) (Mapper, error) {
-	base = strings.TrimSuffix(base, "/")
-	host, prefix, _ := strings.Cut(base, "/")
-	probe := base + "/docker.io/x"
-	named, err := reference.ParseNamed(probe)
-	if err != nil || reference.Domain(named) != host {
-		return Mapper{}, fmt.Errorf("invalid target registry %q: want HOST[:PORT][/PREFIX]", base)
+	b, err := registry.ParseBase(base)
+	if err != nil {
+		return Mapper{}, fmt.Errorf("target: %w", err)
 	}
-	return Mapper{Host: host, Prefix: prefix}, nil
+	return Mapper{Host: b.Host, Prefix: b.Prefix}, nil
 }
 
 // Base is HOST[:PORT][/PREFIX].
-func (m Mapper) Base() string {
-	if m.Prefix == "" {
-		return m.Host
-	}
-	return m.Host + "/" + m.Prefix
-}
+func (m Mapper) Base() string { return registry.Base{Host: m.Host, Prefix: m.Prefix}.String() }
 
 // Repository is the target repository (inside the host) for a source:
 // [prefix/]docker.io/library/nginx. ECR and GAR repository names are this.
@@ -183,10 +194,4 @@ func (m Mapper) ToSource(t reference.Named) (reference.Named, error) {
 		return nil, fmt.Errorf("map %s back to its source: %w", t, err)
 	}
 	return WithRef(named, t)
-}
-
-// isHost tells whether the first path component names a registry, as the
-// reference library decides it for lower-case names.
-func isHost(s string) bool {
-	return strings.ContainsAny(s, ".:") || s == "localhost"
 }

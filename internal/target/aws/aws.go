@@ -19,6 +19,7 @@ import (
 
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/config"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/imageref"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/registry"
 )
 
 // Options override where the target's requests go. Production leaves them
@@ -43,15 +44,6 @@ func (o Options) logger() *slog.Logger {
 	return slog.Default()
 }
 
-// Host is the ECR registry host of an account and region.
-func Host(accountID, region string) string {
-	domain := "amazonaws.com"
-	if strings.HasPrefix(region, "cn-") {
-		domain = "amazonaws.com.cn"
-	}
-	return fmt.Sprintf("%s.dkr.ecr.%s.%s", accountID, region, domain)
-}
-
 // Target is an ECR registry. Repositories are created on first use, named
 // [prefix/]docker.io/library/nginx, and their policies reconciled once per
 // process.
@@ -70,7 +62,7 @@ type Target struct {
 
 // New returns the ECR target of a. No request is made until one is needed.
 func New(ctx context.Context, a config.AWS, o Options) (*Target, error) {
-	host := Host(a.AccountID, a.Region)
+	host := registry.ECRHost(a.AccountID, a.Region)
 	if o.RegistryHost != "" {
 		host = o.RegistryHost
 	}

@@ -55,18 +55,6 @@ func ops(calls []cloudtest.Call) []string {
 	return out
 }
 
-func TestHost(t *testing.T) {
-	for _, c := range []struct{ account, region, want string }{
-		{"123456789012", "eu-west-1", "123456789012.dkr.ecr.eu-west-1.amazonaws.com"},
-		{"123456789012", "cn-north-1", "123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn"},
-		{"123456789012", "cn-northwest-1", "123456789012.dkr.ecr.cn-northwest-1.amazonaws.com.cn"},
-	} {
-		if got := aws.Host(c.account, c.region); got != c.want {
-			t.Errorf("Host(%s, %s) = %s, want %s", c.account, c.region, got, c.want)
-		}
-	}
-}
-
 func TestMapperUsesPrefixForHostPathAndRepository(t *testing.T) {
 	t.Setenv("AWS_ACCESS_KEY_ID", "AKIAEXAMPLE")
 	t.Setenv("AWS_SECRET_ACCESS_KEY", "secret")

@@ -3,12 +3,12 @@ package aws
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/config"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/registry"
 )
 
 // resolveTimeout bounds a token fetch for a source pull: authn.Keychain
@@ -30,18 +30,18 @@ func NewKeychain(ctx context.Context, regs []config.Registry, o Options) (*Keych
 		if r.Type != "aws" {
 			continue
 		}
-		host := Host(r.AWS.AccountID, r.AWS.Region)
+		host := registry.ECRHost(r.AWS.AccountID, r.AWS.Region)
 		if o.RegistryHost != "" {
 			host = o.RegistryHost
 		}
-		if _, dup := k.tokens[host]; dup {
+		if _, dup := k.tokens[registry.Canonical(host)]; dup {
 			continue
 		}
 		client, err := newClient(ctx, r.AWS, o)
 		if err != nil {
 			return nil, fmt.Errorf("source.registries[%d]: %w", i, err)
 		}
-		k.tokens[host] = newTokenCache(client, o.logger())
+		k.tokens[registry.Canonical(host)] = newTokenCache(client, o.logger())
 	}
 	return k, nil
 }
@@ -49,7 +49,7 @@ func NewKeychain(ctx context.Context, regs []config.Registry, o Options) (*Keych
 // Resolve implements authn.Keychain: a registry token for a configured ECR
 // host, anonymous for any other.
 func (k *Keychain) Resolve(r authn.Resource) (authn.Authenticator, error) {
-	c, ok := k.tokens[strings.ToLower(r.RegistryStr())]
+	c, ok := k.tokens[registry.Canonical(r.RegistryStr())]
 	if !ok {
 		return authn.Anonymous, nil
 	}

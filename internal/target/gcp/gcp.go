@@ -18,6 +18,7 @@ import (
 
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/config"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/imageref"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/registry"
 )
 
 // Options override where the target's requests go. Production leaves them
@@ -47,9 +48,6 @@ func (o Options) logger() *slog.Logger {
 	return slog.Default()
 }
 
-// Host is the Docker registry host of an Artifact Registry location.
-func Host(location string) string { return location + "-docker.pkg.dev" }
-
 // Target is one Artifact Registry docker repository; every image goes in it
 // as LOCATION-docker.pkg.dev/PROJECT/REPOSITORY/docker.io/library/nginx.
 type Target struct {
@@ -63,7 +61,7 @@ type Target struct {
 // New finds the Application Default Credentials and checks that the
 // repository exists and holds docker images.
 func New(ctx context.Context, g config.GCP, o Options) (*Target, error) {
-	host := Host(g.Location)
+	host := registry.ArtifactRegistryHost(g.Location)
 	if o.RegistryHost != "" {
 		host = o.RegistryHost
 	}

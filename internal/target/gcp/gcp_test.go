@@ -18,6 +18,7 @@ import (
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/config"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/imageref"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/mirror"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/registry"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/target"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/target/cloudtest"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/target/gcp"
@@ -45,7 +46,7 @@ func standIn(t *testing.T) *cloudtest.GCP {
 
 func TestHostAndMapper(t *testing.T) {
 	s := standIn(t)
-	if got := gcp.Host("us-central1"); got != "us-central1-docker.pkg.dev" {
+	if got := registry.ArtifactRegistryHost("us-central1"); got != "us-central1-docker.pkg.dev" {
 		t.Fatalf("Host = %s", got)
 	}
 	tg, err := gcp.New(ctx(t), s.Config("mirror"), s.TargetOptions())

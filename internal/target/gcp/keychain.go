@@ -3,13 +3,13 @@ package gcp
 import (
 	"context"
 	"fmt"
-	"strings"
 	"sync"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"golang.org/x/oauth2"
 
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/config"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/registry"
 )
 
 // Keychain authenticates pulls from Artifact Registry with Application
@@ -36,11 +36,11 @@ func NewKeychain(ctx context.Context, regs []config.Registry, gcpTarget bool, o 
 		if r.Type != "gcp" {
 			continue
 		}
-		host := Host(r.GCP.Location)
+		host := registry.ArtifactRegistryHost(r.GCP.Location)
 		if o.RegistryHost != "" {
 			host = o.RegistryHost
 		}
-		k.hosts[strings.ToLower(host)] = true
+		k.hosts[registry.Canonical(host)] = true
 		k.pkgDev = true
 	}
 	return k
@@ -49,8 +49,8 @@ func NewKeychain(ctx context.Context, regs []config.Registry, gcpTarget bool, o 
 // Resolve implements authn.Keychain: an access token for a configured
 // host, anonymous for any other.
 func (k *Keychain) Resolve(r authn.Resource) (authn.Authenticator, error) {
-	host := strings.ToLower(r.RegistryStr())
-	if !k.hosts[host] && !(k.pkgDev && strings.HasSuffix(host, "-docker.pkg.dev")) {
+	host := registry.Canonical(r.RegistryStr())
+	if !k.hosts[host] && !(k.pkgDev && registry.IsArtifactRegistry(host)) {
 		return authn.Anonymous, nil
 	}
 	k.once.Do(func() { k.ts, k.err = tokenSource(k.ctx, k.opts) })
