@@ -8,6 +8,7 @@ import (
 	"github.com/distribution/reference"
 	"github.com/opencontainers/go-digest"
 
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/imageref"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/registry"
 )
 
@@ -109,8 +110,8 @@ func (p *Proxy) route(ns, name string) ([]plan, *httpError) {
 	}
 	verbatim := plan{registry: "target", targetRepo: name}
 	first, rest, _ := strings.Cut(name, "/")
-	if rest != "" && looksLikeHost(first) {
-		host := registry.Canonical(strings.Replace(first, "_", ":", 1))
+	if host, ok := imageref.MirrorHost(first); rest != "" && ok {
+		host = registry.Canonical(host)
 		switch {
 		case p.isTarget(host):
 			return []plan{p.targetPlan(rest)}, nil
@@ -171,12 +172,6 @@ func (p *Proxy) targetPlan(repo string) plan {
 }
 
 func (p *Proxy) isTarget(host string) bool { return strings.EqualFold(host, p.mapper.Host) }
-
-// looksLikeHost is Docker's rule for a reference's first element, in mirror
-// path form, where '_' stands for the port's ':' (localhost_5000).
-func looksLikeHost(s string) bool {
-	return registry.IsHost(s) || strings.HasPrefix(s, "localhost_")
-}
 
 // normalizeRepo gives Docker Hub's one-element names their library/ prefix.
 func normalizeRepo(host, repo string) string {

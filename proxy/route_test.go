@@ -45,7 +45,7 @@ func TestParseCall(t *testing.T) {
 func TestRoute(t *testing.T) {
 	tg, err := target.NewGeneric(config.Generic{Registry: "registry.example.com:5000/mirror"})
 	must(t, err)
-	p, err := New(Options{Target: tg, Registries: []string{"docker.io", "ghcr.io", "127.0.0.1:5000"}, Logger: quiet()})
+	p, err := New(Options{Target: tg, Registries: []string{"docker.io", "ghcr.io", "127.0.0.1:5000", "cache:5000"}, Logger: quiet()})
 	must(t, err)
 	defer p.Close()
 	type want struct {
@@ -69,6 +69,8 @@ func TestRoute(t *testing.T) {
 		{"", "ghcr.io/org/app", &want{[]string{"mirror/ghcr.io/org/app"}, "ghcr.io/org/app", false}},
 		{"", "127.0.0.1_5000/team/app", &want{[]string{"mirror/127.0.0.1_5000/team/app"}, "127.0.0.1:5000/team/app", false}},
 		{"", "quay.io/org/app", &want{[]string{"quay.io/org/app"}, "", false}},
+		// A host without a dot but with a port, as MirrorPath names it.
+		{"", "cache_5000/team/app", &want{[]string{"mirror/cache_5000/team/app"}, "cache:5000/team/app", false}},
 		{"", "nginx", &want{[]string{"nginx", "mirror/docker.io/library/nginx"}, "docker.io/library/nginx", false}},
 		{"", "team/app", &want{[]string{"team/app", "mirror/docker.io/team/app"}, "docker.io/team/app", false}},
 		{"", "my_team/app", &want{[]string{"my_team/app", "mirror/docker.io/my_team/app"}, "docker.io/my_team/app", false}},
