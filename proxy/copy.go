@@ -11,6 +11,7 @@ import (
 
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/metrics"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/mirror"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/policy"
 )
 
 // recentWindow is how long a repository's copy covers the manifests pulled
@@ -123,7 +124,7 @@ func finished(j *mirror.Job) bool {
 // waitCopy is onMiss: wait. It tells whether job finished well within the
 // wait timeout, so that the target can serve.
 func (p *Proxy) waitCopy(ctx context.Context, job *mirror.Job) bool {
-	if p.opts.OnMiss != OnMissWait || job == nil {
+	if p.opts.OnMiss != policy.OnMissWait || job == nil {
 		return false
 	}
 	ctx, cancel := context.WithTimeout(ctx, p.opts.WaitTimeout)

@@ -13,17 +13,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	"golang.org/x/sync/singleflight"
-)
 
-// Private-image policies, as proxy.private names them.
-const (
-	// PrivateDeny serves an image the source keeps private only to a pull
-	// whose credentials the source accepts; any other pull is told what
-	// makes containerd go on to the next host (the origin), which then
-	// decides with the pod's own credentials.
-	PrivateDeny = "deny"
-	// PrivateAllow serves every image to every pull (the old behaviour).
-	PrivateAllow = "allow"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/policy"
 )
 
 const (
@@ -58,8 +49,8 @@ type privacy struct {
 	flight   singleflight.Group
 }
 
-func newPrivacy(p *Proxy, mode string, shared []string) *privacy {
-	return &privacy{allowAll: mode == PrivateAllow, shared: shared, p: p, anon: map[string]*upstream{},
+func newPrivacy(p *Proxy, mode policy.Private, shared []string) *privacy {
+	return &privacy{allowAll: mode == policy.PrivateAllow, shared: shared, p: p, anon: map[string]*upstream{},
 		verdicts: ttlSet{m: map[string]ttlEntry{}}, grants: ttlSet{m: map[string]ttlEntry{}}}
 }
 

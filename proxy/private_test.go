@@ -15,6 +15,7 @@ import (
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/auth"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/config"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/mirror"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/policy"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/target"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/testutil/registryproc"
 )
@@ -163,7 +164,7 @@ func TestPrivateSharedAndAllow(t *testing.T) {
 		tune func(*Options)
 	}{
 		{"shared", func(o *Options) { o.SharedRepositories = []string{"nomatch/*", o.Registries[0] + "/team/*"} }},
-		{"allow", func(o *Options) { o.Private = PrivateAllow }},
+		{"allow", func(o *Options) { o.Private = policy.PrivateAllow }},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			e := newPrivateEnv(t, c.tune)
@@ -237,7 +238,7 @@ func TestPrivateOptions(t *testing.T) {
 	must(t, err)
 	o, err := OptionsFromConfig(c)
 	must(t, err)
-	if o.Private != PrivateAllow || len(o.SharedRepositories) != 1 || o.SharedRepositories[0] != "ghcr.io/acme/*" {
+	if o.Private != policy.PrivateAllow || len(o.SharedRepositories) != 1 || o.SharedRepositories[0] != "ghcr.io/acme/*" {
 		t.Errorf("from config: private=%q shared=%v", o.Private, o.SharedRepositories)
 	}
 	o.Target, o.Logger = tg, quiet()

@@ -26,16 +26,11 @@ import (
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/auth"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/imageref"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/mirror"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/policy"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/registry"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/target"
 
 	_ "crypto/sha512" // sha512 digests are valid in the OCI spec
-)
-
-// On-miss modes, as proxy.onMiss names them.
-const (
-	OnMissPassthrough = "passthrough"
-	OnMissWait        = "wait"
 )
 
 // Mirror is what the proxy needs of the copy engine (*mirror.Engine).
@@ -52,9 +47,9 @@ type Options struct {
 	// Registries are the source registries served (host[:port]); any other
 	// is refused. Docker Hub's names (index.docker.io, ...) are one.
 	Registries []string
-	// OnMiss is passthrough (serve the source at once) or wait (wait up to
-	// WaitTimeout for the copy, then serve the target).
-	OnMiss          string
+	// OnMiss is passthrough (serve the source at once; the default) or wait
+	// (wait up to WaitTimeout for the copy, then serve the target).
+	OnMiss          policy.OnMiss
 	WaitTimeout     time.Duration // default 30s
 	TagTTL          time.Duration // how long a source's answer for a tag is trusted; default 5m
 	UpstreamTimeout time.Duration // until an upstream's response headers, and longest stalled read; default 30s
@@ -74,8 +69,8 @@ type Options struct {
 	SpoolRetain time.Duration
 	// SpoolMaxBytes bounds the finished blobs kept (default 2 GiB).
 	SpoolMaxBytes int64
-	// Private is PrivateDeny (default) or PrivateAllow; see private.go.
-	Private string
+	// Private is deny (the default) or allow; see private.go.
+	Private policy.Private
 	// SharedRepositories are source repositories (globs on host/repo)
 	// served to every pull even when private.
 	SharedRepositories []string
@@ -118,19 +113,12 @@ func New(o Options) (*Proxy, error) {
 	if o.Target == nil {
 		return nil, errors.New("proxy: no target")
 	}
-	switch o.OnMiss {
-	case "":
-		o.OnMiss = OnMissPassthrough
-	case OnMissPassthrough, OnMissWait:
-	default:
-		return nil, fmt.Errorf("proxy: unknown onMiss %q, want %s or %s", o.OnMiss, OnMissPassthrough, OnMissWait)
+	var err error
+	if o.OnMiss, err = policy.ParseOnMiss(string(o.OnMiss)); err != nil {
+		return nil, fmt.Errorf("proxy: onMiss: %w", err)
 	}
-	switch o.Private {
-	case "":
-		o.Private = PrivateDeny
-	case PrivateDeny, PrivateAllow:
-	default:
-		return nil, fmt.Errorf("proxy: unknown private policy %q, want %s or %s", o.Private, PrivateDeny, PrivateAllow)
+	if o.Private, err = policy.ParsePrivate(string(o.Private)); err != nil {
+		return nil, fmt.Errorf("proxy: private: %w", err)
 	}
 	o.WaitTimeout = orDefault(o.WaitTimeout, 30*time.Second)
 	o.TagTTL = orDefault(o.TagTTL, 5*time.Minute)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/imageref"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/mirror"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/policy"
 )
 
 // backgroundCheck bounds the existence check and queueing that "always" +
@@ -46,9 +47,9 @@ func (rv *review) decideImage(ctx context.Context, src reference.Named, pullAlwa
 		return decisionKeptMissing, ""
 	}
 
-	refresh := pullAlways && !noCopy && o.CopyPolicy != mirror.PolicyNone && imageref.Digest(src) == "" &&
+	refresh := pullAlways && !noCopy && o.CopyPolicy != policy.CopyNone && imageref.Digest(src) == "" &&
 		rv.h.refreshed.due(src.String())
-	if o.SwapPolicy == SwapAlways {
+	if o.SwapPolicy == policy.SwapAlways {
 		switch {
 		case refresh:
 			rv.refresh(ctx, src)
@@ -70,12 +71,12 @@ func (rv *review) decideImage(ctx context.Context, src reference.Named, pullAlwa
 		}
 		return swap()
 	}
-	if noCopy || o.CopyPolicy == mirror.PolicyNone {
+	if noCopy || o.CopyPolicy == policy.CopyNone {
 		return keep()
 	}
 	req := mirror.Request{Source: src, Keychain: rv.keychain()}
-	if o.CopyPolicy == mirror.PolicyDelayed {
-		if err := o.Mirror.Mirror(ctx, mirror.PolicyDelayed, 0, req); err != nil {
+	if o.CopyPolicy == policy.CopyDelayed {
+		if err := o.Mirror.Mirror(ctx, policy.CopyDelayed, 0, req); err != nil {
 			rv.log.Warn("copy not queued", "image", src.String(), "error", err)
 		}
 		return keep()
@@ -96,7 +97,7 @@ func (rv *review) refresh(ctx context.Context, src reference.Named) {
 	o := rv.h.o
 	req := mirror.Request{Source: src, Keychain: rv.keychain()}
 	deadline := time.Duration(0)
-	if o.CopyPolicy != mirror.PolicyDelayed {
+	if o.CopyPolicy != policy.CopyDelayed {
 		deadline = o.CopyDeadline
 	}
 	rv.log.Debug("imagePullPolicy Always: checking the tag at the source", "image", src.String(), "policy", o.CopyPolicy)
@@ -110,9 +111,9 @@ func (rv *review) refresh(ctx context.Context, src reference.Named) {
 func (rv *review) ensureCopied(ctx context.Context, src reference.Named) {
 	o := rv.h.o
 	switch o.CopyPolicy {
-	case mirror.PolicyNone:
+	case policy.CopyNone:
 		return
-	case mirror.PolicyDelayed:
+	case policy.CopyDelayed:
 		kc := rv.keychain()
 		log := rv.log
 		select {
@@ -124,14 +125,14 @@ func (rv *review) ensureCopied(ctx context.Context, src reference.Named) {
 				if present, err := o.Mirror.Exists(bctx, src); err == nil && present {
 					return
 				}
-				if err := o.Mirror.Mirror(bctx, mirror.PolicyDelayed, 0, mirror.Request{Source: src, Keychain: kc}); err != nil {
+				if err := o.Mirror.Mirror(bctx, policy.CopyDelayed, 0, mirror.Request{Source: src, Keychain: kc}); err != nil {
 					log.Warn("copy not queued", "image", src.String(), "error", err)
 				}
 			}()
 		default:
 			// Too many checks in flight: queue the copy, which itself
 			// skips an image the target already has.
-			if err := o.Mirror.Mirror(ctx, mirror.PolicyDelayed, 0, mirror.Request{Source: src, Keychain: kc}); err != nil {
+			if err := o.Mirror.Mirror(ctx, policy.CopyDelayed, 0, mirror.Request{Source: src, Keychain: kc}); err != nil {
 				log.Warn("copy not queued", "image", src.String(), "error", err)
 			}
 		}

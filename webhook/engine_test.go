@@ -19,6 +19,7 @@ import (
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/config"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/imageref"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/mirror"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/policy"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/target"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/testutil/images"
 )
@@ -66,7 +67,7 @@ func newEngineFixture(t testing.TB) *engineFixture {
 
 func (f *engineFixture) handler(t testing.TB, edit func(*Options)) *Handler {
 	t.Helper()
-	o := Options{Mirror: f.engine, Mapper: f.target.Mapper(), SwapPolicy: SwapExists, CopyPolicy: mirror.PolicyDelayed, Logger: quietLogger()}
+	o := Options{Mirror: f.engine, Mapper: f.target.Mapper(), SwapPolicy: policy.SwapExists, CopyPolicy: policy.CopyDelayed, Logger: quietLogger()}
 	if edit != nil {
 		edit(&o)
 	}
@@ -139,7 +140,7 @@ func TestImmediateWithRealEngine(t *testing.T) {
 	f := newEngineFixture(t)
 	img := f.src + "/team/now:v1"
 	images.Push(t, img, images.Image(t, 2048, 1, ""))
-	h := f.handler(t, func(o *Options) { o.CopyPolicy = mirror.PolicyImmediate })
+	h := f.handler(t, func(o *Options) { o.CopyPolicy = policy.CopyImmediate })
 	want := f.dst + "/" + strings.Replace(f.src, ":", "_", 1) + "/team/now:v1"
 	if got := containerImages(t, h, podReview(t, "apps", img)); got[0] != want {
 		t.Fatalf("pod got %q, want %q", got, want)

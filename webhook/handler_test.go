@@ -16,7 +16,7 @@ import (
 
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/config"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/filter"
-	"github.com/k8s-image-swapper/k8s-image-swapper/internal/mirror"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/policy"
 )
 
 const digest = "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
@@ -82,17 +82,17 @@ func TestRecordedReviews(t *testing.T) {
 		{file: "invalid-image.json", status: 200,
 			images: map[string][]string{"containers": {"UPPER/Case::tag", "", testTarget + "/docker.io/library/nginx:latest"}}},
 		{file: "missing-image.json", status: 200, copies: []string{"delayed quay.io/org/missing:1"}},
-		{file: "missing-image.json", status: 200, edit: func(o *Options) { o.CopyPolicy = mirror.PolicyNone }},
-		{file: "missing-image.json", status: 200, edit: func(o *Options) { o.CopyPolicy = mirror.PolicyImmediate },
+		{file: "missing-image.json", status: 200, edit: func(o *Options) { o.CopyPolicy = policy.CopyNone }},
+		{file: "missing-image.json", status: 200, edit: func(o *Options) { o.CopyPolicy = policy.CopyImmediate },
 			images: map[string][]string{"containers": {testTarget + "/quay.io/org/missing:1"}},
 			copies: []string{"immediate quay.io/org/missing:1"}},
-		{file: "missing-image.json", status: 200, edit: func(o *Options) { o.CopyPolicy = mirror.PolicyForce },
+		{file: "missing-image.json", status: 200, edit: func(o *Options) { o.CopyPolicy = policy.CopyForce },
 			images: map[string][]string{"containers": {testTarget + "/quay.io/org/missing:1"}},
 			copies: []string{"force quay.io/org/missing:1"}},
-		{file: "missing-image.json", status: 200, edit: func(o *Options) { o.SwapPolicy = SwapAlways; o.CopyPolicy = mirror.PolicyForce },
+		{file: "missing-image.json", status: 200, edit: func(o *Options) { o.SwapPolicy = policy.SwapAlways; o.CopyPolicy = policy.CopyForce },
 			images: map[string][]string{"containers": {testTarget + "/quay.io/org/missing:1"}},
 			copies: []string{"force quay.io/org/missing:1"}},
-		{file: "simple-pod.json", status: 200, edit: func(o *Options) { o.SwapPolicy = SwapAlways; o.CopyPolicy = mirror.PolicyForce },
+		{file: "simple-pod.json", status: 200, edit: func(o *Options) { o.SwapPolicy = policy.SwapAlways; o.CopyPolicy = policy.CopyForce },
 			images: map[string][]string{"containers": {testTarget + "/docker.io/library/nginx:latest"}}}, // present: no copy
 		// Pods on UPDATE (the original chart registers it): decided as on
 		// CREATE, for the images the update changes only.
@@ -105,13 +105,13 @@ func TestRecordedReviews(t *testing.T) {
 		// imagePullPolicy: Always re-copies an image the target has (the copy
 		// resolves the tag and writes only when it moved), with the copy
 		// policy; at most once per tagTTL (TestPullAlwaysOncePerTagTTL).
-		{file: "pull-always.json", status: 200, edit: func(o *Options) { o.CopyPolicy = mirror.PolicyForce },
+		{file: "pull-always.json", status: 200, edit: func(o *Options) { o.CopyPolicy = policy.CopyForce },
 			images: map[string][]string{"containers": {testTarget + "/docker.io/library/nginx:latest"}},
 			copies: []string{"force docker.io/library/nginx:latest"}},
-		{file: "pull-always.json", status: 200, edit: func(o *Options) { o.SwapPolicy = SwapAlways; o.CopyPolicy = mirror.PolicyImmediate },
+		{file: "pull-always.json", status: 200, edit: func(o *Options) { o.SwapPolicy = policy.SwapAlways; o.CopyPolicy = policy.CopyImmediate },
 			images: map[string][]string{"containers": {testTarget + "/docker.io/library/nginx:latest"}},
 			copies: []string{"immediate docker.io/library/nginx:latest"}},
-		{file: "pull-always.json", status: 200, edit: func(o *Options) { o.CopyPolicy = mirror.PolicyNone },
+		{file: "pull-always.json", status: 200, edit: func(o *Options) { o.CopyPolicy = policy.CopyNone },
 			images: map[string][]string{"containers": {testTarget + "/docker.io/library/nginx:latest"}}},
 		{file: "pull-always.json", status: 200, edit: func(o *Options) { o.DryRun = true }},
 		// Recorded from kube-apiserver v1.37.2: a pod create, and kubectl
@@ -239,7 +239,7 @@ func TestExistsErrorKeepsImage(t *testing.T) {
 }
 
 func TestCopyFailureKeepsImage(t *testing.T) {
-	h, fm := newTestHandler(t, nil, func(o *Options) { o.CopyPolicy = mirror.PolicyImmediate })
+	h, fm := newTestHandler(t, nil, func(o *Options) { o.CopyPolicy = policy.CopyImmediate })
 	fm.copyErr = errors.New("deadline exceeded")
 	a := decodeAnswer(t, post(h, readTestdata(t, "missing-image.json"), "").Body.Bytes())
 	if !a.Response.Allowed || a.Response.Patch != nil {
@@ -248,7 +248,7 @@ func TestCopyFailureKeepsImage(t *testing.T) {
 }
 
 func TestAlwaysDelayedChecksInBackground(t *testing.T) {
-	h, fm := newTestHandler(t, nil, func(o *Options) { o.SwapPolicy = SwapAlways })
+	h, fm := newTestHandler(t, nil, func(o *Options) { o.SwapPolicy = policy.SwapAlways })
 	body := readTestdata(t, "missing-image.json")
 	a := decodeAnswer(t, post(h, body, "").Body.Bytes())
 	got, err := applyPatch(requestObject(t, body), a.Response.Patch)
@@ -342,7 +342,7 @@ target:
 		t.Fatal(err)
 	}
 	o := OptionsFromConfig(c)
-	if !o.DryRun || o.SwapPolicy != SwapAlways || o.CopyPolicy != mirror.PolicyImmediate ||
+	if !o.DryRun || o.SwapPolicy != policy.SwapAlways || o.CopyPolicy != policy.CopyImmediate ||
 		o.CopyDeadline != 3*time.Second || o.Filter.Empty() {
 		t.Fatalf("options %+v", o)
 	}

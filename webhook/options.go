@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"slices"
 	"time"
 
 	"github.com/distribution/reference"
@@ -14,6 +13,7 @@ import (
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/filter"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/imageref"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/mirror"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/policy"
 )
 
 // defaultTagTTL is proxy.tagTTL's default.
@@ -23,16 +23,10 @@ const defaultTagTTL = 5 * time.Minute
 // "true" none of its images is touched (operators that reconcile images).
 const SkipKey = "k8s-image-swapper.io/skip"
 
-// Swap policies, as imageSwapPolicy names them.
-const (
-	SwapAlways = "always"
-	SwapExists = "exists"
-)
-
 // Mirror is what the webhook needs of the copy engine (*mirror.Engine).
 type Mirror interface {
 	Exists(ctx context.Context, src reference.Named) (bool, error)
-	Mirror(ctx context.Context, policy string, deadline time.Duration, req mirror.Request) error
+	Mirror(ctx context.Context, how policy.Copy, deadline time.Duration, req mirror.Request) error
 }
 
 // Keychains gives the registry credentials of a pod (*auth.PullSecrets).
@@ -45,8 +39,8 @@ type Options struct {
 	Mirror Mirror
 	// Mapper names target references (the engine's target's Mapper).
 	Mapper       imageref.Mapper
-	SwapPolicy   string        // always or exists
-	CopyPolicy   string        // delayed, immediate, force or none
+	SwapPolicy   policy.Swap   // default exists
+	CopyPolicy   policy.Copy   // default delayed
 	CopyDeadline time.Duration // bound on an immediate or force copy
 	// DryRun logs and counts decisions but copies and patches nothing.
 	DryRun bool
@@ -86,23 +80,18 @@ func (o *Options) check() error {
 	if o.Mapper.Host == "" {
 		return fmt.Errorf("webhook: no target registry")
 	}
-	if o.SwapPolicy == "" {
-		o.SwapPolicy = config.DefaultImageSwapPolicy
+	var err error
+	if o.SwapPolicy, err = policy.ParseSwap(string(o.SwapPolicy)); err != nil {
+		return fmt.Errorf("webhook: image swap policy: %w", err)
 	}
-	if o.CopyPolicy == "" {
-		o.CopyPolicy = config.DefaultImageCopyPolicy
+	if o.CopyPolicy, err = policy.ParseCopy(string(o.CopyPolicy)); err != nil {
+		return fmt.Errorf("webhook: image copy policy: %w", err)
 	}
 	if o.CopyDeadline <= 0 {
 		o.CopyDeadline = config.DefaultImageCopyDeadline
 	}
 	if o.TagTTL <= 0 {
 		o.TagTTL = defaultTagTTL
-	}
-	if !slices.Contains([]string{SwapAlways, SwapExists}, o.SwapPolicy) {
-		return fmt.Errorf("webhook: unknown image swap policy %q", o.SwapPolicy)
-	}
-	if !slices.Contains([]string{mirror.PolicyDelayed, mirror.PolicyImmediate, mirror.PolicyForce, mirror.PolicyNone}, o.CopyPolicy) {
-		return fmt.Errorf("webhook: unknown image copy policy %q", o.CopyPolicy)
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()

@@ -42,11 +42,10 @@ func loadConfigWith(cmd *cobra.Command, o config.Options) (*config.Config, strin
 		}
 	}
 	if f.Changed("log-format") {
-		c.LogFormat, _ = f.GetString("log-format")
-		if c.LogFormat != "json" && c.LogFormat != "console" {
-			c.Warnings = append(c.Warnings, config.Problem{Key: "--log-format",
-				Msg: fmt.Sprintf("invalid value %q, must be one of: json, console; using json", c.LogFormat)})
-			c.LogFormat = config.DefaultLogFormat
+		s, _ := f.GetString("log-format")
+		var err error
+		if c.LogFormat, err = logging.ParseFormat(s); err != nil {
+			c.Warnings = append(c.Warnings, config.Problem{Key: "--log-format", Msg: fmt.Sprintf("%v; using %s", err, c.LogFormat)})
 		}
 	}
 	return c, file, nil

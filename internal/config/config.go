@@ -7,16 +7,15 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/logging"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/policy"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/registry"
 )
 
 // Defaults, as the original k8s-image-swapper has them.
 const (
-	DefaultImageSwapPolicy   = "exists"
-	DefaultImageCopyPolicy   = "delayed"
 	DefaultImageCopyDeadline = 8 * time.Second
 	DefaultLogLevel          = "info"
-	DefaultLogFormat         = "json"
 	DefaultListenAddress     = ":8443"
 	DefaultProxyAddress      = "127.0.0.1:7439"
 	DefaultLocalPath         = "./data"
@@ -24,15 +23,15 @@ const (
 
 // Config is the whole file.
 type Config struct {
-	DryRun            bool     `yaml:"dryRun"`
-	LogLevel          string   `yaml:"logLevel"`
-	LogFormat         string   `yaml:"logFormat"`
-	ListenAddress     string   `yaml:"listenAddress"`
-	TLSCertFile       string   `yaml:"tlsCertFile"`
-	TLSKeyFile        string   `yaml:"tlsKeyFile"`
-	ImageSwapPolicy   string   `yaml:"imageSwapPolicy"`
-	ImageCopyPolicy   string   `yaml:"imageCopyPolicy"`
-	ImageCopyDeadline Duration `yaml:"imageCopyDeadline"`
+	DryRun            bool           `yaml:"dryRun"`
+	LogLevel          string         `yaml:"logLevel"`
+	LogFormat         logging.Format `yaml:"logFormat"`
+	ListenAddress     string         `yaml:"listenAddress"`
+	TLSCertFile       string         `yaml:"tlsCertFile"`
+	TLSKeyFile        string         `yaml:"tlsKeyFile"`
+	ImageSwapPolicy   policy.Swap    `yaml:"imageSwapPolicy"`
+	ImageCopyPolicy   policy.Copy    `yaml:"imageCopyPolicy"`
+	ImageCopyDeadline Duration       `yaml:"imageCopyDeadline"`
 	// SecretReader reads pods' imagePullSecrets for copies (the chart's secretReader.enabled).
 	SecretReader bool   `yaml:"secretReader"`
 	Source       Source `yaml:"source"`
@@ -165,16 +164,16 @@ type Mirror struct {
 
 // Proxy configures the node proxy.
 type Proxy struct {
-	ListenAddress   string   `yaml:"listenAddress"`
-	Registries      []string `yaml:"registries"`
-	OnMiss          string   `yaml:"onMiss"`
-	WaitTimeout     Duration `yaml:"waitTimeout"`
-	TagTTL          Duration `yaml:"tagTTL"`
-	UpstreamTimeout Duration `yaml:"upstreamTimeout"`
+	ListenAddress   string        `yaml:"listenAddress"`
+	Registries      []string      `yaml:"registries"`
+	OnMiss          policy.OnMiss `yaml:"onMiss"`
+	WaitTimeout     Duration      `yaml:"waitTimeout"`
+	TagTTL          Duration      `yaml:"tagTTL"`
+	UpstreamTimeout Duration      `yaml:"upstreamTimeout"`
 	// Private decides who may pull, from the target, an image the source
 	// does not serve anonymously: deny (default) serves it only to a pull
 	// whose credentials the source accepts; allow serves it to every pull.
-	Private string `yaml:"private"`
+	Private policy.Private `yaml:"private"`
 	// SharedRepositories are source repositories (path.Match globs on
 	// host/repo, e.g. "ghcr.io/acme/*") served to every pull however private.
 	SharedRepositories []string `yaml:"sharedRepositories"`

@@ -16,6 +16,7 @@ import (
 	"github.com/jmespath/go-jmespath"
 
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/logging"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/policy"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/registry"
 )
 
@@ -26,15 +27,10 @@ var DefaultProxyRegistries = []string{
 }
 
 var (
-	logFormats    = []string{"json", "console"}
-	swapPolicies  = []string{"always", "exists"}
-	copyPolicies  = []string{"delayed", "immediate", "force", "none"}
 	targetTypes   = []string{"aws", "gcp", "generic", "local"}
 	sourceTypes   = []string{"aws", "gcp", "generic"}
 	mutabilities  = []string{"MUTABLE", "IMMUTABLE", "MUTABLE_WITH_EXCLUSION", "IMMUTABLE_WITH_EXCLUSION"}
 	encryptions   = []string{"AES256", "KMS", "KMS_DSSE"}
-	onMissModes   = []string{"passthrough", "wait"}
-	privateModes  = []string{"deny", "allow"}
 	accountIDExpr = regexp.MustCompile(`^[0-9]{1,12}$`)
 	envRefExpr    = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
 )
@@ -51,10 +47,7 @@ func (c *Config) applyDefaults() {
 		}
 	}
 	def(&c.LogLevel, DefaultLogLevel)
-	def(&c.LogFormat, DefaultLogFormat)
 	def(&c.ListenAddress, DefaultListenAddress)
-	def(&c.ImageSwapPolicy, DefaultImageSwapPolicy)
-	def(&c.ImageCopyPolicy, DefaultImageCopyPolicy)
 	defD(&c.ImageCopyDeadline, DefaultImageCopyDeadline)
 
 	for _, r := range c.Source.PrivateRegistries {
@@ -84,11 +77,9 @@ func (c *Config) applyDefaults() {
 	if len(c.Proxy.Registries) == 0 {
 		c.Proxy.Registries = slices.Clone(DefaultProxyRegistries)
 	}
-	def(&c.Proxy.OnMiss, "passthrough")
 	defD(&c.Proxy.WaitTimeout, 30*time.Second)
 	defD(&c.Proxy.TagTTL, 5*time.Minute)
 	defD(&c.Proxy.UpstreamTimeout, 30*time.Second)
-	def(&c.Proxy.Private, "deny")
 
 	if c.Mirror.Workers == 0 {
 		c.Mirror.Workers = 4
@@ -180,12 +171,23 @@ func (ch *checker) warn(key, format string, args ...any) {
 	ch.warnings = append(ch.warnings, Problem{Key: key, Line: ch.line(key), Msg: fmt.Sprintf(format, args...)})
 }
 
-// fallBack replaces a value the original did not know by what it used instead.
-func (ch *checker) fallBack(key string, val *string, allowed []string, fallback string) {
-	if !slices.Contains(allowed, *val) {
-		ch.warn(key, "invalid value %q, must be one of: %s; using %s, as the original did", *val, strings.Join(allowed, ", "), fallback)
-		*val = fallback
+// fallBack parses a value with its one Parse; one the original did not know
+// is replaced by what it used instead (what Parse returns with the error).
+func fallBack[T ~string](ch *checker, key string, val *T, parse func(string) (T, error)) {
+	v, err := parse(string(*val))
+	if err != nil {
+		ch.warn(key, "%v; using %s, as the original did", err, v)
 	}
+	*val = v
+}
+
+// parsed parses a value with its one Parse; an unknown one is an error.
+func parsed[T ~string](ch *checker, key string, val *T, parse func(string) (T, error)) {
+	v, err := parse(string(*val))
+	if err != nil {
+		ch.add(key, "%v", err)
+	}
+	*val = v
 }
 
 func (ch *checker) oneOf(key, val string, allowed []string) {
@@ -210,9 +212,9 @@ func (c *Config) validate(lines map[string]int) (errs, warns []Problem) {
 			c.LogLevel, strings.Join(logging.LevelNames(), ", "))
 		c.LogLevel = DefaultLogLevel
 	}
-	ch.fallBack("logFormat", &c.LogFormat, logFormats, DefaultLogFormat)
-	ch.fallBack("imageSwapPolicy", &c.ImageSwapPolicy, swapPolicies, DefaultImageSwapPolicy)
-	ch.fallBack("imageCopyPolicy", &c.ImageCopyPolicy, copyPolicies, DefaultImageCopyPolicy)
+	fallBack(ch, "logFormat", &c.LogFormat, logging.ParseFormat)
+	fallBack(ch, "imageSwapPolicy", &c.ImageSwapPolicy, policy.ParseSwap)
+	fallBack(ch, "imageCopyPolicy", &c.ImageCopyPolicy, policy.ParseCopy)
 
 	for i, f := range c.Source.Filters {
 		key := fmt.Sprintf("source.filters[%d].jmespath", i)
@@ -260,11 +262,11 @@ func (c *Config) validate(lines map[string]int) (errs, warns []Problem) {
 		}
 	}
 
-	ch.oneOf("proxy.onMiss", c.Proxy.OnMiss, onMissModes)
+	parsed(ch, "proxy.onMiss", &c.Proxy.OnMiss, policy.ParseOnMiss)
 	for i, r := range c.Proxy.Registries {
 		ch.host(fmt.Sprintf("proxy.registries[%d]", i), r)
 	}
-	ch.oneOf("proxy.private", c.Proxy.Private, privateModes)
+	parsed(ch, "proxy.private", &c.Proxy.Private, policy.ParsePrivate)
 	for i, g := range c.Proxy.SharedRepositories {
 		if _, err := path.Match(g, ""); err != nil || strings.TrimSpace(g) == "" {
 			ch.add(fmt.Sprintf("proxy.sharedRepositories[%d]", i), "invalid pattern %q, want a glob like ghcr.io/acme/*", g)

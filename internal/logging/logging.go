@@ -6,6 +6,7 @@
 package logging
 
 import (
+	"fmt"
 	"io"
 	"log/slog"
 	"strconv"
@@ -57,11 +58,33 @@ func Level(name string) slog.Level {
 	return l
 }
 
+// Format is logFormat.
+type Format string
+
+const (
+	// JSON is zerolog's JSON lines (the default).
+	JSON Format = "json"
+	// Console is zerolog's console format.
+	Console Format = "console"
+)
+
+// ParseFormat reads a logFormat; "" is json. An unknown value is an error,
+// and json, which the original used for it.
+func ParseFormat(s string) (Format, error) {
+	switch Format(s) {
+	case "", JSON:
+		return JSON, nil
+	case Console:
+		return Console, nil
+	}
+	return JSON, fmt.Errorf("invalid value %q, must be one of: %s, %s", s, JSON, Console)
+}
+
 // New returns a logger writing to w: zerolog's JSON for any format but
-// "console", which gets zerolog's console format (coloured unless the
+// console, which gets zerolog's console format (coloured unless the
 // NO_COLOR environment variable is set, as zerolog does). At trace level
 // every line names its caller, as the original's did.
-func New(w io.Writer, level, format string) *slog.Logger {
+func New(w io.Writer, level string, format Format) *slog.Logger {
 	l := Level(level)
-	return slog.New(NewHandler(w, Options{Level: l, Console: format == "console", Caller: l <= LevelTrace}))
+	return slog.New(NewHandler(w, Options{Level: l, Console: format == Console, Caller: l <= LevelTrace}))
 }

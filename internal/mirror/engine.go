@@ -18,15 +18,8 @@ import (
 
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/auth"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/metrics"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/policy"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/target"
-)
-
-// Copy policies, as imageCopyPolicy names them.
-const (
-	PolicyDelayed   = "delayed"
-	PolicyImmediate = "immediate"
-	PolicyForce     = "force"
-	PolicyNone      = "none"
 )
 
 // ErrQueueFull is returned when a delayed copy was dropped.
@@ -200,14 +193,14 @@ func (e *Engine) Close() {
 // Mirror applies an imageCopyPolicy: delayed queues and returns, immediate
 // queues and waits up to deadline, force copies in the caller within
 // deadline, none does nothing.
-func (e *Engine) Mirror(ctx context.Context, policy string, deadline time.Duration, req Request) error {
-	switch policy {
-	case PolicyNone:
+func (e *Engine) Mirror(ctx context.Context, how policy.Copy, deadline time.Duration, req Request) error {
+	switch how {
+	case policy.CopyNone:
 		return nil
-	case PolicyDelayed:
+	case policy.CopyDelayed:
 		_, err := e.Submit(req)
 		return err
-	case PolicyImmediate:
+	case policy.CopyImmediate:
 		j, err := e.Submit(req)
 		if err != nil {
 			return err
@@ -216,13 +209,13 @@ func (e *Engine) Mirror(ctx context.Context, policy string, deadline time.Durati
 		defer cancel()
 		_, err = j.Wait(ctx)
 		return err
-	case PolicyForce:
+	case policy.CopyForce:
 		ctx, cancel := withDeadline(ctx, deadline)
 		defer cancel()
 		_, err := e.Copy(ctx, req)
 		return err
 	default:
-		return fmt.Errorf("unknown image copy policy %q", policy)
+		return fmt.Errorf("unknown image copy policy %q", how)
 	}
 }
 

@@ -25,6 +25,7 @@ import (
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/auth"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/config"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/imageref"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/policy"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/target"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/testutil/images"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/testutil/registryproc"
@@ -280,7 +281,7 @@ func TestConcurrentCopiesShareOne(t *testing.T) {
 			if i%2 == 0 {
 				_, err = eng.Copy(context.Background(), Request{Source: src})
 			} else {
-				err = eng.Mirror(context.Background(), PolicyImmediate, time.Minute, Request{Source: src})
+				err = eng.Mirror(context.Background(), policy.CopyImmediate, time.Minute, Request{Source: src})
 			}
 			errs <- err
 		}()
@@ -422,17 +423,17 @@ func TestQueueFullDrops(t *testing.T) {
 		t.Errorf("a full queue blocked the caller")
 	}
 	// Delayed returns at once whatever the queue holds.
-	if err := eng.Mirror(context.Background(), PolicyDelayed, 0, Request{Source: ref(t, host+"/a:1")}); err != nil {
+	if err := eng.Mirror(context.Background(), policy.CopyDelayed, 0, Request{Source: ref(t, host+"/a:1")}); err != nil {
 		t.Errorf("delayed submit of a job in flight: %v", err)
 	}
 	// Immediate gives up at its deadline.
-	err = eng.Mirror(context.Background(), PolicyImmediate, 200*time.Millisecond, Request{Source: ref(t, host+"/a:1")})
+	err = eng.Mirror(context.Background(), policy.CopyImmediate, 200*time.Millisecond, Request{Source: ref(t, host+"/a:1")})
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("immediate past its deadline: got %v", err)
 	}
 	_ = first
 	// None copies nothing.
-	if err := eng.Mirror(context.Background(), PolicyNone, 0, Request{Source: ref(t, host+"/z:1")}); err != nil {
+	if err := eng.Mirror(context.Background(), policy.CopyNone, 0, Request{Source: ref(t, host+"/z:1")}); err != nil {
 		t.Error(err)
 	}
 }
