@@ -24,7 +24,6 @@ import (
 	"github.com/opencontainers/go-digest"
 	dto "github.com/prometheus/client_model/go"
 
-	"github.com/k8s-image-swapper/k8s-image-swapper/internal/config"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/metrics"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/mirror"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/target"
@@ -52,7 +51,7 @@ func quiet() *slog.Logger {
 func newEnv(t *testing.T, tune ...func(*Options)) *env {
 	t.Helper()
 	e := &env{src: registryproc.Start(t, registryproc.Options{}), tgt: registryproc.Start(t, registryproc.Options{})}
-	tg, err := target.NewGeneric(config.Generic{Registry: e.tgt.Addr, Insecure: true})
+	tg, err := target.NewGeneric(target.GenericSpec{Registry: e.tgt.Addr, Insecure: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,7 +13,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
-	"github.com/k8s-image-swapper/k8s-image-swapper/internal/config"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/mirror"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/target"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/testutil/registryproc"
@@ -37,7 +36,7 @@ func newLocalEnvWith(t *testing.T, tune ...func(*Options)) *localEnv {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	must(t, err)
 	addr := ln.Addr().String()
-	lt, err := target.NewLocal(context.Background(), config.Local{Path: t.TempDir(), Registry: addr})
+	lt, err := target.NewLocal(context.Background(), target.LocalSpec{Path: t.TempDir(), Registry: addr})
 	must(t, err)
 	t.Cleanup(func() { lt.Close() })
 	o := Options{Target: lt, Logger: quiet(), SpoolDir: t.TempDir()}

@@ -13,7 +13,6 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/auth"
-	"github.com/k8s-image-swapper/k8s-image-swapper/internal/config"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/mirror"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/policy"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/target"
@@ -32,11 +31,11 @@ func newPrivateEnv(t *testing.T, tune ...func(*Options)) *env {
 		src: registryproc.Start(t, registryproc.Options{Htpasswd: privUser + ":" + string(hash) + "\n"}),
 		tgt: registryproc.Start(t, registryproc.Options{}),
 	}
-	tg, err := target.NewGeneric(config.Generic{Registry: e.tgt.Addr, Insecure: true})
+	tg, err := target.NewGeneric(target.GenericSpec{Registry: e.tgt.Addr, Insecure: true})
 	must(t, err)
 	e.target = tg
-	sources, err := auth.NewSources([]config.Registry{{Type: "generic", Generic: config.Generic{
-		Registry: e.src.Addr, Insecure: true, Username: privUser, Password: privPass}}})
+	sources, err := auth.NewSources([]auth.Source{{
+		Registry: e.src.Addr, Insecure: true, Username: privUser, Password: privPass}})
 	must(t, err)
 	o := Options{Target: tg, Registries: []string{e.src.Addr}, Sources: sources, Logger: quiet(), SpoolDir: t.TempDir()}
 	for _, f := range tune {
@@ -203,8 +202,8 @@ func TestPrivateSourceDown(t *testing.T) {
 	for _, withCreds := range []bool{false, true} {
 		e := newEnv(t, func(o *Options) {
 			if withCreds {
-				s, err := auth.NewSources([]config.Registry{{Type: "generic", Generic: config.Generic{
-					Registry: o.Registries[0], Insecure: true, Username: "u", Password: "p"}}})
+				s, err := auth.NewSources([]auth.Source{{
+					Registry: o.Registries[0], Insecure: true, Username: "u", Password: "p"}})
 				must(t, err)
 				o.Sources = s
 			}
@@ -229,20 +228,12 @@ func TestPrivateSourceDown(t *testing.T) {
 }
 
 func TestPrivateOptions(t *testing.T) {
-	tg, err := target.NewGeneric(config.Generic{Registry: "registry.example.com"})
+	tg, err := target.NewGeneric(target.GenericSpec{Registry: "registry.example.com"})
 	must(t, err)
 	if _, err := New(Options{Target: tg, Private: "open", Logger: quiet()}); err == nil {
 		t.Error("an unknown private policy was accepted")
 	}
-	c, err := config.Parse([]byte("proxy:\n  private: allow\n  sharedRepositories: [\"ghcr.io/acme/*\"]\n"))
-	must(t, err)
-	o, err := OptionsFromConfig(c)
-	must(t, err)
-	if o.Private != policy.PrivateAllow || len(o.SharedRepositories) != 1 || o.SharedRepositories[0] != "ghcr.io/acme/*" {
-		t.Errorf("from config: private=%q shared=%v", o.Private, o.SharedRepositories)
-	}
-	o.Target, o.Logger = tg, quiet()
-	p, err := New(o)
+	p, err := New(Options{Target: tg, Private: policy.PrivateAllow, SharedRepositories: []string{"ghcr.io/acme/*"}, Logger: quiet()})
 	must(t, err)
 	defer p.Close()
 	if !p.privacy.isShared(source{registry: "ghcr.io", repo: "acme/app"}) || p.privacy.isShared(source{registry: "ghcr.io", repo: "other/app"}) {

@@ -8,7 +8,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/k8s-image-swapper/k8s-image-swapper/internal/config"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/target"
 )
 
@@ -33,7 +32,7 @@ func TestTargetRedirectPassedOn(t *testing.T) {
 		rp.ServeHTTP(w, r)
 	}))
 	defer front.Close()
-	tg, err := target.NewGeneric(config.Generic{Registry: strings.TrimPrefix(front.URL, "http://"), Insecure: true})
+	tg, err := target.NewGeneric(target.GenericSpec{Registry: strings.TrimPrefix(front.URL, "http://"), Insecure: true})
 	must(t, err)
 	f := &env{src: e.src, tgt: e.tgt}
 	f.start(t, Options{Target: tg, Registries: []string{e.src.Addr}, Logger: quiet(), SpoolDir: t.TempDir()})

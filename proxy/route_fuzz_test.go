@@ -7,7 +7,6 @@ import (
 
 	"github.com/distribution/reference"
 
-	"github.com/k8s-image-swapper/k8s-image-swapper/internal/config"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/registry"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/target"
 )
@@ -36,7 +35,7 @@ func FuzzRoute(f *testing.F) {
 	} {
 		f.Add(c[0], c[1])
 	}
-	tg, err := target.NewGeneric(config.Generic{Registry: "registry.example.com:5000/mirror"})
+	tg, err := target.NewGeneric(target.GenericSpec{Registry: "registry.example.com:5000/mirror"})
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -3,7 +3,6 @@ package proxy
 import (
 	"testing"
 
-	"github.com/k8s-image-swapper/k8s-image-swapper/internal/config"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/target"
 )
 
@@ -43,7 +42,7 @@ func TestParseCall(t *testing.T) {
 }
 
 func TestRoute(t *testing.T) {
-	tg, err := target.NewGeneric(config.Generic{Registry: "registry.example.com:5000/mirror"})
+	tg, err := target.NewGeneric(target.GenericSpec{Registry: "registry.example.com:5000/mirror"})
 	must(t, err)
 	p, err := New(Options{Target: tg, Registries: []string{"docker.io", "ghcr.io", "127.0.0.1:5000", "cache:5000"}, Logger: quiet()})
 	must(t, err)

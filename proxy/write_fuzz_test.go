@@ -10,7 +10,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
-	"github.com/k8s-image-swapper/k8s-image-swapper/internal/config"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/target"
 )
 
@@ -38,7 +37,7 @@ func FuzzWrite(f *testing.F) {
 	} {
 		f.Add(c[0], c[1], c[2], c[3])
 	}
-	lt, err := target.NewLocal(context.Background(), config.Local{Path: f.TempDir(), Registry: "127.0.0.1:7439"})
+	lt, err := target.NewLocal(context.Background(), target.LocalSpec{Path: f.TempDir(), Registry: "127.0.0.1:7439"})
 	if err != nil {
 		f.Fatal(err)
 	}

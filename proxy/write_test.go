@@ -18,7 +18,6 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"golang.org/x/crypto/bcrypt"
 
-	"github.com/k8s-image-swapper/k8s-image-swapper/internal/config"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/metrics"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/target"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/testutil/registryproc"
@@ -332,7 +331,7 @@ func TestPushOptionsRefused(t *testing.T) {
 			t.Errorf("%+v: %v, want an error with %q", c.o, err, c.want)
 		}
 	}
-	tg, err := target.NewGeneric(config.Generic{Registry: "registry.example.com"})
+	tg, err := target.NewGeneric(target.GenericSpec{Registry: "registry.example.com"})
 	must(t, err)
 	if _, err := New(Options{Target: tg, Push: &PushOptions{TokenFile: write("tok", "x")}, Logger: quiet()}); err == nil ||
 		!strings.Contains(err.Error(), "need a local target") {

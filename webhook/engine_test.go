@@ -16,7 +16,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/registry"
 
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/auth"
-	"github.com/k8s-image-swapper/k8s-image-swapper/internal/config"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/imageref"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/mirror"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/policy"
@@ -49,11 +48,11 @@ func newEngineFixture(t testing.TB) *engineFixture {
 	t.Cleanup(dstSrv.Close)
 	f.src = strings.TrimPrefix(srcSrv.URL, "http://")
 	f.dst = strings.TrimPrefix(dstSrv.URL, "http://")
-	tgt, err := target.NewGeneric(config.Generic{Registry: f.dst, Insecure: true})
+	tgt, err := target.NewGeneric(target.GenericSpec{Registry: f.dst, Insecure: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	sources, err := auth.NewSources([]config.Registry{{Type: "generic", Generic: config.Generic{Registry: f.src, Insecure: true}}})
+	sources, err := auth.NewSources([]auth.Source{{Registry: f.src, Insecure: true}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,7 +163,7 @@ func TestProbeTarget(t *testing.T) {
 	if p := r.Pending(); len(p) != 0 {
 		t.Fatalf("still waiting for %v", p)
 	}
-	down, err := target.NewGeneric(config.Generic{Registry: "127.0.0.1:1", Insecure: true})
+	down, err := target.NewGeneric(target.GenericSpec{Registry: "127.0.0.1:1", Insecure: true})
 	if err != nil {
 		t.Fatal(err)
 	}

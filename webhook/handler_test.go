@@ -10,11 +10,9 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/distribution/reference"
 
-	"github.com/k8s-image-swapper/k8s-image-swapper/internal/config"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/filter"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/policy"
 )
@@ -323,28 +321,6 @@ func TestPanicLeavesPodUnchanged(t *testing.T) {
 		if w.Code != 200 || !a.Response.Allowed || a.Response.Patch != nil {
 			t.Fatalf("%s: want allowed and unchanged, got %d %s", file, w.Code, w.Body)
 		}
-	}
-}
-
-func TestOptionsFromConfig(t *testing.T) {
-	c, err := config.Parse([]byte(`dryRun: true
-imageSwapPolicy: always
-imageCopyPolicy: immediate
-imageCopyDeadline: 3s
-source:
-  filters:
-    - jmespath: "obj.metadata.namespace == 'kube-system'"
-target:
-  type: generic
-  generic: {registry: "target.example.com"}
-`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	o := OptionsFromConfig(c)
-	if !o.DryRun || o.SwapPolicy != policy.SwapAlways || o.CopyPolicy != policy.CopyImmediate ||
-		o.CopyDeadline != 3*time.Second || o.Filter.Empty() {
-		t.Fatalf("options %+v", o)
 	}
 }
 

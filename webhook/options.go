@@ -9,15 +9,18 @@ import (
 	"github.com/distribution/reference"
 	"github.com/google/go-containerregistry/pkg/authn"
 
-	"github.com/k8s-image-swapper/k8s-image-swapper/internal/config"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/filter"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/imageref"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/mirror"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/policy"
 )
 
-// defaultTagTTL is proxy.tagTTL's default.
-const defaultTagTTL = 5 * time.Minute
+const (
+	// defaultCopyDeadline is imageCopyDeadline's default.
+	defaultCopyDeadline = 8 * time.Second
+	// defaultTagTTL is proxy.tagTTL's default.
+	defaultTagTTL = 5 * time.Minute
+)
 
 // SkipKey is the label or annotation by which a pod opts out: with the value
 // "true" none of its images is touched (operators that reconcile images).
@@ -54,25 +57,6 @@ type Options struct {
 	Logger      *slog.Logger
 }
 
-// OptionsFromConfig fills the policies, dry run and filters from c; the
-// caller sets Mirror, Mapper, PullSecrets and Logger. Filters that do not
-// compile are kept, failing when reached, as in the original (the config
-// warned about them).
-func OptionsFromConfig(c *config.Config) Options {
-	exprs := make([]string, len(c.Source.Filters))
-	for i, f := range c.Source.Filters {
-		exprs[i] = f.JMESPath
-	}
-	return Options{
-		SwapPolicy:   c.ImageSwapPolicy,
-		CopyPolicy:   c.ImageCopyPolicy,
-		CopyDeadline: c.ImageCopyDeadline.D(),
-		DryRun:       c.DryRun,
-		TagTTL:       c.Proxy.TagTTL.D(),
-		Filter:       filter.New(exprs),
-	}
-}
-
 func (o *Options) check() error {
 	if o.Mirror == nil {
 		return fmt.Errorf("webhook: no copy engine")
@@ -88,7 +72,7 @@ func (o *Options) check() error {
 		return fmt.Errorf("webhook: image copy policy: %w", err)
 	}
 	if o.CopyDeadline <= 0 {
-		o.CopyDeadline = config.DefaultImageCopyDeadline
+		o.CopyDeadline = defaultCopyDeadline
 	}
 	if o.TagTTL <= 0 {
 		o.TagTTL = defaultTagTTL

@@ -144,11 +144,13 @@ func hostsFor(c *config.Config) []daemonset.Host {
 			hosts[i].Server, hosts[i].SkipVerify = "http://"+h, true
 		}
 	}
-	for _, r := range c.Proxy.Registries {
+	for _, r := range servedRegistries(c) {
 		add(r, false)
 	}
 	for _, r := range c.Source.Registries {
-		add(r.Host(), r.Type == "generic" && r.Generic.Insecure)
+		if r.Type == "generic" && r.Generic.Insecure {
+			add(r.Host(), true)
+		}
 	}
 	if t := c.Target; t.Type != "local" {
 		add(t.Host(), t.Type == "generic" && t.Generic.Insecure)

@@ -63,7 +63,7 @@ func newProxyCmd() *cobra.Command {
 			}
 			t := engine.Target()
 			defer closeTarget(t)
-			opts, err := proxy.OptionsFromConfig(c)
+			opts, err := proxyOptions(c)
 			if err != nil {
 				return &exitError{code: 2, err: err}
 			}

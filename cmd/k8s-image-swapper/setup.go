@@ -10,7 +10,6 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/spf13/cobra"
 
-	"github.com/k8s-image-swapper/k8s-image-swapper/internal/auth"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/config"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/logging"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/mirror"
@@ -72,11 +71,11 @@ func closeTarget(t target.Target) {
 // newEngine opens the target and the copy engine the config describes;
 // tune changes the engine's options (the proxy shares its source fetches).
 func newEngine(ctx context.Context, c *config.Config, log *slog.Logger, tune ...func(*mirror.Options)) (*mirror.Engine, error) {
-	t, err := target.New(ctx, c.Target)
+	t, err := target.New(ctx, targetSpec(c))
 	if err != nil {
 		return nil, fmt.Errorf("open target: %w", err)
 	}
-	sources, err := auth.NewSources(c.Source.Registries)
+	sources, err := sourceCredentials(c)
 	if err != nil {
 		return nil, err
 	}
@@ -88,7 +87,7 @@ func newEngine(ctx context.Context, c *config.Config, log *slog.Logger, tune ...
 		}
 		platforms = append(platforms, *pl)
 	}
-	keychain, err := target.SourceKeychain(ctx, c.Source.Registries, c.Target)
+	keychain, err := target.SourceKeychain(ctx, cloudSources(c))
 	if err != nil {
 		return nil, fmt.Errorf("source credentials: %w", err)
 	}

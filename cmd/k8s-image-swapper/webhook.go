@@ -95,7 +95,7 @@ func (w *webhookFlags) run(cmd *cobra.Command, _ []string) error {
 	}
 	t := engine.Target()
 	defer closeTarget(t)
-	opts := webhook.OptionsFromConfig(c)
+	opts := webhookOptions(c)
 	opts.Mirror, opts.Mapper, opts.Logger = engine, t.Mapper(), log
 
 	ready := &webhook.Readiness{}

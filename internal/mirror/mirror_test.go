@@ -23,7 +23,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/auth"
-	"github.com/k8s-image-swapper/k8s-image-swapper/internal/config"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/imageref"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/policy"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/target"
@@ -42,7 +41,7 @@ func newEnv(t *testing.T) *env {
 	t.Helper()
 	e := &env{src: registryproc.Start(t, registryproc.Options{}), dst: registryproc.Start(t, registryproc.Options{})}
 	var err error
-	e.tgt, err = target.NewGeneric(config.Generic{Registry: e.dst.Addr + "/mirror", Insecure: true})
+	e.tgt, err = target.NewGeneric(target.GenericSpec{Registry: e.dst.Addr + "/mirror", Insecure: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,9 +51,9 @@ func newEnv(t *testing.T) *env {
 
 func insecureSources(t testing.TB, hosts ...string) *auth.Sources {
 	t.Helper()
-	var regs []config.Registry
+	var regs []auth.Source
 	for _, h := range hosts {
-		regs = append(regs, config.Registry{Type: "generic", Generic: config.Generic{Registry: h, Insecure: true}})
+		regs = append(regs, auth.Source{Registry: h, Insecure: true})
 	}
 	s, err := auth.NewSources(regs)
 	if err != nil {
@@ -490,7 +489,7 @@ func TestLocalTargetSurvivesRestart(t *testing.T) {
 	want := images.Push(t, src.Addr+"/library/app:1", images.Index(t, 1024, 2, "linux/amd64", "linux/arm64"))
 	dir := t.TempDir()
 	open := func() *target.Local {
-		l, err := target.NewLocal(context.Background(), config.Local{Path: dir, Registry: "127.0.0.1:7439"})
+		l, err := target.NewLocal(context.Background(), target.LocalSpec{Path: dir, Registry: "127.0.0.1:7439"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -593,7 +592,7 @@ func TestExistsHungTarget(t *testing.T) {
 	hang := make(chan struct{})
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-hang }))
 	t.Cleanup(func() { close(hang); srv.Close() })
-	tgt, err := target.NewGeneric(config.Generic{Registry: strings.TrimPrefix(srv.URL, "http://"), Insecure: true})
+	tgt, err := target.NewGeneric(target.GenericSpec{Registry: strings.TrimPrefix(srv.URL, "http://"), Insecure: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,7 +17,6 @@ import (
 	"github.com/opencontainers/go-digest"
 	"github.com/sirupsen/logrus"
 
-	"github.com/k8s-image-swapper/k8s-image-swapper/internal/config"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/imageref"
 )
 
@@ -31,9 +30,15 @@ type Local struct {
 	tags   *ledger
 }
 
+// LocalSpec is the embedded store.
+type LocalSpec struct {
+	Path     string // the store's folder
+	Registry string // the host name its references use: the address that serves it
+}
+
 // NewLocal opens (creating if needed) the store under l.Path. Its
 // references are named after l.Registry, the address that serves it.
-func NewLocal(ctx context.Context, l config.Local) (t *Local, err error) {
+func NewLocal(ctx context.Context, l LocalSpec) (t *Local, err error) {
 	m, err := imageref.NewMapper(l.Registry)
 	if err != nil {
 		return nil, fmt.Errorf("local target: %w", err)

@@ -17,10 +17,44 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"golang.org/x/sync/singleflight"
 
-	"github.com/k8s-image-swapper/k8s-image-swapper/internal/config"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/imageref"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/registry"
 )
+
+// Registry is one ECR registry: an account's, in a region, reached with the
+// SDK's default credential chain and then, when Role is set, as that role
+// (assumed through STS).
+type Registry struct {
+	AccountID string
+	Region    string
+	Role      string // an IAM role ARN; "" for none
+}
+
+// Config is the ECR target.
+type Config struct {
+	Registry
+	// Prefix is a repository path inside the registry that every mirror
+	// goes under; "" for none.
+	Prefix string
+	// Repositories is what the repositories the target creates get.
+	Repositories Repositories
+}
+
+// Repositories are the settings of the repositories the target creates and
+// the policies it keeps them at. An empty string is not sent: ECR's
+// default applies.
+type Repositories struct {
+	AccessPolicy    string // a JSON policy document
+	LifecyclePolicy string // a JSON lifecycle policy
+	Tags            []Tag
+	TagMutability   string // MUTABLE, IMMUTABLE, ...
+	ScanOnPush      bool
+	EncryptionType  string // AES256, KMS or KMS_DSSE
+	KMSKey          string // with KMS and KMS_DSSE
+}
+
+// Tag is an ECR resource tag.
+type Tag struct{ Key, Value string }
 
 // Options override where the target's requests go. Production leaves them
 // zero; tests point them at the stand-ins of internal/target/cloudtest.
@@ -48,7 +82,7 @@ func (o Options) logger() *slog.Logger {
 // [prefix/]docker.io/library/nginx, and their policies reconciled once per
 // process.
 type Target struct {
-	cfg       config.AWS
+	cfg       Config
 	mapper    imageref.Mapper
 	client    *ecr.Client
 	token     *tokenCache
@@ -61,7 +95,7 @@ type Target struct {
 }
 
 // New returns the ECR target of a. No request is made until one is needed.
-func New(ctx context.Context, a config.AWS, o Options) (*Target, error) {
+func New(ctx context.Context, a Config, o Options) (*Target, error) {
 	host := registry.ECRHost(a.AccountID, a.Region)
 	if o.RegistryHost != "" {
 		host = o.RegistryHost
@@ -74,7 +108,7 @@ func New(ctx context.Context, a config.AWS, o Options) (*Target, error) {
 	if err != nil {
 		return nil, fmt.Errorf("aws target: %w", err)
 	}
-	client, err := newClient(ctx, a, o)
+	client, err := newClient(ctx, a.Registry, o)
 	if err != nil {
 		return nil, err
 	}

@@ -7,7 +7,6 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/authn"
 
-	"github.com/k8s-image-swapper/k8s-image-swapper/internal/config"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/registry"
 )
 
@@ -15,31 +14,27 @@ import (
 // gives no context.
 const resolveTimeout = 30 * time.Second
 
-// Keychain authenticates pulls from the ECR registries of source.registries
-// entries of type aws, with the same credentials as the target (default
-// chain, then the entry's role).
+// Keychain authenticates pulls from ECR source registries, with the same
+// credentials as the target (default chain, then the registry's role).
 type Keychain struct {
 	tokens map[string]*tokenCache // by registry host
 }
 
-// NewKeychain reads the aws entries of regs; other types are ignored.
-// o.RegistryHost, when set, stands for every entry's host (tests).
-func NewKeychain(ctx context.Context, regs []config.Registry, o Options) (*Keychain, error) {
+// NewKeychain holds a token for each of regs. o.RegistryHost, when set,
+// stands for every registry's host (tests).
+func NewKeychain(ctx context.Context, regs []Registry, o Options) (*Keychain, error) {
 	k := &Keychain{tokens: map[string]*tokenCache{}}
-	for i, r := range regs {
-		if r.Type != "aws" {
-			continue
-		}
-		host := registry.ECRHost(r.AWS.AccountID, r.AWS.Region)
+	for _, r := range regs {
+		host := registry.ECRHost(r.AccountID, r.Region)
 		if o.RegistryHost != "" {
 			host = o.RegistryHost
 		}
 		if _, dup := k.tokens[registry.Canonical(host)]; dup {
 			continue
 		}
-		client, err := newClient(ctx, r.AWS, o)
+		client, err := newClient(ctx, r, o)
 		if err != nil {
-			return nil, fmt.Errorf("source.registries[%d]: %w", i, err)
+			return nil, fmt.Errorf("ECR source %s: %w", host, err)
 		}
 		k.tokens[registry.Canonical(host)] = newTokenCache(client, o.logger())
 	}

@@ -16,10 +16,16 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"golang.org/x/oauth2"
 
-	"github.com/k8s-image-swapper/k8s-image-swapper/internal/config"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/imageref"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/registry"
 )
+
+// Repository is an Artifact Registry docker repository, the target.
+type Repository struct {
+	Location     string // e.g. europe-west1
+	ProjectID    string
+	RepositoryID string
+}
 
 // Options override where the target's requests go. Production leaves them
 // zero; tests point them at the stand-ins of internal/target/cloudtest.
@@ -51,7 +57,7 @@ func (o Options) logger() *slog.Logger {
 // Target is one Artifact Registry docker repository; every image goes in it
 // as LOCATION-docker.pkg.dev/PROJECT/REPOSITORY/docker.io/library/nginx.
 type Target struct {
-	cfg       config.GCP
+	cfg       Repository
 	mapper    imageref.Mapper
 	tokens    oauth2.TokenSource
 	opts      Options
@@ -60,7 +66,7 @@ type Target struct {
 
 // New finds the Application Default Credentials and checks that the
 // repository exists and holds docker images.
-func New(ctx context.Context, g config.GCP, o Options) (*Target, error) {
+func New(ctx context.Context, g Repository, o Options) (*Target, error) {
 	host := registry.ArtifactRegistryHost(g.Location)
 	if o.RegistryHost != "" {
 		host = o.RegistryHost
