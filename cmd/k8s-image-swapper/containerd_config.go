@@ -12,8 +12,6 @@ import (
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/config"
 )
 
-func init() { extraCommands = append(extraCommands, newContainerdConfigCmd) }
-
 func newContainerdConfigCmd() *cobra.Command {
 	var (
 		o         daemonset.Options

@@ -17,8 +17,6 @@ import (
 	"github.com/k8s-image-swapper/k8s-image-swapper/proxy"
 )
 
-func init() { extraCommands = append(extraCommands, newProxyCmd) }
-
 func newProxyCmd() *cobra.Command {
 	var listen, metricsAddr, dataDir, spoolDir string
 	cmd := &cobra.Command{

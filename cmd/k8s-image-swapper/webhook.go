@@ -18,8 +18,6 @@ import (
 	"github.com/k8s-image-swapper/k8s-image-swapper/webhook"
 )
 
-func init() { extraCommands = append(extraCommands, newWebhookCmd) }
-
 const webhookLong = "Serve POST /webhook (admission.k8s.io/v1 and v1beta1 AdmissionReviews for Pods\n" +
 	"and pods/ephemeralcontainers), / (200, as the original), /healthz, /readyz and\n" +
 	"/metrics. HTTPS when --tls-cert-file and --tls-key-file are given (reloaded when they change)."
