@@ -9,6 +9,7 @@
 package proxy
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -39,7 +40,17 @@ type Mirror interface {
 	Forget(src reference.Named)
 }
 
-// Options configure a Proxy. Zero values take the defaults.
+// DefaultAddress is proxy.listenAddress's default: loopback, for containerd
+// on the same node.
+const DefaultAddress = "127.0.0.1:7439"
+
+// DefaultRegistries are the public registries served when proxy.registries
+// is not set.
+var DefaultRegistries = []string{
+	"docker.io", "ghcr.io", "quay.io", "registry.k8s.io", "gcr.io", "public.ecr.aws", "mcr.microsoft.com",
+}
+
+// Options configure a Proxy. A zero value takes its default (see defaults).
 type Options struct {
 	Target target.Target
 	// Mirror copies images into the target; nil never copies.
@@ -120,22 +131,7 @@ func New(o Options) (*Proxy, error) {
 	if o.Private, err = policy.ParsePrivate(string(o.Private)); err != nil {
 		return nil, fmt.Errorf("proxy: private: %w", err)
 	}
-	o.WaitTimeout = orDefault(o.WaitTimeout, 30*time.Second)
-	o.TagTTL = orDefault(o.TagTTL, 5*time.Minute)
-	o.UpstreamTimeout = orDefault(o.UpstreamTimeout, 30*time.Second)
-	o.SpoolRetain = orDefault(o.SpoolRetain, 10*time.Minute)
-	if o.MaxConcurrent <= 0 {
-		o.MaxConcurrent = 32
-	}
-	if o.SpoolMaxBytes <= 0 {
-		o.SpoolMaxBytes = 2 << 30
-	}
-	if o.Transport == nil {
-		o.Transport = target.NewTransport(false)
-	}
-	if o.Logger == nil {
-		o.Logger = slog.Default()
-	}
+	o = o.defaults()
 	t := o.Target
 	mapper := t.Mapper()
 	reg, err := name.NewRegistry(mapper.Host, t.NameOptions()...)
@@ -191,11 +187,19 @@ func New(o Options) (*Proxy, error) {
 	return p, nil
 }
 
-func orDefault(d, def time.Duration) time.Duration {
-	if d <= 0 {
-		return def
+// defaults fills what o leaves zero: every default of the proxy.
+func (o Options) defaults() Options {
+	o.WaitTimeout = cmp.Or(o.WaitTimeout, 30*time.Second)
+	o.TagTTL = cmp.Or(o.TagTTL, policy.DefaultTagTTL)
+	o.UpstreamTimeout = cmp.Or(o.UpstreamTimeout, 30*time.Second)
+	o.SpoolRetain = cmp.Or(o.SpoolRetain, 10*time.Minute)
+	o.MaxConcurrent = cmp.Or(o.MaxConcurrent, 32)
+	o.SpoolMaxBytes = cmp.Or(o.SpoolMaxBytes, 2<<30)
+	if o.Transport == nil {
+		o.Transport = target.NewTransport(false)
 	}
-	return d
+	o.Logger = cmp.Or(o.Logger, slog.Default())
+	return o
 }
 
 func keychains(extra authn.Keychain, sources *auth.Sources) []authn.Keychain {

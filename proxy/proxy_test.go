@@ -260,3 +260,14 @@ func TestOnMissWait(t *testing.T) {
 }
 
 func digestOf(b []byte) string { return digest.FromBytes(b).String() }
+
+// The proxy's defaults, as README's proxy block documents them.
+func TestDefaults(t *testing.T) {
+	o := Options{}.defaults()
+	if o.WaitTimeout != 30*time.Second || o.TagTTL != 5*time.Minute || o.UpstreamTimeout != 30*time.Second {
+		t.Errorf("defaults: %+v", o)
+	}
+	if len(DefaultRegistries) != 7 || DefaultAddress != "127.0.0.1:7439" {
+		t.Errorf("registries %v, address %s", DefaultRegistries, DefaultAddress)
+	}
+}

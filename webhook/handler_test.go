@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/distribution/reference"
 
@@ -352,5 +353,14 @@ func TestAmbiguousBodies(t *testing.T) {
 				t.Errorf("%s: patch %s, want patch %t", name, a.Response.Patch, c.patch)
 			}
 		}
+	}
+}
+
+// The webhook's defaults, as README documents them.
+func TestDefaults(t *testing.T) {
+	h, _ := newTestHandler(t, nil, func(o *Options) { o.SwapPolicy, o.CopyPolicy = "", "" })
+	if o := h.o; o.SwapPolicy != policy.SwapExists || o.CopyPolicy != policy.CopyDelayed ||
+		o.CopyDeadline != 8*time.Second || o.TagTTL != 5*time.Minute {
+		t.Errorf("defaults: %+v", o)
 	}
 }

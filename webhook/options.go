@@ -1,6 +1,7 @@
 package webhook
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -15,12 +16,8 @@ import (
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/policy"
 )
 
-const (
-	// defaultCopyDeadline is imageCopyDeadline's default.
-	defaultCopyDeadline = 8 * time.Second
-	// defaultTagTTL is proxy.tagTTL's default.
-	defaultTagTTL = 5 * time.Minute
-)
+// DefaultCopyDeadline is imageCopyDeadline's default.
+const DefaultCopyDeadline = 8 * time.Second
 
 // SkipKey is the label or annotation by which a pod opts out: with the value
 // "true" none of its images is touched (operators that reconcile images).
@@ -44,12 +41,12 @@ type Options struct {
 	Mapper       imageref.Mapper
 	SwapPolicy   policy.Swap   // default exists
 	CopyPolicy   policy.Copy   // default delayed
-	CopyDeadline time.Duration // bound on an immediate or force copy
+	CopyDeadline time.Duration // bound on an immediate or force copy (default DefaultCopyDeadline)
 	// DryRun logs and counts decisions but copies and patches nothing.
 	DryRun bool
 	// TagTTL bounds how often the tag of a container with imagePullPolicy
 	// Always is resolved at the source again (and re-copied when it moved);
-	// default 5 minutes.
+	// default policy.DefaultTagTTL.
 	TagTTL time.Duration
 	Filter *filter.Filter
 	// PullSecrets, when set, adds each pod's pull secrets to its copies.
@@ -57,6 +54,8 @@ type Options struct {
 	Logger      *slog.Logger
 }
 
+// check fills what o leaves zero with the webhook's defaults, all here,
+// and refuses what cannot work.
 func (o *Options) check() error {
 	if o.Mirror == nil {
 		return fmt.Errorf("webhook: no copy engine")
@@ -71,14 +70,8 @@ func (o *Options) check() error {
 	if o.CopyPolicy, err = policy.ParseCopy(string(o.CopyPolicy)); err != nil {
 		return fmt.Errorf("webhook: image copy policy: %w", err)
 	}
-	if o.CopyDeadline <= 0 {
-		o.CopyDeadline = defaultCopyDeadline
-	}
-	if o.TagTTL <= 0 {
-		o.TagTTL = defaultTagTTL
-	}
-	if o.Logger == nil {
-		o.Logger = slog.Default()
-	}
+	o.CopyDeadline = cmp.Or(o.CopyDeadline, DefaultCopyDeadline)
+	o.TagTTL = cmp.Or(o.TagTTL, policy.DefaultTagTTL)
+	o.Logger = cmp.Or(o.Logger, slog.Default())
 	return nil
 }

@@ -1,6 +1,7 @@
 package webhook
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -19,9 +20,12 @@ const rootPage = `<html><head><title>k8s-image-swapper</title></head><body><h1>k
 </body></html>
 `
 
+// DefaultAddress is listenAddress's default, the original's.
+const DefaultAddress = ":8443"
+
 // ServerOptions configure the webhook's HTTP server.
 type ServerOptions struct {
-	Addr string // listen address, e.g. :8443
+	Addr string // listen address (default DefaultAddress)
 	// CertFile and KeyFile enable HTTPS; both or neither. They are reloaded
 	// when they change.
 	CertFile, KeyFile string
@@ -41,9 +45,8 @@ type Server struct {
 
 // NewServer checks o (and reads the certificate) and returns the server.
 func NewServer(o ServerOptions) (*Server, error) {
-	if o.Logger == nil {
-		o.Logger = slog.Default()
-	}
+	o.Addr = cmp.Or(o.Addr, DefaultAddress)
+	o.Logger = cmp.Or(o.Logger, slog.Default())
 	if o.Webhook == nil {
 		return nil, errors.New("webhook server: no handler")
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/k8s-image-swapper/k8s-image-swapper/daemonset"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/config"
+	"github.com/k8s-image-swapper/k8s-image-swapper/proxy"
 )
 
 func newContainerdConfigCmd() *cobra.Command {
@@ -80,7 +81,7 @@ func newContainerdConfigCmd() *cobra.Command {
 	f := cmd.Flags()
 	f.StringVar(&o.CertsDir, "certs-dir", "/etc/containerd/certs.d", "containerd's hosts.toml folder as this process sees it")
 	f.StringVar(&o.ContainerdCertsDir, "containerd-certs-dir", "", "the same folder as containerd on the node names it (default --certs-dir)")
-	f.StringVar(&o.ProxyURL, "proxy-url", "http://"+config.DefaultProxyAddress, "the node proxy's URL")
+	f.StringVar(&o.ProxyURL, "proxy-url", "http://"+proxy.DefaultAddress, "the node proxy's URL")
 	f.DurationVar(&o.DialTimeout, "dial-timeout", time.Second, "how long containerd tries the proxy before the origin")
 	f.StringVar(&o.ContainerdConfig, "containerd-config", "", "containerd's config.toml: refuse to write unless its config_path covers the certs folder")
 	f.StringVar(&containerdVersion, "containerd-version", "", "containerd's version on the node (2.1.4, v1.7.27, containerd://2.1.4 as the Node reports it): a version 2 config with a config_path list works on 1.x and is ignored by 2.x; empty: unknown")

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"slices"
 
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/auth"
@@ -25,8 +26,17 @@ func targetSpec(c *config.Config) target.Spec {
 		AWS:     awsTarget(t.AWS),
 		GCP:     gcp.Repository{Location: t.GCP.Location, ProjectID: t.GCP.ProjectID, RepositoryID: t.GCP.RepositoryID},
 		Generic: target.GenericSpec{Registry: t.Generic.Registry, Insecure: t.Generic.Insecure, Username: t.Generic.Username, Password: t.Generic.Password},
-		Local:   target.LocalSpec{Path: t.Local.Path, Registry: t.Local.Registry},
+		Local: target.LocalSpec{
+			Path: cmp.Or(t.Local.Path, target.DefaultLocalPath),
+			// Named after the address that serves it.
+			Registry: cmp.Or(t.Local.Registry, proxyAddress(c)),
+		},
 	}
+}
+
+// proxyAddress is where the proxy listens.
+func proxyAddress(c *config.Config) string {
+	return cmp.Or(c.Proxy.ListenAddress, proxy.DefaultAddress)
 }
 
 func awsRegistry(a config.AWS) aws.Registry {
@@ -79,6 +89,9 @@ func sourceCredentials(c *config.Config) (*auth.Sources, error) {
 // reaches through it): proxy.registries, then every source registry.
 func servedRegistries(c *config.Config) []string {
 	regs := slices.Clone(c.Proxy.Registries)
+	if len(regs) == 0 {
+		regs = slices.Clone(proxy.DefaultRegistries)
+	}
 	for _, r := range c.Source.Registries {
 		if h := r.Host(); h != "" && !slices.Contains(regs, h) {
 			regs = append(regs, h)

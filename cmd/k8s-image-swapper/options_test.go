@@ -12,6 +12,7 @@ import (
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/registry"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/target"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/target/cloudtest"
+	"github.com/k8s-image-swapper/k8s-image-swapper/proxy"
 )
 
 func parse(t *testing.T, doc string) *config.Config {
@@ -125,5 +126,26 @@ func TestScanOnPushByDefault(t *testing.T) {
 	}
 	if got, _ := s.Repository("quay.io/x/scanned"); !got.ScanOnPush {
 		t.Fatalf("created without scan on push: %+v", got)
+	}
+}
+
+// With no config file the components run with their own defaults: the
+// config passes nothing of its own for what it does not set.
+func TestDefaults(t *testing.T) {
+	c := parse(t, "")
+	if got, want := summary(c), "target=local(./data) swap=exists copy=delayed deadline=8s sources=0 filters=0 platforms=0 dryRun=false"; got != want {
+		t.Errorf("summary %q, want %q", got, want)
+	}
+	if s := targetSpec(c); s.Local.Path != "./data" || s.Local.Registry != "127.0.0.1:7439" {
+		t.Errorf("local target %+v", s.Local)
+	}
+	if !slices.Equal(servedRegistries(c), proxy.DefaultRegistries) {
+		t.Errorf("registries %v", servedRegistries(c))
+	}
+	if o := webhookOptions(c); o.CopyDeadline != 0 || o.TagTTL != 0 {
+		t.Errorf("webhook options %+v", o)
+	}
+	if o, err := proxyOptions(c); err != nil || o.WaitTimeout != 0 || o.TagTTL != 0 || o.UpstreamTimeout != 0 {
+		t.Errorf("proxy options %+v %v", o, err)
 	}
 }

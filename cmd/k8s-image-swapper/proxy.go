@@ -37,7 +37,7 @@ func newProxyCmd() *cobra.Command {
 			}
 			if listen != "" {
 				// A local target is named after the address that serves it.
-				if c.Target.Local.Registry == c.Proxy.ListenAddress {
+				if c.Target.Local.Registry == proxyAddress(c) {
 					c.Target.Local.Registry = listen
 				}
 				c.Proxy.ListenAddress = listen
@@ -86,7 +86,7 @@ func newProxyCmd() *cobra.Command {
 			ok := func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) }
 			mux.HandleFunc("/healthz", ok)
 			mux.HandleFunc("/readyz", ok)
-			ln, err := net.Listen("tcp", c.Proxy.ListenAddress)
+			ln, err := net.Listen("tcp", proxyAddress(c))
 			if err != nil {
 				return err
 			}
@@ -110,7 +110,7 @@ func newProxyCmd() *cobra.Command {
 			if file == "" {
 				file = "(none: defaults)"
 			}
-			log.Info("proxy listening", "address", ln.Addr().String(), "target", c.TargetName(),
+			log.Info("proxy listening", "address", ln.Addr().String(), "target", targetName(targetSpec(c)),
 				"registries", opts.Registries, "onMiss", opts.OnMiss, "config", file)
 			setDryRun(ctx, c, log)
 			errc := make(chan error, len(servers))

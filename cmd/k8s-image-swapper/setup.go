@@ -37,7 +37,7 @@ func loadConfigWith(cmd *cobra.Command, o config.Options) (*config.Config, strin
 		if _, ok := logging.ParseLevel(c.LogLevel); !ok {
 			c.Warnings = append(c.Warnings, config.Problem{Key: "--log-level",
 				Msg: fmt.Sprintf("invalid value %q, must be one of: %s; using info", c.LogLevel, strings.Join(logging.LevelNames(), ", "))})
-			c.LogLevel = config.DefaultLogLevel
+			c.LogLevel = ""
 		}
 	}
 	if f.Changed("log-format") {

@@ -128,7 +128,7 @@ func (w *webhookFlags) run(cmd *cobra.Command, _ []string) error {
 	}
 	engine.Start(ctx)
 	defer engine.Close()
-	log.Info("webhook starting", "config", c.Summary())
+	log.Info("webhook starting", "config", summary(c))
 	setDryRun(ctx, c, log)
 	return srv.ListenAndServe(ctx)
 }

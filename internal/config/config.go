@@ -4,21 +4,11 @@
 package config
 
 import (
-	"fmt"
 	"time"
 
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/logging"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/policy"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/registry"
-)
-
-// Defaults, as the original k8s-image-swapper has them.
-const (
-	DefaultImageCopyDeadline = 8 * time.Second
-	DefaultLogLevel          = "info"
-	DefaultListenAddress     = ":8443"
-	DefaultProxyAddress      = "127.0.0.1:7439"
-	DefaultLocalPath         = "./data"
 )
 
 // Config is the whole file.
@@ -184,28 +174,6 @@ type Duration time.Duration
 
 // D returns the value as a time.Duration.
 func (d Duration) D() time.Duration { return time.Duration(d) }
-
-// Summary is the one-line description `config validate` prints.
-func (c *Config) Summary() string {
-	return fmt.Sprintf("target=%s swap=%s copy=%s deadline=%s sources=%d filters=%d platforms=%d dryRun=%t",
-		c.TargetName(), c.ImageSwapPolicy, c.ImageCopyPolicy, c.ImageCopyDeadline.D(),
-		len(c.Source.Registries), len(c.Source.Filters), len(c.Source.Platforms), c.DryRun)
-}
-
-// TargetName describes the target for logs: its type and where it is.
-func (c *Config) TargetName() string {
-	t := c.Target
-	switch t.Type {
-	case "aws":
-		return fmt.Sprintf("aws(%s/%s)", t.AWS.AccountID, t.AWS.Region)
-	case "gcp":
-		return fmt.Sprintf("gcp(%s/%s/%s)", t.GCP.Location, t.GCP.ProjectID, t.GCP.RepositoryID)
-	case "generic":
-		return fmt.Sprintf("generic(%s)", t.Generic.Registry)
-	default:
-		return fmt.Sprintf("local(%s)", t.Local.Path)
-	}
-}
 
 // Host is the registry a source entry names, as hosts.toml and the proxy
 // name it; "" when the entry does not parse (validation says why).

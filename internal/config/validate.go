@@ -9,7 +9,6 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/distribution/reference"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -20,12 +19,6 @@ import (
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/registry"
 )
 
-// DefaultProxyRegistries are the public registries the node proxy serves
-// when proxy.registries is not set.
-var DefaultProxyRegistries = []string{
-	"docker.io", "ghcr.io", "quay.io", "registry.k8s.io", "gcr.io", "public.ecr.aws", "mcr.microsoft.com",
-}
-
 var (
 	targetTypes   = []string{"aws", "gcp", "generic", "local"}
 	sourceTypes   = []string{"aws", "gcp", "generic"}
@@ -35,21 +28,11 @@ var (
 	envRefExpr    = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
 )
 
+// applyDefaults fills in what the file leaves to the config itself: the
+// kind of a registry it does not name (the original's files set target.aws
+// with no type), the original's older keys. A value the file does not set
+// stays zero: each component has its own defaults, in one place.
 func (c *Config) applyDefaults() {
-	def := func(s *string, v string) {
-		if *s == "" {
-			*s = v
-		}
-	}
-	defD := func(d *Duration, v time.Duration) {
-		if *d == 0 {
-			*d = Duration(v)
-		}
-	}
-	def(&c.LogLevel, DefaultLogLevel)
-	def(&c.ListenAddress, DefaultListenAddress)
-	defD(&c.ImageCopyDeadline, DefaultImageCopyDeadline)
-
 	for _, r := range c.Source.PrivateRegistries {
 		if r.Type == "" {
 			r.Type = "aws"
@@ -70,29 +53,6 @@ func (c *Config) applyDefaults() {
 		t.Type = inferType(t.AWS, t.GCP, t.Generic, t.Local)
 	}
 	t.AWS.mergeTopLevelPolicies()
-	def(&t.Local.Path, DefaultLocalPath)
-
-	def(&c.Proxy.ListenAddress, DefaultProxyAddress)
-	def(&t.Local.Registry, c.Proxy.ListenAddress)
-	if len(c.Proxy.Registries) == 0 {
-		c.Proxy.Registries = slices.Clone(DefaultProxyRegistries)
-	}
-	defD(&c.Proxy.WaitTimeout, 30*time.Second)
-	defD(&c.Proxy.TagTTL, 5*time.Minute)
-	defD(&c.Proxy.UpstreamTimeout, 30*time.Second)
-
-	if c.Mirror.Workers == 0 {
-		c.Mirror.Workers = 4
-	}
-	if c.Mirror.QueueSize == 0 {
-		c.Mirror.QueueSize = 1000
-	}
-	if c.Mirror.MaxRetries == 0 {
-		c.Mirror.MaxRetries = 5
-	}
-	defD(&c.Mirror.ExistsTTL, time.Hour)
-	defD(&c.Mirror.MissingTTL, 30*time.Second)
-	defD(&c.Mirror.RetryWaitMax, 30*time.Second)
 }
 
 // inferType keeps the original's files working: they set target.aws with no type.
@@ -207,10 +167,10 @@ func (ch *checker) required(key, val string) {
 // dropped), what no copy could work with is an error.
 func (c *Config) validate(lines map[string]int) (errs, warns []Problem) {
 	ch := &checker{lines: lines}
-	if _, ok := logging.ParseLevel(c.LogLevel); !ok {
+	if _, ok := logging.ParseLevel(c.LogLevel); c.LogLevel != "" && !ok {
 		ch.warn("logLevel", "invalid value %q, must be one of: %s; using info, as the original did",
 			c.LogLevel, strings.Join(logging.LevelNames(), ", "))
-		c.LogLevel = DefaultLogLevel
+		c.LogLevel = ""
 	}
 	fallBack(ch, "logFormat", &c.LogFormat, logging.ParseFormat)
 	fallBack(ch, "imageSwapPolicy", &c.ImageSwapPolicy, policy.ParseSwap)
@@ -255,8 +215,9 @@ func (c *Config) validate(lines map[string]int) (errs, warns []Problem) {
 	case "generic":
 		ch.generic("target.generic", t.Generic)
 	case "local":
-		ch.required("target.local.path", t.Local.Path)
-		ch.host("target.local.registry", t.Local.Registry)
+		if t.Local.Registry != "" {
+			ch.host("target.local.registry", t.Local.Registry)
+		}
 		if p := t.Local.Push; p.Enabled && p.Htpasswd == "" && p.TokenFile == "" {
 			ch.add("target.local.push", "enabled without credentials: set htpasswd or tokenFile")
 		}
@@ -272,10 +233,11 @@ func (c *Config) validate(lines map[string]int) (errs, warns []Problem) {
 			ch.add(fmt.Sprintf("proxy.sharedRepositories[%d]", i), "invalid pattern %q, want a glob like ghcr.io/acme/*", g)
 		}
 	}
-	if c.Mirror.Workers < 1 {
+	// 0 takes the engine's default, as it always did.
+	if c.Mirror.Workers < 0 {
 		ch.add("mirror.workers", "must be at least 1")
 	}
-	if c.Mirror.QueueSize < 1 {
+	if c.Mirror.QueueSize < 0 {
 		ch.add("mirror.queueSize", "must be at least 1")
 	}
 	if c.Mirror.MaxRetries < 0 {

@@ -117,7 +117,7 @@ func (e *Engine) sourceOptions(ctx context.Context, req Request) []remote.Option
 		remote.WithTransport(e.srcRT))
 }
 
-// remoteOptions leave retrying to RetryTransport, which honours Retry-After.
+// remoteOptions leave retrying to retryTransport, which honours Retry-After.
 func (e *Engine) remoteOptions(ctx context.Context, extra ...remote.Option) []remote.Option {
 	return append([]remote.Option{
 		remote.WithContext(ctx),

@@ -4,6 +4,7 @@
 package mirror
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -25,23 +26,40 @@ import (
 // ErrQueueFull is returned when a delayed copy was dropped.
 var ErrQueueFull = errors.New("copy queue is full")
 
-// Options tune an Engine. Zero values take the defaults.
+// Options tune an Engine. A zero value takes its default (see defaults).
 type Options struct {
-	Workers     int
-	QueueSize   int
+	Workers     int           // copies at once (default 4)
+	QueueSize   int           // copies waiting (default 1000)
 	ExistsTTL   time.Duration // how long "present" is believed (default 1h)
 	MissingTTL  time.Duration // how long "missing" is believed (default 30s)
 	CopyTimeout time.Duration // bound on a queued copy (default 15m)
-	Retries     int           // retries of a registry request on 429/5xx (default 5)
+	Retries     int           // retries of a registry request on 429/5xx (default 5; negative: none)
 	RetryWait   time.Duration // cap on one retry wait (default 30s)
 	Jobs        int           // blobs uploaded at once per copy (default 4)
 	Platforms   []v1.Platform // copy only these; empty means all
 	Sources     *auth.Sources
 	// SourceKeychain adds credentials for sources (cloud registries).
 	SourceKeychain authn.Keychain
-	// SourceTransport reaches sources; default http.DefaultTransport.
+	// SourceTransport reaches sources; default target.NewTransport(false).
 	SourceTransport http.RoundTripper
 	Logger          *slog.Logger
+}
+
+// defaults fills what o leaves zero: every default of the engine.
+func (o Options) defaults() Options {
+	o.Workers = cmp.Or(o.Workers, 4)
+	o.QueueSize = cmp.Or(o.QueueSize, 1000)
+	o.ExistsTTL = cmp.Or(o.ExistsTTL, time.Hour)
+	o.MissingTTL = cmp.Or(o.MissingTTL, 30*time.Second)
+	o.CopyTimeout = cmp.Or(o.CopyTimeout, 15*time.Minute)
+	o.Retries = cmp.Or(o.Retries, 5)
+	o.RetryWait = cmp.Or(o.RetryWait, 30*time.Second)
+	o.Jobs = cmp.Or(o.Jobs, 4)
+	if o.SourceTransport == nil {
+		o.SourceTransport = target.NewTransport(false)
+	}
+	o.Logger = cmp.Or(o.Logger, slog.Default())
+	return o
 }
 
 // Request asks for one image to be mirrored.
@@ -100,39 +118,13 @@ func (j *Job) Done() <-chan struct{} { return j.done }
 
 // New returns an engine; call Start to run its workers.
 func New(t target.Target, o Options) *Engine {
-	if o.Workers <= 0 {
-		o.Workers = 4
-	}
-	if o.QueueSize <= 0 {
-		o.QueueSize = 1000
-	}
-	if o.ExistsTTL <= 0 {
-		o.ExistsTTL = time.Hour
-	}
-	if o.MissingTTL <= 0 {
-		o.MissingTTL = 30 * time.Second
-	}
-	if o.CopyTimeout <= 0 {
-		o.CopyTimeout = 15 * time.Minute
-	}
-	if o.Retries == 0 {
-		o.Retries = 5
-	}
-	if o.Jobs <= 0 {
-		o.Jobs = 4
-	}
-	if o.SourceTransport == nil {
-		o.SourceTransport = target.NewTransport(false)
-	}
-	if o.Logger == nil {
-		o.Logger = slog.Default()
-	}
+	o = o.defaults()
 	return &Engine{
 		target: t,
 		opts:   o,
 		log:    o.Logger,
-		srcRT:  &RetryTransport{Next: o.SourceTransport, Retries: o.Retries, WaitMax: o.RetryWait},
-		tgtRT:  &RetryTransport{Next: t.Transport(), Retries: o.Retries, WaitMax: o.RetryWait},
+		srcRT:  &retryTransport{next: o.SourceTransport, retries: o.Retries, waitMax: o.RetryWait},
+		tgtRT:  &retryTransport{next: t.Transport(), retries: o.Retries, waitMax: o.RetryWait},
 		cache:  newExistsCache(o.ExistsTTL, o.MissingTTL),
 		queue:  make(chan *Job, o.QueueSize),
 		jobs:   map[string]*Job{},

@@ -607,3 +607,15 @@ func TestExistsHungTarget(t *testing.T) {
 		t.Fatalf("second check: %v %v, want a cached miss", ok, err)
 	}
 }
+
+// The engine's defaults, as README's mirror block documents them.
+func TestDefaults(t *testing.T) {
+	o := Options{}.defaults()
+	if o.Workers != 4 || o.QueueSize != 1000 || o.ExistsTTL != time.Hour || o.MissingTTL != 30*time.Second ||
+		o.Retries != 5 || o.RetryWait != 30*time.Second {
+		t.Errorf("defaults: %+v", o)
+	}
+	if o := (Options{Retries: -1}).defaults(); o.Retries != -1 {
+		t.Errorf("no retries became %d", o.Retries)
+	}
+}

@@ -8,6 +8,7 @@ package policy
 import (
 	"fmt"
 	"strings"
+	"time"
 )
 
 // Swap is imageSwapPolicy.
@@ -73,6 +74,12 @@ const (
 
 // ParsePrivate reads proxy.private; "" is deny.
 func ParsePrivate(s string) (Private, error) { return parse(s, PrivateDeny, PrivateDeny, PrivateAllow) }
+
+// DefaultTagTTL is proxy.tagTTL's default: how long a tag's digest at its
+// source is trusted. The proxy asks a source about a tag, and the webhook
+// copies the tag of an imagePullPolicy: Always container again, at most
+// this often.
+const DefaultTagTTL = 5 * time.Minute
 
 // parse finds s among values; "" is def. An unknown value is an error, and
 // def, so that a caller that falls back (as the original did) has it.

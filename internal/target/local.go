@@ -30,6 +30,9 @@ type Local struct {
 	tags   *ledger
 }
 
+// DefaultLocalPath is target.local.path's default.
+const DefaultLocalPath = "./data"
+
 // LocalSpec is the embedded store.
 type LocalSpec struct {
 	Path     string // the store's folder
