@@ -59,6 +59,15 @@ func awsTarget(a config.AWS) aws.Config {
 	return aws.Config{Registry: awsRegistry(a), Prefix: a.Prefix, Repositories: r}
 }
 
+// maxRetries is mirror.maxRetries for the engine: the file's 0 is none,
+// which the engine spells negative (its 0 takes its default).
+func maxRetries(c *config.Config) int {
+	if c.IsSet("mirror.maxRetries") && c.Mirror.MaxRetries == 0 {
+		return -1
+	}
+	return c.Mirror.MaxRetries
+}
+
 // cloudSources are the source registries whose tokens come from a cloud.
 func cloudSources(c *config.Config) target.CloudSources {
 	s := target.CloudSources{AnyGAR: c.Target.Type == "gcp"}

@@ -149,3 +149,17 @@ func TestDefaults(t *testing.T) {
 		t.Errorf("proxy options %+v %v", o, err)
 	}
 }
+
+// An explicit mirror.maxRetries: 0 means no retries; unset, the engine's
+// default applies.
+func TestMaxRetriesZero(t *testing.T) {
+	if r := maxRetries(parse(t, "mirror:\n  maxRetries: 0\n")); r >= 0 {
+		t.Errorf("maxRetries: 0 gives the engine %d, want none (negative)", r)
+	}
+	if r := maxRetries(parse(t, "mirror:\n  maxRetries: 2\n")); r != 2 {
+		t.Errorf("maxRetries: 2 gives %d", r)
+	}
+	if r := maxRetries(parse(t, "")); r != 0 {
+		t.Errorf("unset gives %d, want the engine's default (0)", r)
+	}
+}

@@ -96,7 +96,7 @@ func newEngine(ctx context.Context, c *config.Config, log *slog.Logger, tune ...
 		QueueSize:  c.Mirror.QueueSize,
 		ExistsTTL:  c.Mirror.ExistsTTL.D(),
 		MissingTTL: c.Mirror.MissingTTL.D(),
-		Retries:    c.Mirror.MaxRetries,
+		Retries:    maxRetries(c),
 		RetryWait:  c.Mirror.RetryWaitMax.D(),
 		Platforms:  platforms,
 		Sources:    sources,

@@ -619,3 +619,18 @@ func TestDefaults(t *testing.T) {
 		t.Errorf("no retries became %d", o.Retries)
 	}
 }
+
+// With no retries (mirror.maxRetries: 0) a 429 fails the copy at once.
+func TestNoRetries(t *testing.T) {
+	e := newEnv(t)
+	images.Push(t, e.src.Addr+"/library/app:1", images.Image(t, 1024, 1, ""))
+	srv, refused := flaky(t, e.src.Addr, 1, func(r *http.Request) bool { return strings.Contains(r.URL.Path, "/manifests/") }, http.StatusTooManyRequests)
+	host := strings.TrimPrefix(srv.URL, "http://")
+	eng := e.engine(t, Options{Sources: insecureSources(t, host), Retries: -1})
+	if _, err := eng.Copy(context.Background(), Request{Source: ref(t, host+"/library/app:1")}); err == nil {
+		t.Fatal("copy succeeded through a 429 without retries")
+	}
+	if refused.Load() != 1 {
+		t.Errorf("the source was asked %d times", refused.Load())
+	}
+}
