@@ -3,7 +3,6 @@ package proxy
 import (
 	"container/list"
 	"sync"
-	"time"
 
 	"github.com/opencontainers/go-digest"
 )
@@ -19,56 +18,6 @@ type desc struct {
 type manifest struct {
 	desc
 	body []byte
-}
-
-// tagCache remembers a source's digest for a tag for ttl: the bound on how
-// often a source is asked about one tag.
-type tagCache struct {
-	ttl time.Duration
-	mu  sync.Mutex
-	m   map[string]tagEntry
-}
-
-type tagEntry struct {
-	d       desc
-	expires time.Time
-}
-
-func newTagCache(ttl time.Duration) *tagCache {
-	return &tagCache{ttl: ttl, m: map[string]tagEntry{}}
-}
-
-func (c *tagCache) get(key string) (desc, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	e, ok := c.m[key]
-	if !ok || time.Now().After(e.expires) {
-		return desc{}, false
-	}
-	return e.d, true
-}
-
-func (c *tagCache) set(key string, d desc) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if len(c.m) >= 10_000 {
-		now := time.Now()
-		for k, e := range c.m {
-			if now.After(e.expires) {
-				delete(c.m, k)
-			}
-		}
-		if len(c.m) >= 10_000 {
-			c.m = map[string]tagEntry{}
-		}
-	}
-	c.m[key] = tagEntry{d: d, expires: time.Now().Add(c.ttl)}
-}
-
-func (c *tagCache) forget(key string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	delete(c.m, key)
 }
 
 // manifestCache keeps the manifests last fetched from sources, least

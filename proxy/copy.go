@@ -12,6 +12,7 @@ import (
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/metrics"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/mirror"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/policy"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/ttlcache"
 )
 
 // recentWindow is how long a repository's copy covers the manifests pulled
@@ -20,11 +21,11 @@ const recentWindow = 2 * time.Minute
 
 // copies remembers the copies the proxy asked for.
 type copies struct {
-	mu     sync.Mutex
-	recent map[string]recentCopy // by source repository
+	mu     sync.Mutex                          // held from asking to recording, so each copy counts once
+	recent *ttlcache.Cache[string, recentCopy] // by source repository
 	// copied maps a source digest to the digest its copy has in the target,
 	// which differs when source.platforms filtered an index.
-	copied map[digest.Digest]digest.Digest
+	copied *ttlcache.Cache[digest.Digest, digest.Digest]
 }
 
 type recentCopy struct {
@@ -33,7 +34,7 @@ type recentCopy struct {
 }
 
 func newCopies() *copies {
-	return &copies{recent: map[string]recentCopy{}, copied: map[digest.Digest]digest.Digest{}}
+	return &copies{recent: ttlcache.New[string, recentCopy](10_000), copied: ttlcache.New[digest.Digest, digest.Digest](10_000)}
 }
 
 // sameContent tells whether the target's digest for a tag is the copy of
@@ -42,9 +43,8 @@ func (c *copies) sameContent(src, tgt digest.Digest) bool {
 	if src == tgt {
 		return true
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.copied[src] == tgt
+	copied, ok := c.copied.Get(src)
+	return ok && copied == tgt
 }
 
 // triggerCopy asks the engine to mirror s's image: by tag, pinned to the
@@ -70,7 +70,7 @@ func (p *Proxy) triggerCopy(s source, tag string, d digest.Digest) *mirror.Job {
 	key := s.String()
 	now := time.Now()
 	p.copies.mu.Lock()
-	if rc, ok := p.copies.recent[key]; ok && tag == "" && (now.Sub(rc.at) < recentWindow || !finished(rc.job)) {
+	if rc, ok := p.copies.recent.Get(key); ok && tag == "" && (now.Sub(rc.at) < recentWindow || !finished(rc.job)) {
 		p.copies.mu.Unlock()
 		return rc.job
 	}
@@ -85,16 +85,13 @@ func (p *Proxy) triggerCopy(s source, tag string, d digest.Digest) *mirror.Job {
 
 	p.copies.mu.Lock()
 	defer p.copies.mu.Unlock()
-	if len(p.copies.recent) >= 10_000 {
-		p.copies.recent = map[string]recentCopy{}
-	}
 	// The engine shares a copy in flight: count and watch each one once.
-	if rc, ok := p.copies.recent[key]; !ok || rc.job != job {
+	if rc, ok := p.copies.recent.Get(key); !ok || rc.job != job {
 		metrics.ProxyCopiesTriggered.WithLabelValues(s.registry, "queued").Inc()
 		p.log.Info("copy triggered", "image", ref.String())
 		go p.watch(job, d)
 	}
-	p.copies.recent[key] = recentCopy{job: job, at: now}
+	p.copies.recent.Set(key, recentCopy{job: job, at: now}, 0)
 	return job
 }
 
@@ -104,12 +101,7 @@ func (p *Proxy) watch(job *mirror.Job, src digest.Digest) {
 	if err != nil {
 		return
 	}
-	p.copies.mu.Lock()
-	defer p.copies.mu.Unlock()
-	if len(p.copies.copied) >= 10_000 {
-		p.copies.copied = map[digest.Digest]digest.Digest{}
-	}
-	p.copies.copied[src] = digest.Digest(res.Digest.String())
+	p.copies.copied.Set(src, digest.Digest(res.Digest.String()), 0)
 }
 
 func finished(j *mirror.Job) bool {

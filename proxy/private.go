@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/policy"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/ttlcache"
 )
 
 const (
@@ -43,15 +44,15 @@ type privacy struct {
 	p        *Proxy
 
 	mu       sync.Mutex
-	anon     map[string]*upstream // per source registry
-	verdicts ttlSet               // repo -> private
-	grants   ttlSet               // hash(repo, user, pass) -> accepted
+	anon     map[string]*upstream          // per source registry
+	verdicts *ttlcache.Cache[string, bool] // repo -> private
+	grants   *ttlcache.Cache[string, bool] // hash(repo, user, pass) -> accepted
 	flight   singleflight.Group
 }
 
 func newPrivacy(p *Proxy, mode policy.Private, shared []string) *privacy {
 	return &privacy{allowAll: mode == policy.PrivateAllow, shared: shared, p: p, anon: map[string]*upstream{},
-		verdicts: ttlSet{m: map[string]ttlEntry{}}, grants: ttlSet{m: map[string]ttlEntry{}}}
+		verdicts: ttlcache.New[string, bool](maxVerdicts), grants: ttlcache.New[string, bool](maxVerdicts)}
 }
 
 // mayServe reports whether pl's content may be served to ex's request; when
@@ -111,17 +112,17 @@ func (pv *privacy) isShared(s source) bool {
 // registry: what it could fetch may have needed them.
 func (pv *privacy) isPrivate(ctx context.Context, s source) bool {
 	key := s.String()
-	if v, ok := pv.verdicts.get(key); ok {
+	if v, ok := pv.verdicts.Get(key); ok {
 		return v
 	}
 	ch := pv.flight.DoChan("private "+key, func() (any, error) {
 		status := pv.ask(context.WithoutCancel(ctx), s, authn.Anonymous)
 		switch status {
 		case http.StatusUnauthorized, http.StatusForbidden:
-			pv.verdicts.set(key, true, verdictTTL)
+			pv.verdicts.Set(key, true, verdictTTL)
 			return true, nil
 		case http.StatusOK:
-			pv.verdicts.set(key, false, verdictTTL)
+			pv.verdicts.Set(key, false, verdictTTL)
 			return false, nil
 		}
 		return pv.undecided(key, s), nil
@@ -142,7 +143,7 @@ func (pv *privacy) isPrivate(ctx context.Context, s source) bool {
 // while so a hung source delays one request per repository, not every one.
 func (pv *privacy) undecided(key string, s source) bool {
 	v := pv.holdsCredentials(s)
-	pv.verdicts.add(key, v, undecidedTTL)
+	pv.verdicts.Add(key, v, undecidedTTL)
 	return v
 }
 
@@ -151,7 +152,7 @@ func (pv *privacy) undecided(key string, s source) bool {
 func (pv *privacy) accepts(ctx context.Context, s source, user, pass string) bool {
 	h := sha256.Sum256([]byte(s.String() + "\x00" + user + "\x00" + pass))
 	key := hex.EncodeToString(h[:])
-	if v, ok := pv.grants.get(key); ok {
+	if v, ok := pv.grants.Get(key); ok {
 		return v
 	}
 	ctx, cancel := context.WithTimeout(ctx, pv.p.opts.UpstreamTimeout)
@@ -159,10 +160,10 @@ func (pv *privacy) accepts(ctx context.Context, s source, user, pass string) boo
 	status := pv.ask(ctx, s, &authn.Basic{Username: user, Password: pass})
 	switch {
 	case status >= 200 && status < 300:
-		pv.grants.set(key, true, grantTTL)
+		pv.grants.Set(key, true, grantTTL)
 		return true
 	case status == http.StatusUnauthorized || status == http.StatusForbidden:
-		pv.grants.set(key, false, grantTTL)
+		pv.grants.Set(key, false, grantTTL)
 	}
 	return false
 }
@@ -218,7 +219,7 @@ func (pv *privacy) newUpstream(registry string, a authn.Authenticator) (*upstrea
 		follow:  true,
 		timeout: o.UpstreamTimeout,
 		sem:     make(chan struct{}, o.MaxConcurrent),
-		repos:   map[string]repoTransport{},
+		repos:   newRepoTransports(),
 	}, nil
 }
 
@@ -233,36 +234,6 @@ func (pv *privacy) holdsCredentials(s source) bool {
 	return err != nil || a != authn.Anonymous
 }
 
-// ttlSet is a small map of booleans that expire.
-type ttlSet struct {
-	mu sync.Mutex
-	m  map[string]ttlEntry
-}
-
-type ttlEntry struct {
-	v       bool
-	expires time.Time
-}
-
-func (c *ttlSet) get(k string) (bool, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	e, ok := c.m[k]
-	if !ok || time.Now().After(e.expires) {
-		return false, false
-	}
-	return e.v, true
-}
-
-func (c *ttlSet) set(k string, v bool, ttl time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if len(c.m) >= maxVerdicts {
-		c.m = map[string]ttlEntry{}
-	}
-	c.m[k] = ttlEntry{v: v, expires: time.Now().Add(ttl)}
-}
-
 // codeUnauthorized is the spec's code for a request without accepted credentials.
 const codeUnauthorized = "UNAUTHORIZED"
 
@@ -270,23 +241,4 @@ func asUpstreamError(err error) (*upstreamError, bool) {
 	var ue *upstreamError
 	ok := errors.As(err, &ue)
 	return ue, ok
-}
-
-// add sets k unless it holds a value that has not expired.
-func (c *ttlSet) add(k string, v bool, ttl time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if e, ok := c.m[k]; ok && time.Now().Before(e.expires) {
-		return
-	}
-	if len(c.m) >= maxVerdicts {
-		c.m = map[string]ttlEntry{}
-	}
-	c.m[k] = ttlEntry{v: v, expires: time.Now().Add(ttl)}
-}
-
-func (c *ttlSet) clear() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	clear(c.m)
 }

@@ -30,6 +30,7 @@ import (
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/policy"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/registry"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/target"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/ttlcache"
 
 	_ "crypto/sha512" // sha512 digests are valid in the OCI spec
 )
@@ -107,7 +108,7 @@ type Proxy struct {
 	mu      sync.Mutex
 	sources map[string]*upstream
 
-	tags      *tagCache
+	tags      *ttlcache.Cache[string, desc] // a source's digest for a tag, kept for TagTTL
 	manifests *manifestCache
 	flight    singleflight.Group
 	spool     *spool
@@ -144,12 +145,12 @@ func New(o Options) (*Proxy, error) {
 		mapper: mapper,
 		target: &upstream{
 			role: roleTarget, label: mapper.Host, reg: reg, auth: t.Authenticator, base: t.Transport(),
-			timeout: o.UpstreamTimeout, sem: make(chan struct{}, 4*o.MaxConcurrent), repos: map[string]repoTransport{},
+			timeout: o.UpstreamTimeout, sem: make(chan struct{}, 4*o.MaxConcurrent), repos: newRepoTransports(),
 		},
 		mirror:    o.Mirror,
 		allowed:   map[string]bool{},
 		sources:   map[string]*upstream{},
-		tags:      newTagCache(o.TagTTL),
+		tags:      ttlcache.New[string, desc](10_000),
 		manifests: newManifestCache(16 << 20),
 		copies:    newCopies(),
 		stop:      make(chan struct{}),

@@ -41,7 +41,7 @@ func (p *Proxy) sourceUpstream(registry string) (*upstream, error) {
 		follow:  true,
 		timeout: p.opts.UpstreamTimeout,
 		sem:     make(chan struct{}, p.opts.MaxConcurrent),
-		repos:   map[string]repoTransport{},
+		repos:   newRepoTransports(),
 	}
 	p.sources[registry] = u
 	return u, nil
@@ -52,7 +52,7 @@ func (p *Proxy) sourceUpstream(registry string) (*upstream, error) {
 // not count HEADs against its pull limit.
 func (p *Proxy) resolveTag(ctx context.Context, s source, tag string) (desc, error) {
 	key := s.String() + ":" + tag
-	if d, ok := p.tags.get(key); ok {
+	if d, ok := p.tags.Get(key); ok {
 		return d, nil
 	}
 	v, err, _ := p.flight.Do("tag "+key, func() (any, error) {
@@ -77,7 +77,7 @@ func (p *Proxy) resolveTag(ctx context.Context, s source, tag string) (desc, err
 			p.manifests.add(s.String()+"@"+m.digest.String(), m)
 			d = m.desc
 		}
-		p.tags.set(key, d)
+		p.tags.Set(key, d, p.opts.TagTTL)
 		return d, nil
 	})
 	if err != nil {

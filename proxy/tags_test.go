@@ -61,9 +61,7 @@ func TestSourceDownServesTargetTag(t *testing.T) {
 }
 
 func expireTags(p *Proxy) {
-	p.tags.mu.Lock()
-	defer p.tags.mu.Unlock()
-	clear(p.tags.m)
+	p.tags.Clear()
 }
 
 // A source that hangs does not hold up a pull the target can serve.

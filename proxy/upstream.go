@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/metrics"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/ttlcache"
 )
 
 const (
@@ -52,15 +53,13 @@ type upstream struct {
 	timeout time.Duration
 	sem     chan struct{}
 
-	mu    sync.Mutex
-	repos map[string]repoTransport
+	repos *ttlcache.Cache[string, http.RoundTripper] // authenticated per repository
 	group singleflight.Group
 	brk   breaker
 }
 
-type repoTransport struct {
-	rt      http.RoundTripper
-	created time.Time
+func newRepoTransports() *ttlcache.Cache[string, http.RoundTripper] {
+	return ttlcache.New[string, http.RoundTripper](maxTransports)
 }
 
 // do sends one request for repo's kind/ref. A response with a status other
@@ -140,12 +139,9 @@ func (u *upstream) send(ctx context.Context, method, repo, kind, ref string, h h
 // transport returns repo's authenticated transport, made once however many
 // ask at the same time.
 func (u *upstream) transport(ctx context.Context, repo string) (http.RoundTripper, error) {
-	u.mu.Lock()
-	if t, ok := u.repos[repo]; ok && time.Since(t.created) < transportTTL {
-		u.mu.Unlock()
-		return t.rt, nil
+	if rt, ok := u.repos.Get(repo); ok {
+		return rt, nil
 	}
-	u.mu.Unlock()
 	v, err, _ := u.group.Do(repo, func() (any, error) {
 		// Shared by every caller: not bound to the first one's context.
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), u.timeout)
@@ -166,12 +162,7 @@ func (u *upstream) transport(ctx context.Context, repo string) (http.RoundTrippe
 			}
 			return nil, fmt.Errorf("%s %s: %w", u.role, u.label, err)
 		}
-		u.mu.Lock()
-		defer u.mu.Unlock()
-		if len(u.repos) >= maxTransports {
-			u.repos = map[string]repoTransport{}
-		}
-		u.repos[repo] = repoTransport{rt: rt, created: time.Now()}
+		u.repos.Set(repo, rt, transportTTL)
 		return rt, nil
 	})
 	if err != nil {

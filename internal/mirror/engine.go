@@ -15,12 +15,14 @@ import (
 
 	"github.com/distribution/reference"
 	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/auth"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/metrics"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/policy"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/target"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/ttlcache"
 )
 
 // ErrQueueFull is returned when a delayed copy was dropped.
@@ -85,7 +87,7 @@ type Engine struct {
 	log     *slog.Logger
 	srcRT   http.RoundTripper
 	tgtRT   http.RoundTripper
-	cache   *existsCache
+	cache   existsCache
 	homes   blobHomes
 	queue   chan *Job
 	mu      sync.Mutex
@@ -126,6 +128,7 @@ func New(t target.Target, o Options) *Engine {
 		srcRT:  &retryTransport{next: o.SourceTransport, retries: o.Retries, waitMax: o.RetryWait},
 		tgtRT:  &retryTransport{next: t.Transport(), retries: o.Retries, waitMax: o.RetryWait},
 		cache:  newExistsCache(o.ExistsTTL, o.MissingTTL),
+		homes:  blobHomes{ttlcache.New[v1.Hash, name.Repository](maxBlobHomes)},
 		queue:  make(chan *Job, o.QueueSize),
 		jobs:   map[string]*Job{},
 	}

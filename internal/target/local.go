@@ -18,6 +18,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/imageref"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/ttlcache"
 )
 
 // Local is the embedded on-disk store: distribution's registry library on
@@ -77,7 +78,7 @@ func NewLocal(ctx context.Context, l LocalSpec) (t *Local, err error) {
 	}()
 	app := handlers.NewApp(ctx, cfg)
 	own := filepath.Join(dir, "k8s-image-swapper")
-	tags := &ledger{root: filepath.Join(own, "tags"), adopted: filepath.Join(own, "tags.adopted"), cache: map[string]digest.Digest{}}
+	tags := &ledger{root: filepath.Join(own, "tags"), adopted: filepath.Join(own, "tags.adopted"), cache: ttlcache.New[string, digest.Digest](100_000)}
 	if err := tags.adopt(ctx, m.Host, HandlerTransport(app)); err != nil {
 		_ = app.Shutdown()
 		return nil, fmt.Errorf("open local store %s: %w", dir, err)
