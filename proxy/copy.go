@@ -9,6 +9,7 @@ import (
 	"github.com/distribution/reference"
 	"github.com/opencontainers/go-digest"
 
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/fetch"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/metrics"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/mirror"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/policy"
@@ -52,11 +53,11 @@ func (c *copies) sameContent(src, tgt digest.Digest) bool {
 // cache and writes the tag), or by digest alone. A digest pulled just after
 // its repository's copy began is left to that copy. It returns the job,
 // nil when there is none.
-func (p *Proxy) triggerCopy(s source, tag string, d digest.Digest) *mirror.Job {
+func (p *Proxy) triggerCopy(s fetch.Source, tag string, d digest.Digest) *mirror.Job {
 	if p.mirror == nil {
 		return nil
 	}
-	ref, err := s.named()
+	ref, err := s.Named()
 	if err == nil && tag != "" {
 		ref, err = reference.WithTag(ref, tag)
 	}
@@ -78,7 +79,7 @@ func (p *Proxy) triggerCopy(s source, tag string, d digest.Digest) *mirror.Job {
 
 	job, err := p.mirror.Submit(mirror.Request{Source: ref})
 	if err != nil {
-		metrics.ProxyCopiesTriggered.WithLabelValues(s.registry, "dropped").Inc()
+		metrics.ProxyCopiesTriggered.WithLabelValues(s.Registry, "dropped").Inc()
 		p.log.Warn("copy not queued", "image", ref.String(), "error", err)
 		return nil
 	}
@@ -87,7 +88,7 @@ func (p *Proxy) triggerCopy(s source, tag string, d digest.Digest) *mirror.Job {
 	defer p.copies.mu.Unlock()
 	// The engine shares a copy in flight: count and watch each one once.
 	if rc, ok := p.copies.recent.Get(key); !ok || rc.job != job {
-		metrics.ProxyCopiesTriggered.WithLabelValues(s.registry, "queued").Inc()
+		metrics.ProxyCopiesTriggered.WithLabelValues(s.Registry, "queued").Inc()
 		p.log.Info("copy triggered", "image", ref.String())
 		go p.watch(job, d)
 	}
@@ -129,11 +130,11 @@ func (p *Proxy) waitCopy(ctx context.Context, job *mirror.Job) bool {
 }
 
 // forget makes the engine ask the target again about s's image.
-func (p *Proxy) forget(s source, tag string) {
+func (p *Proxy) forget(s fetch.Source, tag string) {
 	if p.mirror == nil {
 		return
 	}
-	ref, err := s.named()
+	ref, err := s.Named()
 	if err == nil && tag != "" {
 		ref, err = reference.WithTag(ref, tag)
 	}

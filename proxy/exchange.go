@@ -4,11 +4,11 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"strconv"
 	"sync"
 	"time"
 
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/metrics"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/registry"
 )
 
 // Where a response came from, as metrics and logs name it.
@@ -23,16 +23,24 @@ const (
 type exchange struct {
 	w        *recorder
 	r        *http.Request
-	call     call
+	call     registry.Path
 	registry string
 	from     string
 	err      error // why a transfer was aborted
 	start    time.Time
 }
 
-func newExchange(w http.ResponseWriter, r *http.Request, c call) *exchange {
+func newExchange(w *recorder, r *http.Request, c registry.Path) *exchange {
 	metrics.ProxyInFlight.Inc()
-	return &exchange{w: &recorder{ResponseWriter: w}, r: r, call: c, registry: "unknown", start: time.Now()}
+	return &exchange{w: w, r: r, call: c, registry: "unknown", start: time.Now()}
+}
+
+// metricKind names the content in metrics: manifest or blob.
+func (ex *exchange) metricKind() string {
+	if ex.call.Kind == registry.Blobs {
+		return "blob"
+	}
+	return "manifest"
 }
 
 // done counts the request, also when it was aborted.
@@ -46,7 +54,7 @@ func (p *Proxy) done(ex *exchange) {
 	if from == "" || status >= 400 {
 		from = fromError
 	}
-	metrics.ProxyRequests.WithLabelValues(ex.registry, ex.call.metricKind(), from).Inc()
+	metrics.ProxyRequests.WithLabelValues(ex.registry, ex.metricKind(), from).Inc()
 	if from != fromError {
 		metrics.ProxyBytes.WithLabelValues(from).Add(float64(ex.w.bytes))
 	}
@@ -135,12 +143,6 @@ func abort(ex *exchange, err error) {
 		ex.err = err
 	}
 	panic(http.ErrAbortHandler)
-}
-
-func setContent(h http.Header, d desc) {
-	h.Set("Content-Type", d.mediaType)
-	h.Set("Content-Length", strconv.FormatInt(d.size, 10))
-	h.Set("Docker-Content-Digest", d.digest.String())
 }
 
 // rangeNotSatisfiable answers 416 with the blob's size in Content-Range.

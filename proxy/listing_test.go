@@ -26,8 +26,8 @@ func TestListingPrivate(t *testing.T) {
 	sources, err := auth.NewSources([]auth.Source{{
 		Registry: priv.Addr, Insecure: true, Username: privUser, Password: privPass}})
 	must(t, err)
-	le := newLocalEnvWith(t, withPush(t), func(o *Options) {
-		o.Registries, o.Sources = []string{pub.Addr, priv.Addr}, sources
+	le := newLocalEnvWith(t, withPush(t), func(o *setup) {
+		o.Registries, o.fetch.Credentials = []string{pub.Addr, priv.Addr}, sources
 	})
 	e := &le.env
 	img := blobImage(t, 1, 1000)

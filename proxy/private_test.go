@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"context"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -13,7 +12,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/auth"
-	"github.com/k8s-image-swapper/k8s-image-swapper/internal/mirror"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/fetch"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/policy"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/target"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/testutil/registryproc"
@@ -23,7 +22,7 @@ const privUser, privPass = "puller", "s3cret"
 
 // newPrivateEnv is a proxy whose source needs credentials (which the proxy
 // and its copy engine hold) in front of an anonymous target.
-func newPrivateEnv(t *testing.T, tune ...func(*Options)) *env {
+func newPrivateEnv(t *testing.T, tune ...func(*setup)) *env {
 	t.Helper()
 	hash, err := bcrypt.GenerateFromPassword([]byte(privPass), bcrypt.MinCost)
 	must(t, err)
@@ -37,22 +36,13 @@ func newPrivateEnv(t *testing.T, tune ...func(*Options)) *env {
 	sources, err := auth.NewSources([]auth.Source{{
 		Registry: e.src.Addr, Insecure: true, Username: privUser, Password: privPass}})
 	must(t, err)
-	o := Options{Target: tg, Registries: []string{e.src.Addr}, Sources: sources, Logger: quiet(), SpoolDir: t.TempDir()}
+	s := setup{Options: Options{Target: tg, Registries: []string{e.src.Addr}, Logger: quiet()},
+		fetch: fetch.Options{Credentials: sources}, retries: -1}
 	for _, f := range tune {
-		f(&o)
+		f(&s)
 	}
-	p, err := New(o)
-	must(t, err)
-	t.Cleanup(func() { p.Close() })
-	e.engine = mirror.New(tg, mirror.Options{
-		Sources: sources, SourceTransport: p.SourceTransport(target.NewTransport(false)), Logger: o.Logger, Retries: -1,
-	})
-	e.engine.Start(context.Background())
-	t.Cleanup(e.engine.Close)
-	p.mirror = e.engine
-	e.proxy = p
-	e.srv = httptest.NewServer(p)
-	t.Cleanup(e.srv.Close)
+	e.start(t, s)
+	e.serve(t)
 	return e
 }
 
@@ -160,10 +150,10 @@ func TestPrivateDeny(t *testing.T) {
 func TestPrivateSharedAndAllow(t *testing.T) {
 	for _, c := range []struct {
 		name string
-		tune func(*Options)
+		tune func(*setup)
 	}{
-		{"shared", func(o *Options) { o.SharedRepositories = []string{"nomatch/*", o.Registries[0] + "/team/*"} }},
-		{"allow", func(o *Options) { o.Private = policy.PrivateAllow }},
+		{"shared", func(o *setup) { o.SharedRepositories = []string{"nomatch/*", o.Registries[0] + "/team/*"} }},
+		{"allow", func(o *setup) { o.Private = policy.PrivateAllow }},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			e := newPrivateEnv(t, c.tune)
@@ -200,12 +190,12 @@ func TestPrivateSharedAndAllow(t *testing.T) {
 // private if the proxy pulls from that registry with credentials of its own.
 func TestPrivateSourceDown(t *testing.T) {
 	for _, withCreds := range []bool{false, true} {
-		e := newEnv(t, func(o *Options) {
+		e := newEnv(t, func(o *setup) {
 			if withCreds {
 				s, err := auth.NewSources([]auth.Source{{
 					Registry: o.Registries[0], Insecure: true, Username: "u", Password: "p"}})
 				must(t, err)
-				o.Sources = s
+				o.fetch.Credentials = s
 			}
 		})
 		img := blobImage(t, 1, 1000)
@@ -230,13 +220,12 @@ func TestPrivateSourceDown(t *testing.T) {
 func TestPrivateOptions(t *testing.T) {
 	tg, err := target.NewGeneric(target.GenericSpec{Registry: "registry.example.com"})
 	must(t, err)
-	if _, err := New(Options{Target: tg, Private: "open", Logger: quiet()}); err == nil {
+	if _, err := New(Options{Target: tg, Sources: newSources(t, fetch.Options{}), Private: "open", Logger: quiet()}); err == nil {
 		t.Error("an unknown private policy was accepted")
 	}
-	p, err := New(Options{Target: tg, Private: policy.PrivateAllow, SharedRepositories: []string{"ghcr.io/acme/*"}, Logger: quiet()})
+	p, err := New(Options{Target: tg, Sources: newSources(t, fetch.Options{}), Private: policy.PrivateAllow, SharedRepositories: []string{"ghcr.io/acme/*"}, Logger: quiet()})
 	must(t, err)
-	defer p.Close()
-	if !p.privacy.isShared(source{registry: "ghcr.io", repo: "acme/app"}) || p.privacy.isShared(source{registry: "ghcr.io", repo: "other/app"}) {
+	if !p.privacy.isShared(fetch.Source{Registry: "ghcr.io", Repo: "acme/app"}) || p.privacy.isShared(fetch.Source{Registry: "ghcr.io", Repo: "other/app"}) {
 		t.Error("sharedRepositories do not match host/repo globs")
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/fetch"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/target"
 )
 
@@ -52,13 +53,13 @@ func FuzzWrite(f *testing.F) {
 	if err := remote.Write(mirror, img, remote.WithTransport(lt.Transport())); err != nil {
 		f.Fatal(err)
 	}
-	o := Options{Target: lt, Registries: []string{"127.0.0.1:1"}, Logger: quiet(), SpoolDir: f.TempDir(), UpstreamTimeout: 100e6}
-	withPush(f)(&o)
-	p, err := New(o)
+	s := setup{Options: Options{Target: lt, Registries: []string{"127.0.0.1:1"}, Logger: quiet(),
+		Sources: newSources(f, fetch.Options{Timeout: 100e6}), UpstreamTimeout: 100e6}}
+	withPush(f)(&s)
+	p, err := New(s.Options)
 	if err != nil {
 		f.Fatal(err)
 	}
-	f.Cleanup(func() { p.Close() })
 
 	f.Fuzz(func(t *testing.T, method, path, query, authz string) {
 		if !strings.HasPrefix(path, "/") || strings.ContainsAny(method, " \t\r\n") || method == "" {

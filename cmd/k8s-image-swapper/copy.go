@@ -32,7 +32,12 @@ func newCopyCmd() *cobra.Command {
 				ctx, cancel = context.WithTimeout(ctx, timeout)
 				defer cancel()
 			}
-			engine, err := newEngine(ctx, c, log)
+			t, src, err := openTarget(ctx, c)
+			if err != nil {
+				return err
+			}
+			defer closeTarget(t)
+			engine, err := newEngine(c, t, src, nil, log)
 			if err != nil {
 				return err
 			}

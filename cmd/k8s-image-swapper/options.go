@@ -2,11 +2,17 @@ package main
 
 import (
 	"cmp"
+	"fmt"
+	"log/slog"
 	"slices"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/auth"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/config"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/fetch"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/filter"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/mirror"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/target"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/target/aws"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/target/gcp"
@@ -109,13 +115,44 @@ func servedRegistries(c *config.Config) []string {
 	return regs
 }
 
-// proxyOptions are the proxy block and the source registries of c. Target,
-// Mirror and Logger are left to the caller.
-func proxyOptions(c *config.Config) (proxy.Options, error) {
-	sources, err := sourceCredentials(c)
-	if err != nil {
-		return proxy.Options{}, err
+// engineOptions are the mirror block and source.platforms; the caller sets
+// the sources' credentials and transport and the logger.
+func engineOptions(c *config.Config) (mirror.Options, error) {
+	platforms := make([]v1.Platform, 0, len(c.Source.Platforms))
+	for _, p := range c.Source.Platforms {
+		pl, err := v1.ParsePlatform(p)
+		if err != nil {
+			return mirror.Options{}, fmt.Errorf("source.platforms: %w", err)
+		}
+		platforms = append(platforms, *pl)
 	}
+	return mirror.Options{
+		Workers:    c.Mirror.Workers,
+		QueueSize:  c.Mirror.QueueSize,
+		ExistsTTL:  c.Mirror.ExistsTTL.D(),
+		MissingTTL: c.Mirror.MissingTTL.D(),
+		Retries:    maxRetries(c),
+		RetryWait:  c.Mirror.RetryWaitMax.D(),
+		Platforms:  platforms,
+	}, nil
+}
+
+// fetchOptions are the proxy's source side: the proxy block's tag TTL and
+// upstream timeout, and how sources are reached.
+func fetchOptions(c *config.Config, src sourceAccess, spoolDir string, log *slog.Logger) fetch.Options {
+	return fetch.Options{
+		Credentials: src.creds,
+		Keychain:    src.keychain,
+		Timeout:     c.Proxy.UpstreamTimeout.D(),
+		TagTTL:      c.Proxy.TagTTL.D(),
+		SpoolDir:    spoolDir,
+		Logger:      log,
+	}
+}
+
+// proxyOptions are the proxy block and the source registries of c. Target,
+// Sources, Mirror and Logger are left to the caller.
+func proxyOptions(c *config.Config) proxy.Options {
 	var push *proxy.PushOptions
 	if lp := c.Target.Local.Push; c.Target.Type == "local" && lp.Enabled {
 		push = &proxy.PushOptions{Htpasswd: lp.Htpasswd, TokenFile: lp.TokenFile}
@@ -125,12 +162,10 @@ func proxyOptions(c *config.Config) (proxy.Options, error) {
 		Registries:         servedRegistries(c),
 		OnMiss:             c.Proxy.OnMiss,
 		WaitTimeout:        c.Proxy.WaitTimeout.D(),
-		TagTTL:             c.Proxy.TagTTL.D(),
 		UpstreamTimeout:    c.Proxy.UpstreamTimeout.D(),
-		Sources:            sources,
 		Private:            c.Proxy.Private,
 		SharedRepositories: c.Proxy.SharedRepositories,
-	}, nil
+	}
 }
 
 // webhookOptions are the policies, dry run and filters of c; the caller

@@ -36,10 +36,7 @@ func TestSourceRegistriesServed(t *testing.T) {
     - type: gcp
       gcp: {location: europe-west1, projectId: p, repositoryId: r}
 `)
-	o, err := proxyOptions(c)
-	if err != nil {
-		t.Fatal(err)
-	}
+	o := proxyOptions(c)
 	for _, want := range []string{"123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn",
 		"123456789012.dkr.ecr.eu-west-1.amazonaws.com", "europe-west1-docker.pkg.dev"} {
 		if !slices.Contains(o.Registries, want) {
@@ -63,8 +60,8 @@ func TestOneHostRule(t *testing.T) {
 	if !slices.Contains(hosts, want) {
 		t.Errorf("containerd-config writes %v, not %s", hosts, want)
 	}
-	if o, err := proxyOptions(c); err != nil || !slices.Contains(o.Registries, want) {
-		t.Errorf("proxy serves %v (%v), not %s", o.Registries, err, want)
+	if o := proxyOptions(c); !slices.Contains(o.Registries, want) {
+		t.Errorf("proxy serves %v, not %s", o.Registries, want)
 	}
 	s := cloudSources(c)
 	if len(s.ECR) != 1 || registry.ECRHost(s.ECR[0].AccountID, s.ECR[0].Region) != want {
@@ -82,10 +79,7 @@ func TestOneHostRule(t *testing.T) {
 }
 
 func TestPrivateFromConfig(t *testing.T) {
-	o, err := proxyOptions(parse(t, "proxy:\n  private: allow\n  sharedRepositories: [\"ghcr.io/acme/*\"]\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	o := proxyOptions(parse(t, "proxy:\n  private: allow\n  sharedRepositories: [\"ghcr.io/acme/*\"]\n"))
 	if o.Private != policy.PrivateAllow || len(o.SharedRepositories) != 1 || o.SharedRepositories[0] != "ghcr.io/acme/*" {
 		t.Errorf("from config: private=%q shared=%v", o.Private, o.SharedRepositories)
 	}
@@ -145,8 +139,11 @@ func TestDefaults(t *testing.T) {
 	if o := webhookOptions(c); o.CopyDeadline != 0 || o.TagTTL != 0 {
 		t.Errorf("webhook options %+v", o)
 	}
-	if o, err := proxyOptions(c); err != nil || o.WaitTimeout != 0 || o.TagTTL != 0 || o.UpstreamTimeout != 0 {
-		t.Errorf("proxy options %+v %v", o, err)
+	if o := proxyOptions(c); o.WaitTimeout != 0 || o.UpstreamTimeout != 0 {
+		t.Errorf("proxy options %+v", o)
+	}
+	if o := fetchOptions(c, sourceAccess{}, "", nil); o.TagTTL != 0 || o.Timeout != 0 {
+		t.Errorf("fetch options %+v", o)
 	}
 }
 

@@ -8,11 +8,10 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/spf13/cobra"
 
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/fetch"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/metrics"
-	"github.com/k8s-image-swapper/k8s-image-swapper/internal/mirror"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/target"
 	"github.com/k8s-image-swapper/k8s-image-swapper/proxy"
 )
@@ -48,25 +47,24 @@ func newProxyCmd() *cobra.Command {
 			log := newLogger(c)
 			ctx := cmd.Context()
 
-			// The engine (which opens the target) comes first; its source
-			// requests then go through the proxy's shared fetches.
-			shared := &lateTransport{}
-			var keychain authn.Keychain
-			engine, err := newEngine(ctx, c, log, func(o *mirror.Options) {
-				o.SourceTransport = shared
-				keychain = o.SourceKeychain // one set of cloud tokens for both
-			})
+			t, src, err := openTarget(ctx, c)
 			if err != nil {
 				return err
 			}
-			t := engine.Target()
 			defer closeTarget(t)
-			opts, err := proxyOptions(c)
+			// The source side comes first: the proxy serves from it, and the
+			// engine's copies read through it what pulls just fetched.
+			sources, err := fetch.New(fetchOptions(c, src, spoolDir, log))
 			if err != nil {
-				return &exitError{code: 2, err: err}
+				return err
 			}
-			opts.Target, opts.Mirror, opts.Logger, opts.SpoolDir = t, engine, log, spoolDir
-			opts.Keychain = keychain
+			defer sources.Close()
+			engine, err := newEngine(c, t, src, sources.Transport(target.NewTransport(false)), log)
+			if err != nil {
+				return err
+			}
+			opts := proxyOptions(c)
+			opts.Target, opts.Sources, opts.Mirror, opts.Logger = t, sources, engine, log
 			if c.DryRun {
 				opts.Mirror = nil // serves, copies nothing
 			}
@@ -74,8 +72,6 @@ func newProxyCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			defer p.Close()
-			shared.rt = p.SourceTransport(target.NewTransport(false))
 			engine.Start(ctx)
 			defer engine.Close()
 
@@ -138,8 +134,3 @@ func newProxyCmd() *cobra.Command {
 	cmd.Flags().StringVar(&spoolDir, "spool-dir", "", "folder for blobs while they stream from sources (default a temporary folder)")
 	return cmd
 }
-
-// lateTransport is bound once the proxy exists, before the engine starts.
-type lateTransport struct{ rt http.RoundTripper }
-
-func (l *lateTransport) RoundTrip(r *http.Request) (*http.Response, error) { return l.rt.RoundTrip(r) }

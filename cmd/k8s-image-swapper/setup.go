@@ -4,12 +4,14 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"strings"
 
-	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/spf13/cobra"
 
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/auth"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/config"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/logging"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/mirror"
@@ -68,44 +70,47 @@ func closeTarget(t target.Target) {
 	}
 }
 
-// newEngine opens the target and the copy engine the config describes;
-// tune changes the engine's options (the proxy shares its source fetches).
-func newEngine(ctx context.Context, c *config.Config, log *slog.Logger, tune ...func(*mirror.Options)) (*mirror.Engine, error) {
+// openTarget opens the target the config names, and what reaching its
+// sources takes; the caller closes the target (closeTarget).
+func openTarget(ctx context.Context, c *config.Config) (target.Target, sourceAccess, error) {
 	t, err := target.New(ctx, targetSpec(c))
 	if err != nil {
-		return nil, fmt.Errorf("open target: %w", err)
+		return nil, sourceAccess{}, fmt.Errorf("open target: %w", err)
 	}
-	sources, err := sourceCredentials(c)
+	src, err := newSourceAccess(ctx, c)
 	if err != nil {
-		return nil, err
+		closeTarget(t)
+		return nil, sourceAccess{}, err
 	}
-	platforms := make([]v1.Platform, 0, len(c.Source.Platforms))
-	for _, p := range c.Source.Platforms {
-		pl, err := v1.ParsePlatform(p)
-		if err != nil {
-			return nil, fmt.Errorf("source.platforms: %w", err)
-		}
-		platforms = append(platforms, *pl)
+	return t, src, nil
+}
+
+// sourceAccess is what reaching the sources takes: the config's
+// credentials and plain-HTTP hosts, and the cloud registries' tokens.
+type sourceAccess struct {
+	creds    *auth.Sources
+	keychain authn.Keychain
+}
+
+func newSourceAccess(ctx context.Context, c *config.Config) (sourceAccess, error) {
+	creds, err := sourceCredentials(c)
+	if err != nil {
+		return sourceAccess{}, err
 	}
 	keychain, err := target.SourceKeychain(ctx, cloudSources(c))
 	if err != nil {
-		return nil, fmt.Errorf("source credentials: %w", err)
+		return sourceAccess{}, fmt.Errorf("source credentials: %w", err)
 	}
-	o := mirror.Options{
-		Workers:    c.Mirror.Workers,
-		QueueSize:  c.Mirror.QueueSize,
-		ExistsTTL:  c.Mirror.ExistsTTL.D(),
-		MissingTTL: c.Mirror.MissingTTL.D(),
-		Retries:    maxRetries(c),
-		RetryWait:  c.Mirror.RetryWaitMax.D(),
-		Platforms:  platforms,
-		Sources:    sources,
-		// Cloud (aws, gcp) source registries authenticate with their tokens.
-		SourceKeychain: keychain,
-		Logger:         log,
+	return sourceAccess{creds: creds, keychain: keychain}, nil
+}
+
+// newEngine is the copy engine into t. Its source requests go through rt
+// when set (the proxy's fetch layer), else straight to the sources.
+func newEngine(c *config.Config, t target.Target, src sourceAccess, rt http.RoundTripper, log *slog.Logger) (*mirror.Engine, error) {
+	o, err := engineOptions(c)
+	if err != nil {
+		return nil, err
 	}
-	for _, f := range tune {
-		f(&o)
-	}
+	o.Sources, o.SourceKeychain, o.SourceTransport, o.Logger = src.creds, src.keychain, rt, log
 	return mirror.New(t, o), nil
 }

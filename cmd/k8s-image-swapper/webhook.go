@@ -87,12 +87,15 @@ func (w *webhookFlags) run(cmd *cobra.Command, _ []string) error {
 	}
 	ctx := cmd.Context()
 
-	engine, err := newEngine(ctx, c, log)
+	t, src, err := openTarget(ctx, c)
 	if err != nil {
 		return err
 	}
-	t := engine.Target()
 	defer closeTarget(t)
+	engine, err := newEngine(c, t, src, nil, log)
+	if err != nil {
+		return err
+	}
 	opts := webhookOptions(c)
 	opts.Mirror, opts.Mapper, opts.Logger = engine, t.Mapper(), log
 

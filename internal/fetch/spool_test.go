@@ -1,4 +1,4 @@
-package proxy
+package fetch
 
 import (
 	"bytes"
@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"sync"
@@ -14,6 +15,8 @@ import (
 	"time"
 
 	"github.com/opencontainers/go-digest"
+
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/upstream"
 )
 
 // pipeSource is a source whose bytes the test writes as it likes.
@@ -40,9 +43,9 @@ func randomBytes(n int) []byte {
 	return b
 }
 
-func readAll(ctx context.Context, b *spoolBlob, off, end int64) ([]byte, error) {
+func readAll(ctx context.Context, b *Blob, off, end int64) ([]byte, error) {
 	var out bytes.Buffer
-	_, err := io.Copy(&out, b.reader(ctx, off, end))
+	_, err := io.Copy(&out, b.Reader(ctx, off, end))
 	return out.Bytes(), err
 }
 
@@ -118,7 +121,7 @@ func TestSpoolMismatchBreaksReaders(t *testing.T) {
 	go func() { _, _ = src.pw.Write(data); src.pw.Close() }()
 	got, err := readAll(context.Background(), b, 0, -1)
 	s.release(b)
-	if !errors.Is(err, errDigestMismatch) || len(got) >= len(data) {
+	if !errors.Is(err, ErrDigestMismatch) || len(got) >= len(data) {
 		t.Fatalf("reader: %d of %d bytes, %v", len(got), len(data), err)
 	}
 	if mismatches != 1 {
@@ -142,10 +145,10 @@ func TestSpoolFetchError(t *testing.T) {
 	calls := 0
 	fail := func(context.Context) (*http.Response, error) {
 		calls++
-		return nil, &upstreamError{status: 404}
+		return nil, &upstream.Error{Status: 404}
 	}
 	for range 2 {
-		if _, _, err := s.open(context.Background(), "k", digest.FromString("x"), fail, func() {}); !isNotFound(err) {
+		if _, _, err := s.open(context.Background(), "k", digest.FromString("x"), fail, func() {}); !upstream.IsNotFound(err) {
 			t.Fatalf("open: %v", err)
 		}
 	}
@@ -162,7 +165,7 @@ func TestSpoolSweep(t *testing.T) {
 	dir := t.TempDir()
 	s := newSpool(dir, 50*time.Millisecond, 1500, quiet())
 	ctx := context.Background()
-	openDone := func(key string, data []byte) *spoolBlob {
+	openDone := func(key string, data []byte) *Blob {
 		src := newPipeSource(int64(len(data)))
 		go func() { _, _ = src.pw.Write(data); src.pw.Close() }()
 		b, _, err := s.open(ctx, key, digest.FromBytes(data), src.fetch, func() {})
@@ -190,5 +193,22 @@ func TestSpoolSweep(t *testing.T) {
 	left, _ := os.ReadDir(dir)
 	if len(left) != 0 {
 		t.Fatalf("%d files left in the spool", len(left))
+	}
+}
+
+func quiet() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+func must(t testing.TB, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// The fetch layer's defaults, as README's proxy block documents them.
+func TestDefaults(t *testing.T) {
+	o := Options{}.defaults()
+	if o.TagTTL != 5*time.Minute || o.Timeout != 30*time.Second || o.MaxConcurrent != 32 {
+		t.Errorf("defaults: %+v", o)
 	}
 }

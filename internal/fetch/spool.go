@@ -1,4 +1,4 @@
-package proxy
+package fetch
 
 import (
 	"context"
@@ -15,12 +15,9 @@ import (
 	"github.com/opencontainers/go-digest"
 )
 
-// errSpool marks the spool's own failures (as opposed to the source's).
-var errSpool = errors.New("spool")
-
-// errDigestMismatch ends every transfer of a blob whose bytes are not what
-// its digest says.
-var errDigestMismatch = errors.New("digest mismatch: the source sent other bytes than the digest names")
+// ErrSpool marks the spool's own failures (as opposed to the source's): a
+// blob can still be streamed from the source, unshared.
+var ErrSpool = errors.New("spool")
 
 // spool keeps blobs fetched from sources on disk while they stream. Every
 // request for a blob in flight reads the one fetch as it grows, each at its
@@ -34,7 +31,7 @@ type spool struct {
 	log      *slog.Logger
 
 	mu    sync.Mutex
-	blobs map[string]*spoolBlob
+	blobs map[string]*Blob
 	// brokenUntil stops new spooling for a while after a write failed (a
 	// full disk): blobs then stream straight through, unshared.
 	brokenUntil time.Time
@@ -43,8 +40,10 @@ type spool struct {
 // spoolPause is how long a failed spool write stops spooling.
 const spoolPause = time.Minute
 
-// spoolBlob is one blob being fetched or recently fetched.
-type spoolBlob struct {
+// Blob is one blob being fetched or recently fetched, read with Reader and
+// let go of with Release.
+type Blob struct {
+	spool *spool
 	key   string
 	dgst  digest.Digest
 	path  string
@@ -63,7 +62,7 @@ type spoolBlob struct {
 }
 
 func newSpool(dir string, retain time.Duration, maxBytes int64, log *slog.Logger) *spool {
-	return &spool{dir: dir, retain: retain, maxBytes: maxBytes, log: log, blobs: map[string]*spoolBlob{}}
+	return &spool{dir: dir, retain: retain, maxBytes: maxBytes, log: log, blobs: map[string]*Blob{}}
 }
 
 // open returns the blob under key, starting fetch unless a fetch is in
@@ -71,7 +70,7 @@ func newSpool(dir string, retain time.Duration, maxBytes int64, log *slog.Logger
 // has answered. The caller reads with reader and calls release when done.
 // onMismatch is called once when the source's bytes do not match d.
 func (s *spool) open(ctx context.Context, key string, d digest.Digest,
-	fetch func(context.Context) (*http.Response, error), onMismatch func()) (b *spoolBlob, joined bool, err error) {
+	fetch func(context.Context) (*http.Response, error), onMismatch func()) (b *Blob, joined bool, err error) {
 	s.mu.Lock()
 	s.sweepLocked(time.Now())
 	if b = s.blobs[key]; b != nil {
@@ -81,14 +80,14 @@ func (s *spool) open(ctx context.Context, key string, d digest.Digest,
 		joined = true
 	} else if now := time.Now(); now.Before(s.brokenUntil) {
 		s.mu.Unlock()
-		return nil, false, fmt.Errorf("%w: paused after a write failure until %s", errSpool, s.brokenUntil.Format(time.TimeOnly))
+		return nil, false, fmt.Errorf("%w: paused after a write failure until %s", ErrSpool, s.brokenUntil.Format(time.TimeOnly))
 	} else {
 		f, err := os.CreateTemp(s.dir, "blob-")
 		if err != nil {
 			s.mu.Unlock()
-			return nil, false, fmt.Errorf("%w: %w", errSpool, err)
+			return nil, false, fmt.Errorf("%w: %w", ErrSpool, err)
 		}
-		b = &spoolBlob{key: key, dgst: d, path: f.Name(), file: f, ready: make(chan struct{}),
+		b = &Blob{spool: s, key: key, dgst: d, path: f.Name(), file: f, ready: make(chan struct{}),
 			size: -1, wake: make(chan struct{}), readers: 1}
 		s.blobs[key] = b
 		go s.fill(b, fetch, onMismatch)
@@ -113,7 +112,7 @@ func (s *spool) open(ctx context.Context, key string, d digest.Digest,
 // fill copies the source's answer into the file, checking the digest. It
 // is detached from the clients: when they all go, the blob is still wanted
 // by the copy into the target; a stalled source ends it (upstream timeout).
-func (s *spool) fill(b *spoolBlob, fetch func(context.Context) (*http.Response, error), onMismatch func()) {
+func (s *spool) fill(b *Blob, fetch func(context.Context) (*http.Response, error), onMismatch func()) {
 	resp, err := fetch(context.Background())
 	if err != nil {
 		s.finish(b, err)
@@ -135,7 +134,7 @@ func (s *spool) fill(b *spoolBlob, fetch func(context.Context) (*http.Response, 
 				s.mu.Lock()
 				s.brokenUntil = time.Now().Add(spoolPause)
 				s.mu.Unlock()
-				s.finish(b, fmt.Errorf("%w %s: %w", errSpool, b.dgst, err))
+				s.finish(b, fmt.Errorf("%w %s: %w", ErrSpool, b.dgst, err))
 				return
 			}
 			_, _ = v.Write(buf[:n])
@@ -161,7 +160,7 @@ func (s *spool) fill(b *spoolBlob, fetch func(context.Context) (*http.Response, 
 	case !v.Verified():
 		s.log.Warn("blob from source does not match its digest; transfers aborted", "digest", b.dgst.String(), "key", b.key)
 		onMismatch()
-		s.finish(b, errDigestMismatch)
+		s.finish(b, ErrDigestMismatch)
 	default:
 		s.finish(b, nil)
 	}
@@ -181,7 +180,7 @@ func readChunk(r io.Reader, buf []byte) (int, error) {
 	return n, nil
 }
 
-func (s *spool) finish(b *spoolBlob, err error) {
+func (s *spool) finish(b *Blob, err error) {
 	b.mu.Lock()
 	b.done, b.err, b.finished = true, err, time.Now()
 	b.notifyLocked()
@@ -202,13 +201,13 @@ func (s *spool) finish(b *spoolBlob, err error) {
 	}
 }
 
-func (b *spoolBlob) notifyLocked() {
+func (b *Blob) notifyLocked() {
 	close(b.wake)
 	b.wake = make(chan struct{})
 }
 
 // release ends one reader's use of b.
-func (s *spool) release(b *spoolBlob) {
+func (s *spool) release(b *Blob) {
 	b.mu.Lock()
 	b.readers--
 	last := b.readers == 0 && b.gone
@@ -219,7 +218,7 @@ func (s *spool) release(b *spoolBlob) {
 }
 
 // drop takes b out of use: its file goes now or with its last reader.
-func (s *spool) drop(b *spoolBlob) {
+func (s *spool) drop(b *Blob) {
 	b.mu.Lock()
 	b.gone = true
 	last := b.readers == 0
@@ -229,7 +228,7 @@ func (s *spool) drop(b *spoolBlob) {
 	}
 }
 
-func (b *spoolBlob) remove() {
+func (b *Blob) remove() {
 	b.file.Close()
 	os.Remove(b.path)
 }
@@ -243,7 +242,7 @@ func (s *spool) sweep() {
 }
 
 func (s *spool) sweepLocked(now time.Time) {
-	var idle []*spoolBlob
+	var idle []*Blob
 	var kept int64 // finished blobs, read or not
 	for _, b := range s.blobs {
 		b.mu.Lock()
@@ -287,8 +286,11 @@ func (s *spool) close() {
 	}
 }
 
-// length is the blob's length, -1 when the source did not say.
-func (b *spoolBlob) length() int64 {
+// Release ends one reader's use of b.
+func (b *Blob) Release() { b.spool.release(b) }
+
+// Length is the blob's length, -1 when the source did not say.
+func (b *Blob) Length() int64 {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.done && b.err == nil {
@@ -297,15 +299,15 @@ func (b *spoolBlob) length() int64 {
 	return b.size
 }
 
-// reader reads [off, end) of b (end -1: to the end) as the fetch goes. The
+// Reader reads [off, end) of b (end -1: to the end) as the fetch goes. The
 // last byte is held back until the digest is verified, so a client never
 // gets a whole blob of wrong bytes: a mismatch ends its transfer short.
-func (b *spoolBlob) reader(ctx context.Context, off, end int64) io.Reader {
+func (b *Blob) Reader(ctx context.Context, off, end int64) io.Reader {
 	return &spoolReader{b: b, ctx: ctx, off: off, end: end}
 }
 
 type spoolReader struct {
-	b        *spoolBlob
+	b        *Blob
 	ctx      context.Context
 	off, end int64
 }
@@ -366,6 +368,6 @@ func (s *spool) lookup(key string) (int64, bool) {
 	b.mu.Lock()
 	failed := b.err != nil
 	b.mu.Unlock()
-	n := b.length()
+	n := b.Length()
 	return n, !failed && n >= 0
 }

@@ -1,7 +1,6 @@
-package proxy
+package upstream
 
 import (
-	"errors"
 	"sync"
 	"time"
 )
@@ -9,9 +8,6 @@ import (
 // breakerCooldown is how long an upstream that hung or refused is skipped
 // before one request probes it again.
 const breakerCooldown = 10 * time.Second
-
-// errUnavailable marks an upstream skipped because it just failed.
-var errUnavailable = errors.New("upstream unavailable (recent failures; retried shortly)")
 
 // breaker stops sending requests to an upstream that stopped answering. A
 // hung target would otherwise cost every manifest and blob request the full
