@@ -15,6 +15,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/opencontainers/go-digest"
 
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/registry"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/ttlcache"
 )
 
@@ -158,17 +159,9 @@ func (t ledgerTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 
 // taggedManifestPath splits /v2/<repo>/manifests/<tag>; a digest is no tag.
 func taggedManifestPath(p string) (repo, tag string, ok bool) {
-	rest, ok := strings.CutPrefix(p, "/v2/")
-	if !ok {
+	c, ok := registry.ParsePath(p)
+	if !ok || c.Kind != registry.Manifests || c.Digest != "" {
 		return "", "", false
 	}
-	i := strings.LastIndex(rest, "/manifests/")
-	if i <= 0 {
-		return "", "", false
-	}
-	repo, tag = rest[:i], rest[i+len("/manifests/"):]
-	if tag == "" || strings.ContainsAny(tag, ":/") {
-		return "", "", false
-	}
-	return repo, tag, true
+	return c.Repo, c.Ref, true
 }
