@@ -1,17 +1,12 @@
 package main
 
 import (
-	"context"
-	"errors"
-	"fmt"
-	"net"
 	"net/http"
-	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/fetch"
-	"github.com/k8s-image-swapper/k8s-image-swapper/internal/metrics"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/server"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/target"
 	"github.com/k8s-image-swapper/k8s-image-swapper/proxy"
 )
@@ -78,54 +73,27 @@ func newProxyCmd() *cobra.Command {
 			mux := http.NewServeMux()
 			mux.Handle("/v2/", p)
 			mux.Handle("/v2", p)
-			mux.Handle("/metrics", metrics.Handler())
-			ok := func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) }
-			mux.HandleFunc("/healthz", ok)
-			mux.HandleFunc("/readyz", ok)
-			ln, err := net.Listen("tcp", proxyAddress(c))
-			if err != nil {
-				return err
-			}
-			servers := []*http.Server{{Handler: mux, ReadHeaderTimeout: 10 * time.Second}}
-			listeners := []net.Listener{ln}
+			server.Health(mux, nil)
+			servers := []*server.Server{{Name: "proxy", HTTP: &http.Server{Addr: proxyAddress(c), Handler: mux}}}
 			if metricsAddr != "" {
 				// Only metrics and health: the registry API stays on the (loopback) proxy address.
 				mm := http.NewServeMux()
-				mm.Handle("/metrics", metrics.Handler())
-				mm.HandleFunc("/healthz", ok)
-				mm.HandleFunc("/readyz", ok)
-				mln, err := net.Listen("tcp", metricsAddr)
-				if err != nil {
-					ln.Close()
-					return fmt.Errorf("metrics address: %w", err)
-				}
-				servers = append(servers, &http.Server{Handler: mm, ReadHeaderTimeout: 10 * time.Second})
-				listeners = append(listeners, mln)
-				log.Info("proxy metrics listening", "address", mln.Addr().String())
+				server.Health(mm, nil)
+				servers = append(servers, &server.Server{Name: "proxy metrics", HTTP: &http.Server{Addr: metricsAddr, Handler: mm}})
+			}
+			if err := server.Listen(servers...); err != nil {
+				return err
+			}
+			if len(servers) > 1 {
+				log.Info("proxy metrics listening", "address", servers[1].Address())
 			}
 			if file == "" {
 				file = "(none: defaults)"
 			}
-			log.Info("proxy listening", "address", ln.Addr().String(), "target", targetName(targetSpec(c)),
+			log.Info("proxy listening", "address", servers[0].Address(), "target", targetName(targetSpec(c)),
 				"registries", opts.Registries, "onMiss", opts.OnMiss, "config", file)
 			setDryRun(ctx, c, log)
-			errc := make(chan error, len(servers))
-			for i, srv := range servers {
-				go func() { errc <- srv.Serve(listeners[i]) }()
-			}
-			var serveErr error
-			select {
-			case serveErr = <-errc:
-			case <-ctx.Done():
-			}
-			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-			defer cancel()
-			for _, srv := range servers {
-				if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) && serveErr == nil {
-					serveErr = err
-				}
-			}
-			return serveErr
+			return server.Serve(ctx, log, servers...)
 		},
 	}
 	cmd.Flags().StringVar(&listen, "listen-address", "", "address to serve on (default proxy.listenAddress, 127.0.0.1:7439)")
