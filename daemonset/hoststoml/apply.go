@@ -1,4 +1,4 @@
-package daemonset
+package hoststoml
 
 import (
 	"bytes"
@@ -10,6 +10,8 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+
+	"github.com/k8s-image-swapper/k8s-image-swapper/daemonset/containerdcfg"
 )
 
 // managedMark starts every file we write; it identifies our file when its marker is lost.
@@ -45,7 +47,7 @@ func (o Options) checkContainerd() error {
 	if o.ContainerdConfig == "" {
 		return nil
 	}
-	rep, err := CheckContainerd(o.ContainerdConfig, o.ContainerdMajor)
+	rep, err := containerdcfg.Check(o.ContainerdConfig, o.ContainerdMajor)
 	if err != nil {
 		return err
 	}

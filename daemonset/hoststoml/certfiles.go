@@ -1,4 +1,4 @@
-package daemonset
+package hoststoml
 
 import (
 	"fmt"

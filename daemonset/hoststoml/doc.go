@@ -1,4 +1,4 @@
-// Package daemonset is the node agent: it points containerd at the node proxy by writing
+// Package hoststoml is the node agent's writer: it points containerd at the node proxy by writing
 // <certs.d>/<registry>/hosts.toml files, and takes them away again.
 //
 // Each file lists the proxy as the first host and the origin as `server`, so containerd
@@ -12,4 +12,4 @@
 //	hosts.toml.k8s-image-swapper.state  what we did: whether the file and folders existed
 //
 // containerd only reads hosts.toml and *.crt/*.cert/*.key files there, so both are inert.
-package daemonset
+package hoststoml

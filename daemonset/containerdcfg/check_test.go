@@ -1,6 +1,7 @@
-package daemonset
+package containerdcfg
 
 import (
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -135,7 +136,7 @@ func TestCheckContainerdConfig(t *testing.T) {
 			for name, content := range c.imports {
 				writeFile(t, filepath.Join(dir, name), content, 0o644)
 			}
-			rep, err := CheckContainerd(path, c.major)
+			rep, err := Check(path, c.major)
 			if c.wantErr != nil {
 				if err == nil {
 					t.Fatalf("no error; report %+v", rep)
@@ -174,14 +175,14 @@ const (
 	v2List    = "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".registry]\n  config_path = \"/etc/containerd/certs.d:/etc/docker/certs.d\"\n"
 )
 
-func TestParseContainerdMajor(t *testing.T) {
+func TestParseMajor(t *testing.T) {
 	for in, want := range map[string]int{"": 0, "containerd://2.1.4": 2, "v2.4.2": 2, "1.6.20~ds1": 1, "2": 2, " v1.7.27 ": 1} {
-		if got, err := ParseContainerdMajor(in); err != nil || got != want {
+		if got, err := ParseMajor(in); err != nil || got != want {
 			t.Errorf("%q: %d, %v; want %d", in, got, err, want)
 		}
 	}
 	for _, in := range []string{"docker://24.0", "two", "0.1"} {
-		if _, err := ParseContainerdMajor(in); err == nil {
+		if _, err := ParseMajor(in); err == nil {
 			t.Errorf("%q: no error", in)
 		}
 	}
@@ -202,7 +203,17 @@ func TestReportFix(t *testing.T) {
 }
 
 func TestCheckContainerdConfigMissingFile(t *testing.T) {
-	if _, err := CheckContainerdConfig(filepath.Join(t.TempDir(), "nope.toml")); err == nil {
+	if _, err := Check(filepath.Join(t.TempDir(), "nope.toml"), 0); err == nil {
 		t.Fatal("no error")
+	}
+}
+
+func writeFile(t testing.TB, path, content string, mode os.FileMode) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(content), mode); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -1,4 +1,7 @@
-package daemonset
+// Package containerdcfg reads a node's containerd config.toml the way
+// containerd does, to tell where its CRI plugin looks for hosts.toml files
+// and what a node needs when it would not read them.
+package containerdcfg
 
 import (
 	"errors"
@@ -79,15 +82,10 @@ func (r Report) Fix(certsDir string) string {
 // The CRI image plugin's table in containerd 2.x.
 const imagesTable2x = `plugins."io.containerd.cri.v1.images"`
 
-// CheckContainerdConfig is CheckContainerd with containerd's version unknown.
-func CheckContainerdConfig(path string) (Report, error) {
-	return CheckContainerd(path, 0)
-}
-
-// ParseContainerdMajor reads containerd's major version from what a node reports:
+// ParseMajor reads containerd's major version from what a node reports:
 // "containerd://2.1.4" (a Node's containerRuntimeVersion), "v2.4.2", "1.6.20~ds1", "2".
 // "" is 0, unknown.
-func ParseContainerdMajor(v string) (int, error) {
+func ParseMajor(v string) (int, error) {
 	s := strings.TrimPrefix(strings.TrimSpace(v), "containerd://")
 	s = strings.TrimPrefix(s, "v")
 	if s == "" {
@@ -101,13 +99,13 @@ func ParseContainerdMajor(v string) (int, error) {
 	return n, nil
 }
 
-// CheckContainerd reads a containerd config.toml and its imports and reports where the
+// Check reads a containerd config.toml and its imports and reports where the
 // CRI plugin of a containerd with major version major (0: unknown) looks for hosts.toml
 // files. The error names what to fix when containerd would not read them at all:
 // config_path unset, set in the wrong table, combined with mirrors, or a list the
 // transfer service cannot read. containerd 2.x reads a version 2 file after migrating
 // it, so the same file can be right for 1.x and wrong for 2.x: give major to know.
-func CheckContainerd(path string, major int) (Report, error) {
+func Check(path string, major int) (Report, error) {
 	rep := Report{Path: path, Major: major}
 	files, err := loadConfigs(path)
 	if err != nil {

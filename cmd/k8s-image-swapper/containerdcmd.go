@@ -8,14 +8,15 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/k8s-image-swapper/k8s-image-swapper/daemonset"
+	"github.com/k8s-image-swapper/k8s-image-swapper/daemonset/containerdcfg"
+	"github.com/k8s-image-swapper/k8s-image-swapper/daemonset/hoststoml"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/config"
 	"github.com/k8s-image-swapper/k8s-image-swapper/proxy"
 )
 
 func newContainerdConfigCmd() *cobra.Command {
 	var (
-		o         daemonset.Options
+		o         hoststoml.Options
 		plainHTTP []string
 		cleanup   bool
 		check     bool
@@ -33,7 +34,7 @@ func newContainerdConfigCmd() *cobra.Command {
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) (err error) {
 			out := cmd.OutOrStdout()
-			if o.ContainerdMajor, err = daemonset.ParseContainerdMajor(containerdVersion); err != nil {
+			if o.ContainerdMajor, err = containerdcfg.ParseMajor(containerdVersion); err != nil {
 				return &exitError{code: 2, err: err}
 			}
 			if check {
@@ -49,7 +50,7 @@ func newContainerdConfigCmd() *cobra.Command {
 			for _, h := range plainHTTP {
 				o.PlainHTTP[h] = true
 			}
-			var res daemonset.Result
+			var res hoststoml.Result
 			if c.DryRun && !cleanup {
 				// A dry run changes nothing on the node: containerd keeps
 				// pulling from the origins, and files an earlier run wrote
@@ -59,9 +60,9 @@ func newContainerdConfigCmd() *cobra.Command {
 				cleanup = true
 			}
 			if cleanup {
-				res, err = daemonset.Cleanup(cmd.Context(), o)
+				res, err = hoststoml.Cleanup(cmd.Context(), o)
 			} else {
-				res, err = daemonset.Apply(cmd.Context(), o)
+				res, err = hoststoml.Apply(cmd.Context(), o)
 			}
 			for _, p := range res.Written {
 				fmt.Fprintln(out, "written:", p)
@@ -93,7 +94,7 @@ func newContainerdConfigCmd() *cobra.Command {
 
 // runCheck reports how containerd reads hosts.toml and, when it would not read them from
 // the certs folder, fails with what the node needs.
-func runCheck(out io.Writer, o daemonset.Options) error {
+func runCheck(out io.Writer, o hoststoml.Options) error {
 	if o.ContainerdConfig == "" {
 		return &exitError{code: 2, err: fmt.Errorf("--check needs --containerd-config")}
 	}
@@ -101,7 +102,7 @@ func runCheck(out io.Writer, o daemonset.Options) error {
 	if certs == "" {
 		certs = o.CertsDir
 	}
-	r, err := daemonset.CheckContainerd(o.ContainerdConfig, o.ContainerdMajor)
+	r, err := containerdcfg.Check(o.ContainerdConfig, o.ContainerdMajor)
 	if r.Version != 0 {
 		fmt.Fprintf(out, "%s: version %d, CRI pulls: %s\n", r.Path, r.Version, r.Pulls())
 	}
@@ -127,9 +128,9 @@ func runCheck(out io.Writer, o daemonset.Options) error {
 // generic registry with insecure: true keeps that for containerd's fallback
 // to it: an http:// server, tried over HTTPS without verification first
 // where containerd does that (2.x).
-func hostsFor(c *config.Config) []daemonset.Host {
+func hostsFor(c *config.Config) []hoststoml.Host {
 	index := map[string]int{}
-	var hosts []daemonset.Host
+	var hosts []hoststoml.Host
 	add := func(h string, insecure bool) {
 		if h == "" {
 			return
@@ -137,7 +138,7 @@ func hostsFor(c *config.Config) []daemonset.Host {
 		i, seen := index[h]
 		if !seen {
 			i, index[h] = len(hosts), len(hosts)
-			hosts = append(hosts, daemonset.Host{Name: h})
+			hosts = append(hosts, hoststoml.Host{Name: h})
 		}
 		if insecure {
 			hosts[i].Server, hosts[i].SkipVerify = "http://"+h, true

@@ -1,4 +1,4 @@
-package daemonset
+package hoststoml
 
 import (
 	"errors"
@@ -48,7 +48,7 @@ type Options struct {
 	// Apply refuses unless its registry config_path covers CertsDir.
 	ContainerdConfig string
 	// ContainerdMajor is containerd's major version on the node (1 or 2), for the check;
-	// 0 when unknown. See CheckContainerd.
+	// 0 when unknown. See containerdcfg.Check.
 	ContainerdMajor int
 	// ContainerdCertsDir is CertsDir as containerd on the node names it, for when this
 	// process sees the node's filesystem under another path; empty means CertsDir.
