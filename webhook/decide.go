@@ -2,6 +2,8 @@ package webhook
 
 import (
 	"context"
+	"fmt"
+	"sync"
 	"time"
 
 	"github.com/distribution/reference"
@@ -9,6 +11,18 @@ import (
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/imageref"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/mirror"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/policy"
+)
+
+// Image decisions, counted in k8s_image_swapper_image_decisions_total.
+const (
+	decisionSwapped       = "swapped"
+	decisionKeptMissing   = "kept_missing"
+	decisionFiltered      = "filtered"
+	decisionAlreadyTarget = "already_target"
+	decisionDryRun        = "dry_run"
+	decisionSkipped       = "skipped"
+	decisionInvalid       = "invalid"
+	decisionError         = "error"
 )
 
 // backgroundCheck bounds the existence check and queueing that "always" +
@@ -146,4 +160,75 @@ func (rv *review) ensureCopied(ctx context.Context, src reference.Named) {
 				"policy", o.CopyPolicy, "error", err)
 		}
 	}
+}
+
+// decide sets every slot's decision: opt-out, already a target, filtered,
+// then the swap and copy policies, one check per distinct image.
+func (rv *review) decide(ctx context.Context, slots []*slot) {
+	if skipped(rv.pod) {
+		for _, s := range slots {
+			s.decision = decisionSkipped
+		}
+		return
+	}
+	var doc map[string]any // the pod as the filters see it, built once
+	todo := map[string][]*slot{}
+	var order []string
+	for _, s := range slots {
+		src, err := imageref.Parse(s.image)
+		if err != nil {
+			s.decision = decisionInvalid
+			rv.log.Warn("image left unchanged: invalid reference", "container", s.name, "image", s.image, "error", err)
+			continue
+		}
+		s.src = src
+		if rv.h.o.Mapper.IsTarget(src) {
+			s.decision = decisionAlreadyTarget
+			continue
+		}
+		if !rv.h.o.Filter.Empty() {
+			if doc == nil {
+				doc = rv.filterDoc()
+			}
+			if rv.filtered(doc, s) {
+				s.decision = decisionFiltered
+				continue
+			}
+		}
+		key := src.String()
+		if _, ok := todo[key]; !ok {
+			order = append(order, key)
+		}
+		todo[key] = append(todo[key], s)
+	}
+	apply := func(key string) {
+		group := todo[key]
+		decision, target := decisionError, ""
+		defer func() {
+			// A goroutine's panic is not the caller's to recover.
+			if r := recover(); r != nil {
+				rv.log.Error("image left unchanged: internal error", "image", key, "panic", fmt.Sprint(r))
+				decision, target = decisionError, ""
+			}
+			for _, s := range group {
+				s.decision, s.target = decision, target
+			}
+		}()
+		always := false
+		for _, s := range group {
+			always = always || s.pullAlways
+		}
+		decision, target = rv.decideImage(ctx, group[0].src, always)
+	}
+	if len(order) == 1 {
+		apply(order[0])
+		return
+	}
+	// Images are independent; checking them at once keeps a pod with several
+	// uncached images within one deadline.
+	var wg sync.WaitGroup
+	for _, key := range order {
+		wg.Go(func() { apply(key) })
+	}
+	wg.Wait()
 }
