@@ -135,7 +135,7 @@ func pull(ctx context.Context, base, ns, repo, tag string) (int64, error) {
 		}
 		return resp, err
 	}
-	accept := http.Header{"Accept": {upstream.ManifestAccept}}
+	accept := http.Header{"Accept": {upstream.AcceptManifests().Get("Accept")}}
 	resp, err := get(http.MethodHead, registry.Manifests, tag, accept)
 	if err != nil {
 		return 0, err
@@ -297,7 +297,7 @@ func waitBenchTarget(b *testing.B, s *benchStack, repo string, want v1.Hash) {
 	url := "http://" + s.tgt.Addr + "/v2/" + s.mirrorRepo(repo) + "/manifests/v1"
 	for i := 0; ; i++ {
 		req, _ := http.NewRequest(http.MethodHead, url, nil)
-		req.Header.Set("Accept", upstream.ManifestAccept)
+		req.Header.Set("Accept", upstream.AcceptManifests().Get("Accept"))
 		if resp, err := http.DefaultClient.Do(req); err == nil {
 			resp.Body.Close()
 			if resp.Header.Get("Docker-Content-Digest") == want.String() {

@@ -205,7 +205,7 @@ func TestPrivateSourceDown(t *testing.T) {
 		e.get(t, http.MethodGet, e.src.Addr, "/v2/team/app/manifests/v1")
 		e.waitTarget(t, "team/app", "v1", d)
 		e.src.Stop()
-		e.proxy.privacy.verdicts.Clear() // as if verdictTTL had passed
+		e.proxy.privacy.verdicts.Delete(e.src.Addr + "/team/app") // as if verdictTTL had passed
 		resp, _ := e.get(t, http.MethodGet, e.src.Addr, "/v2/team/app/manifests/"+d.String())
 		want := http.StatusOK
 		if withCreds {

@@ -33,7 +33,7 @@ func TestRoute(t *testing.T) {
 		{"", "ghcr.io/org/app", &want{[]string{"mirror/ghcr.io/org/app"}, "ghcr.io/org/app", false}},
 		{"", "127.0.0.1_5000/team/app", &want{[]string{"mirror/127.0.0.1_5000/team/app"}, "127.0.0.1:5000/team/app", false}},
 		{"", "quay.io/org/app", &want{[]string{"quay.io/org/app"}, "", false}},
-		// A host without a dot but with a port, as MirrorPath names it.
+		// A host without a dot but with a port, as the copy engine names it.
 		{"", "cache_5000/team/app", &want{[]string{"mirror/cache_5000/team/app"}, "cache:5000/team/app", false}},
 		{"", "nginx", &want{[]string{"nginx", "mirror/docker.io/library/nginx"}, "docker.io/library/nginx", false}},
 		{"", "team/app", &want{[]string{"team/app", "mirror/docker.io/team/app"}, "docker.io/team/app", false}},

@@ -153,28 +153,28 @@ func TestImmediateWithRealEngine(t *testing.T) {
 
 func TestProbeTarget(t *testing.T) {
 	f := newEngineFixture(t)
-	if err := ProbeTarget(context.Background(), f.target); err != nil {
+	if err := probeTarget(context.Background(), f.target); err != nil {
 		t.Fatalf("probe: %v", err)
 	}
 	r := &Readiness{}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	WaitForTarget(ctx, f.target, r, 50*time.Millisecond, quietLogger())
-	if p := r.Pending(); len(p) != 0 {
+	if p := r.waiting(); len(p) != 0 {
 		t.Fatalf("still waiting for %v", p)
 	}
 	down, err := target.NewGeneric(target.GenericSpec{Registry: "127.0.0.1:1", Insecure: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := ProbeTarget(context.Background(), down); err == nil {
+	if err := probeTarget(context.Background(), down); err == nil {
 		t.Fatal("a target with nothing listening was reachable")
 	}
 	r2 := &Readiness{}
 	ctx2, cancel2 := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel2()
 	WaitForTarget(ctx2, down, r2, 50*time.Millisecond, quietLogger())
-	if p := r2.Pending(); len(p) != 1 || p[0] != "target" {
+	if p := r2.waiting(); len(p) != 1 || p[0] != "target" {
 		t.Fatalf("pending %v, want [target]", p)
 	}
 }

@@ -7,9 +7,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 )
 
-// skipped tells whether the pod opts out with SkipKey.
+// skipped tells whether the pod opts out with skipKey.
 func skipped(pod *corev1.Pod) bool {
-	return strings.EqualFold(pod.Labels[SkipKey], "true") || strings.EqualFold(pod.Annotations[SkipKey], "true")
+	return strings.EqualFold(pod.Labels[skipKey], "true") || strings.EqualFold(pod.Annotations[skipKey], "true")
 }
 
 // filterDoc is the pod as generic JSON, with metadata.namespace filled from

@@ -199,11 +199,12 @@ func TestRecordedReviews(t *testing.T) {
 
 func mustFilter(t *testing.T, exprs ...string) *filter.Filter {
 	t.Helper()
-	f := filter.New(exprs)
-	if errs := f.Invalid(); len(errs) > 0 {
-		t.Fatal(errs)
+	for _, e := range exprs {
+		if err := filter.Check(e); err != nil {
+			t.Fatal(err)
+		}
 	}
-	return f
+	return filter.New(exprs)
 }
 
 func TestOnePatchPerChangedImage(t *testing.T) {
@@ -275,7 +276,7 @@ func TestPullSecretsGoWithCopies(t *testing.T) {
 
 func TestBodyLimitAndMethod(t *testing.T) {
 	h, _ := newTestHandler(t, inTarget, nil)
-	big := bytes.Repeat([]byte(" "), MaxBodyBytes+1)
+	big := bytes.Repeat([]byte(" "), maxBodyBytes+1)
 	if w := post(h, big, ""); w.Code != http.StatusRequestEntityTooLarge {
 		t.Errorf("body over 10 MiB: status %d, want 413", w.Code)
 	}

@@ -19,9 +19,9 @@ import (
 // DefaultCopyDeadline is imageCopyDeadline's default.
 const DefaultCopyDeadline = 8 * time.Second
 
-// SkipKey is the label or annotation by which a pod opts out: with the value
+// skipKey is the label or annotation by which a pod opts out: with the value
 // "true" none of its images is touched (operators that reconcile images).
-const SkipKey = "k8s-image-swapper.io/skip"
+const skipKey = "k8s-image-swapper.io/skip"
 
 // Mirror is what the webhook needs of the copy engine (*mirror.Engine).
 type Mirror interface {

@@ -19,12 +19,12 @@ const rootPage = `<html><head><title>k8s-image-swapper</title></head><body><h1>k
 </body></html>
 `
 
-// DefaultAddress is listenAddress's default, the original's.
-const DefaultAddress = ":8443"
+// defaultAddress is listenAddress's default, the original's.
+const defaultAddress = ":8443"
 
 // ServerOptions configure the webhook's HTTP server.
 type ServerOptions struct {
-	Addr string // listen address (default DefaultAddress)
+	Addr string // listen address (default defaultAddress)
 	// CertFile and KeyFile enable HTTPS; both or neither. They are reloaded
 	// when they change.
 	CertFile, KeyFile string
@@ -44,7 +44,7 @@ type Server struct {
 
 // NewServer checks o (and reads the certificate) and returns the server.
 func NewServer(o ServerOptions) (*Server, error) {
-	o.Addr = cmp.Or(o.Addr, DefaultAddress)
+	o.Addr = cmp.Or(o.Addr, defaultAddress)
 	o.Logger = cmp.Or(o.Logger, slog.Default())
 	if o.Webhook == nil {
 		return nil, errors.New("webhook server: no handler")
@@ -62,13 +62,13 @@ func NewServer(o ServerOptions) (*Server, error) {
 	})
 	server.Health(mux, func(w http.ResponseWriter, _ *http.Request) {
 		if o.Readiness != nil {
-			if p := o.Readiness.Pending(); len(p) > 0 {
+			if p := o.Readiness.waiting(); len(p) > 0 {
 				http.Error(w, "waiting for: "+strings.Join(p, ", "), http.StatusServiceUnavailable)
 				return
 			}
 		}
 		if o.DryRun {
-			_, _ = w.Write([]byte("ok, " + DryRunMessage + "\n"))
+			_, _ = w.Write([]byte("ok, " + dryRunMessage + "\n"))
 			return
 		}
 		_, _ = w.Write([]byte("ok\n"))

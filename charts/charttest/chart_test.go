@@ -626,7 +626,7 @@ func TestRenderedConfigParses(t *testing.T) {
 			for _, m := range envRef.FindAllStringSubmatch(data, -1) {
 				t.Setenv(m[1], "from-the-environment")
 			}
-			c, err := config.ParseWith([]byte(data), config.Options{Strict: true})
+			c, err := config.Parse([]byte(data), config.Options{Strict: true})
 			if err != nil {
 				t.Fatalf("%v\n%s", err, data)
 			}

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"time"
 
 	"github.com/spf13/cobra"
 
@@ -83,7 +82,7 @@ func newContainerdConfigCmd() *cobra.Command {
 	f.StringVar(&o.CertsDir, "certs-dir", "/etc/containerd/certs.d", "containerd's hosts.toml folder as this process sees it")
 	f.StringVar(&o.ContainerdCertsDir, "containerd-certs-dir", "", "the same folder as containerd on the node names it (default --certs-dir)")
 	f.StringVar(&o.ProxyURL, "proxy-url", "http://"+proxy.DefaultAddress, "the node proxy's URL")
-	f.DurationVar(&o.DialTimeout, "dial-timeout", time.Second, "how long containerd tries the proxy before the origin")
+	f.DurationVar(&o.DialTimeout, "dial-timeout", hoststoml.DefaultDialTimeout, "how long containerd tries the proxy before the origin")
 	f.StringVar(&o.ContainerdConfig, "containerd-config", "", "containerd's config.toml: refuse to write unless its config_path covers the certs folder")
 	f.StringVar(&containerdVersion, "containerd-version", "", "containerd's version on the node (2.1.4, v1.7.27, containerd://2.1.4 as the Node reports it): a version 2 config with a config_path list works on 1.x and is ignored by 2.x; empty: unknown")
 	f.StringSliceVar(&plainHTTP, "plain-http", nil, "registry hosts whose origin speaks plain http")

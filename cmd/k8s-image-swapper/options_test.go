@@ -17,7 +17,7 @@ import (
 
 func parse(t *testing.T, doc string) *config.Config {
 	t.Helper()
-	c, err := config.Parse([]byte(doc))
+	c, err := config.Parse([]byte(doc), config.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -30,7 +30,7 @@ func loadConfigWith(cmd *cobra.Command, o config.Options) (*config.Config, strin
 	if strict, _ := f.GetBool("strict-config"); strict {
 		o.Strict = true
 	}
-	c, file, err := config.LoadWith(path, o)
+	c, file, err := config.Load(path, o)
 	if err != nil {
 		return nil, file, &exitError{code: 2, err: err}
 	}

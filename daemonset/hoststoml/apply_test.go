@@ -257,7 +257,7 @@ func TestApplyRejectsInvalidHostNames(t *testing.T) {
 		})
 	}
 	for _, name := range []string{"docker.io", "localhost:5000", "127.0.0.1:5000", "[::1]:5000", "123.dkr.ecr.us-east-1.amazonaws.com", "Registry.Example.com"} {
-		if err := ValidateHostName(name); err != nil {
+		if err := validateHostName(name); err != nil {
 			t.Errorf("%s: %v", name, err)
 		}
 	}

@@ -67,7 +67,7 @@ func managedDirs(o Options) ([]string, error) {
 		}
 	}
 	for _, h := range o.Hosts {
-		if err := ValidateHostName(h.Name); err != nil {
+		if err := validateHostName(h.Name); err != nil {
 			return nil, err
 		}
 		dir, err := hostDir(o.CertsDir, h.Name)

@@ -39,7 +39,7 @@ func FuzzHostsToml(f *testing.F) {
 		root := t.TempDir()
 		certs := filepath.Join(root, "certs.d")
 		o := testOptions(certs, name)
-		if ValidateHostName(name) != nil {
+		if validateHostName(name) != nil {
 			if _, err := Apply(context.Background(), o); err == nil {
 				t.Fatalf("invalid host %q accepted", name)
 			}

@@ -17,9 +17,9 @@ import (
 // [IPv6], with an optional port. Anchored, so no slash, dot-dot or space gets through.
 var hostNameRegexp = regexp.MustCompile(`^(?:` + reference.DomainRegexp.String() + `)$`)
 
-// ValidateHostName rejects anything that is not a registry host, so that a host name
+// validateHostName rejects anything that is not a registry host, so that a host name
 // can never name a folder outside the certs dir.
-func ValidateHostName(name string) error {
+func validateHostName(name string) error {
 	if name == "" {
 		return errors.New("host name is empty")
 	}

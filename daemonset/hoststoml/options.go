@@ -107,7 +107,7 @@ func (o Options) validate() error {
 	}
 	seen := map[string]bool{}
 	for _, h := range o.Hosts {
-		if err := ValidateHostName(h.Name); err != nil {
+		if err := validateHostName(h.Name); err != nil {
 			return err
 		}
 		if seen[h.Name] {

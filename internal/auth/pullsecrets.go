@@ -17,12 +17,12 @@ import (
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/registry"
 )
 
-// Keyring holds the registry credentials of a set of pull secrets and finds
+// keyring holds the registry credentials of a set of pull secrets and finds
 // them for an image the way the kubelet does: keys may carry a path
 // (registry.example.com/team), '*' globs whole host labels
 // (*.registry.example.com), ports must be equal, and the most specific key
-// wins. A nil or empty Keyring resolves everything to anonymous.
-type Keyring struct {
+// wins. A nil or empty keyring resolves everything to anonymous.
+type keyring struct {
 	index []string // keys, reverse-sorted so longer paths come first
 	creds map[string][]authn.AuthConfig
 }
@@ -30,9 +30,9 @@ type Keyring struct {
 // dockerHubKey is the key Docker Hub's credentials have in a docker config.
 const dockerHubKey = "index.docker.io"
 
-// ParseSecret reads the registry credentials of a kubernetes.io/dockerconfigjson
+// parseSecret reads the registry credentials of a kubernetes.io/dockerconfigjson
 // or kubernetes.io/dockercfg secret, by registry key as written.
-func ParseSecret(s *corev1.Secret) (map[string]authn.AuthConfig, error) {
+func parseSecret(s *corev1.Secret) (map[string]authn.AuthConfig, error) {
 	if s == nil {
 		return nil, errors.New("no secret")
 	}
@@ -103,9 +103,9 @@ func (e dockerConfigEntry) authConfig() (authn.AuthConfig, error) {
 	return ac, nil
 }
 
-// Add puts one secret's credentials in the keyring. Keys are normalised as
+// add puts one secret's credentials in the keyring. Keys are normalised as
 // the kubelet does: scheme dropped, /v1/ or /v2/ dropped, host[/path] kept.
-func (k *Keyring) Add(creds map[string]authn.AuthConfig) {
+func (k *keyring) add(creds map[string]authn.AuthConfig) {
 	if k.creds == nil {
 		k.creds = map[string][]authn.AuthConfig{}
 	}
@@ -146,13 +146,13 @@ func normaliseKey(loc string) (string, bool) {
 	return u.Host, true
 }
 
-// Empty tells whether the keyring holds no credentials.
-func (k *Keyring) Empty() bool { return k == nil || len(k.index) == 0 }
+// empty tells whether the keyring holds no credentials.
+func (k *keyring) empty() bool { return k == nil || len(k.index) == 0 }
 
-// Lookup finds the credentials for image, a repository without tag such as
+// lookup finds the credentials for image, a repository without tag such as
 // docker.io/library/nginx or registry.example.com:5000/team/app.
-func (k *Keyring) Lookup(image string) (authn.AuthConfig, bool) {
-	if k.Empty() {
+func (k *keyring) lookup(image string) (authn.AuthConfig, bool) {
+	if k.empty() {
 		return authn.AuthConfig{}, false
 	}
 	for _, key := range k.index {
@@ -170,13 +170,13 @@ func (k *Keyring) Lookup(image string) (authn.AuthConfig, bool) {
 
 // Resolve implements authn.Keychain; no match is anonymous, so a
 // MultiKeychain goes on to the next keychain.
-func (k *Keyring) Resolve(r authn.Resource) (authn.Authenticator, error) {
+func (k *keyring) Resolve(r authn.Resource) (authn.Authenticator, error) {
 	reg := r.RegistryStr()
 	image := strings.TrimPrefix(r.String(), reg)
 	if reg == dockerHubKey {
 		reg = registry.DockerHub
 	}
-	if ac, ok := k.Lookup(reg + image); ok {
+	if ac, ok := k.lookup(reg + image); ok {
 		return authn.FromConfig(ac), nil
 	}
 	return authn.Anonymous, nil

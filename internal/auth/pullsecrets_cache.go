@@ -127,7 +127,7 @@ func (p *PullSecrets) keyring(ctx context.Context, namespace string, names []str
 			}
 		}
 	}
-	var kr Keyring
+	var kr keyring
 	seen := map[string]bool{}
 	for _, n := range all {
 		if n == "" || seen[n] {
@@ -139,13 +139,13 @@ func (p *PullSecrets) keyring(ctx context.Context, namespace string, names []str
 			p.log.Debug("pull secret not found", "namespace", namespace, "secret", n)
 			continue
 		}
-		creds, err := ParseSecret(s)
+		creds, err := parseSecret(s)
 		if err != nil {
 			p.log.Warn("pull secret unreadable", "namespace", namespace, "secret", n, "error", err)
 		}
-		kr.Add(creds)
+		kr.add(creds)
 	}
-	if kr.Empty() {
+	if kr.empty() {
 		return nil
 	}
 	return &kr

@@ -9,7 +9,7 @@ import (
 
 func mustLoad(t *testing.T, path string) *Config {
 	t.Helper()
-	c, _, err := Load(path)
+	c, _, err := Load(path, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,7 +121,7 @@ func TestEnvironmentOverrides(t *testing.T) {
 
 	// A key the file writes, from the environment, with a bad value.
 	t.Setenv("DRYRUN", "sometimes")
-	_, _, err := Load("testdata/original-helm-config.yml")
+	_, _, err := Load("testdata/original-helm-config.yml", Options{})
 	if err == nil || !strings.Contains(err.Error(), `line 3: dryRun: expected true or false, got "sometimes" (from the environment variable DRYRUN)`) {
 		t.Errorf("bad value from the environment: %v", err)
 	}

@@ -12,7 +12,7 @@ import (
 
 func mustParse(t *testing.T, doc string) *Config {
 	t.Helper()
-	c, err := Parse([]byte(doc))
+	c, err := Parse([]byte(doc), Options{})
 	if err != nil {
 		t.Fatalf("parse: %v", err)
 	}
@@ -21,7 +21,7 @@ func mustParse(t *testing.T, doc string) *Config {
 
 func problems(t *testing.T, doc string) []Problem {
 	t.Helper()
-	_, err := Parse([]byte(doc))
+	_, err := Parse([]byte(doc), Options{})
 	var ce *Error
 	if !errors.As(err, &ce) {
 		t.Fatalf("want a config error, got %v", err)
@@ -58,7 +58,7 @@ func TestOriginalExamples(t *testing.T) {
 	}
 	for _, f := range files {
 		t.Run(filepath.Base(f), func(t *testing.T) {
-			c, _, err := Load(f)
+			c, _, err := Load(f, Options{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -70,7 +70,7 @@ func TestOriginalExamples(t *testing.T) {
 }
 
 func TestOriginalValues(t *testing.T) {
-	c, _, err := Load("testdata/original-ecroptions.yml")
+	c, _, err := Load("testdata/original-ecroptions.yml", Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,7 +91,7 @@ func TestOriginalValues(t *testing.T) {
 	}
 
 	// accessPolicy written directly under aws reaches ecrOptions.
-	c, _, err = Load("testdata/original-access-policy.yml")
+	c, _, err = Load("testdata/original-access-policy.yml", Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,7 +99,7 @@ func TestOriginalValues(t *testing.T) {
 		t.Errorf("accessPolicy not carried into ecrOptions")
 	}
 	// privateRegistries become aws source registries.
-	c, _, err = Load("testdata/original-private-registries.yml")
+	c, _, err = Load("testdata/original-private-registries.yml", Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,7 +110,7 @@ func TestOriginalValues(t *testing.T) {
 
 func TestGenericAndEnv(t *testing.T) {
 	t.Setenv("TEST_SOURCE_PASSWORD", "from-env")
-	c, _, err := Load("testdata/generic.yml")
+	c, _, err := Load("testdata/generic.yml", Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,7 +125,7 @@ func TestGenericAndEnv(t *testing.T) {
 	}
 
 	os.Unsetenv("TEST_SOURCE_PASSWORD")
-	_, _, err = Load("testdata/generic.yml")
+	_, _, err = Load("testdata/generic.yml", Options{})
 	if err == nil || !strings.Contains(err.Error(), "TEST_SOURCE_PASSWORD is not set") || !strings.Contains(err.Error(), "line 10") {
 		t.Errorf("unset env: got %v", err)
 	}
@@ -134,7 +134,7 @@ func TestGenericAndEnv(t *testing.T) {
 // report parses doc and returns its errors and warnings.
 func report(t *testing.T, doc string, o Options) (errs, warns []Problem) {
 	t.Helper()
-	c, err := ParseWith([]byte(doc), o)
+	c, err := Parse([]byte(doc), o)
 	if err == nil {
 		return nil, c.Warnings
 	}
@@ -239,7 +239,7 @@ func TestRequiredFields(t *testing.T) {
 
 func TestBadYAML(t *testing.T) {
 	for _, doc := range []string{"target: [", "\t- x", "target: 3", "source:\n  registries: {a: b}", "[1, 2]"} {
-		if _, err := Parse([]byte(doc)); err == nil {
+		if _, err := Parse([]byte(doc), Options{}); err == nil {
 			t.Errorf("%q: want an error", doc)
 		}
 	}
@@ -249,22 +249,22 @@ func TestFind(t *testing.T) {
 	dir := t.TempDir()
 	t.Chdir(dir)
 	t.Setenv("HOME", t.TempDir())
-	if p, err := Find(""); err != nil || p != "" {
+	if p, err := find(""); err != nil || p != "" {
 		t.Fatalf("no file: %q %v", p, err)
 	}
 	if err := os.WriteFile(filepath.Join(os.Getenv("HOME"), ".k8s-image-swapper.yaml"), []byte("dryRun: true\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if p, _ := Find(""); !strings.HasSuffix(p, ".k8s-image-swapper.yaml") || !strings.HasPrefix(p, os.Getenv("HOME")) {
+	if p, _ := find(""); !strings.HasSuffix(p, ".k8s-image-swapper.yaml") || !strings.HasPrefix(p, os.Getenv("HOME")) {
 		t.Errorf("home: %q", p)
 	}
 	if err := os.WriteFile(".k8s-image-swapper.yml", []byte("dryRun: false\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if p, _ := Find(""); p != ".k8s-image-swapper.yml" {
+	if p, _ := find(""); p != ".k8s-image-swapper.yml" {
 		t.Errorf("working folder first: %q", p)
 	}
-	if _, err := Find("missing.yml"); err == nil {
+	if _, err := find("missing.yml"); err == nil {
 		t.Errorf("explicit missing file: want error")
 	}
 }

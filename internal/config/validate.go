@@ -12,8 +12,8 @@ import (
 
 	"github.com/distribution/reference"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/jmespath/go-jmespath"
 
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/filter"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/logging"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/policy"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/registry"
@@ -181,7 +181,7 @@ func (c *Config) validate(lines map[string]int) (errs, warns []Problem) {
 		const asOriginal = "; like the original, evaluating it fails for every pod, which leaves the pod unfiltered and skips the filters after it"
 		if strings.TrimSpace(f.JMESPath) == "" {
 			ch.warn(key, "empty expression"+asOriginal)
-		} else if _, err := jmespath.Compile(f.JMESPath); err != nil {
+		} else if err := filter.Check(f.JMESPath); err != nil {
 			ch.warn(key, "invalid JMESPath expression: %v"+asOriginal, err)
 		}
 	}

@@ -47,8 +47,8 @@ func Digest(r reference.Named) string {
 	return ""
 }
 
-// WithRef gives name the tag and digest of from.
-func WithRef(name reference.Named, from reference.Named) (reference.Named, error) {
+// withRef gives name the tag and digest of from.
+func withRef(name reference.Named, from reference.Named) (reference.Named, error) {
 	out := name
 	var err error
 	if t, ok := from.(reference.Tagged); ok {
@@ -64,9 +64,9 @@ func WithRef(name reference.Named, from reference.Named) (reference.Named, error
 	return out, nil
 }
 
-// MirrorPath is the repository path a source repository gets under the
+// mirrorPath is the repository path a source repository gets under the
 // target: docker.io/library/nginx, registry.local_5000/team/app.
-func MirrorPath(src reference.Named) (string, error) {
+func mirrorPath(src reference.Named) (string, error) {
 	domain := reference.Domain(src)
 	if strings.HasPrefix(domain, "[") {
 		return "", fmt.Errorf("mirror %s: an IPv6 registry host cannot be a repository path", src.Name())
@@ -81,8 +81,8 @@ func MirrorPath(src reference.Named) (string, error) {
 	return strings.ReplaceAll(host, ":", "_") + "/" + reference.Path(src), nil
 }
 
-// SourceName reverses MirrorPath: registry.local_5000/team/app -> registry.local:5000/team/app.
-func SourceName(path string) (reference.Named, error) {
+// sourceName reverses mirrorPath: registry.local_5000/team/app -> registry.local:5000/team/app.
+func sourceName(path string) (reference.Named, error) {
 	first, rest, ok := strings.Cut(path, "/")
 	if !ok || rest == "" {
 		return nil, fmt.Errorf("%q is not a mirrored repository path: want HOST/PATH", path)
@@ -102,7 +102,7 @@ func SourceName(path string) (reference.Named, error) {
 }
 
 // MirrorHost reads the registry host that the first component of a mirror
-// path names, as MirrorPath writes it: a host by Docker's rule, with its
+// path names, as mirrorPath writes it: a host by Docker's rule, with its
 // port's ':' as '_' (registry.local_5000, localhost_5000). ok is false for
 // a component that names no registry (library, my_team).
 func MirrorHost(first string) (host string, ok bool) {
@@ -148,7 +148,7 @@ func (m Mapper) Base() string { return registry.Base{Host: m.Host, Prefix: m.Pre
 // Repository is the target repository (inside the host) for a source:
 // [prefix/]docker.io/library/nginx. ECR and GAR repository names are this.
 func (m Mapper) Repository(src reference.Named) (string, error) {
-	p, err := MirrorPath(src)
+	p, err := mirrorPath(src)
 	if err != nil {
 		return "", err
 	}
@@ -169,7 +169,7 @@ func (m Mapper) ToTarget(src reference.Named) (reference.Named, error) {
 	if err != nil {
 		return nil, fmt.Errorf("map %s to target %s: %w", src, m.Base(), err)
 	}
-	return WithRef(named, src)
+	return withRef(named, src)
 }
 
 // IsTarget tells whether r already names an image in the target.
@@ -189,9 +189,9 @@ func (m Mapper) ToSource(t reference.Named) (reference.Named, error) {
 	if m.Prefix != "" {
 		p = strings.TrimPrefix(p, m.Prefix+"/")
 	}
-	named, err := SourceName(p)
+	named, err := sourceName(p)
 	if err != nil {
 		return nil, fmt.Errorf("map %s back to its source: %w", t, err)
 	}
-	return WithRef(named, t)
+	return withRef(named, t)
 }

@@ -25,8 +25,8 @@ import (
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/ttlcache"
 )
 
-// ErrQueueFull is returned when a delayed copy was dropped.
-var ErrQueueFull = errors.New("copy queue is full")
+// errQueueFull is returned when a delayed copy was dropped.
+var errQueueFull = errors.New("copy queue is full")
 
 // Options tune an Engine. A zero value takes its default (see defaults).
 type Options struct {
@@ -223,7 +223,7 @@ func withDeadline(ctx context.Context, d time.Duration) (context.Context, contex
 
 // Submit queues a copy and returns at once. A copy of the same image
 // already queued or running is shared. When the queue is full the request
-// is dropped (ErrQueueFull), never blocking the caller.
+// is dropped (errQueueFull), never blocking the caller.
 func (e *Engine) Submit(req Request) (*Job, error) {
 	j, fresh := e.claim(req)
 	if !fresh {
@@ -236,7 +236,7 @@ func (e *Engine) Submit(req Request) (*Job, error) {
 	default:
 		metrics.CopiesTotal.WithLabelValues("dropped").Inc()
 		e.log.Warn("copy queue full, copy dropped", "image", req.Source.String(), "queue", cap(e.queue))
-		err := fmt.Errorf("mirror %s: %w", req.Source, ErrQueueFull)
+		err := fmt.Errorf("mirror %s: %w", req.Source, errQueueFull)
 		e.finish(j, Result{}, err)
 		return j, err
 	}

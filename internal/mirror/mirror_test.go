@@ -415,8 +415,8 @@ func TestQueueFullDrops(t *testing.T) {
 	}
 	start := time.Now()
 	_, err = eng.Submit(Request{Source: ref(t, host+"/c:1")})
-	if !errors.Is(err, ErrQueueFull) {
-		t.Errorf("third submit: got %v, want ErrQueueFull", err)
+	if !errors.Is(err, errQueueFull) {
+		t.Errorf("third submit: got %v, want errQueueFull", err)
 	}
 	if time.Since(start) > time.Second {
 		t.Errorf("a full queue blocked the caller")
@@ -506,7 +506,7 @@ func TestLocalTargetSurvivesRestart(t *testing.T) {
 	// A new process on the same folder still has the image, manifest and blobs.
 	l = open()
 	defer l.Close()
-	r, err := target.Reference(l, res.Target)
+	r, err := name.ParseReference(res.Target.String(), l.NameOptions()...)
 	if err != nil {
 		t.Fatal(err)
 	}

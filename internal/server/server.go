@@ -17,11 +17,11 @@ import (
 )
 
 const (
-	// ShutdownTimeout is how long requests in flight may finish once the
+	// shutdownTimeout is how long requests in flight may finish once the
 	// context ends; those still running then are cut off.
-	ShutdownTimeout = 10 * time.Second
-	// DefaultReadHeaderTimeout bounds a client's request headers.
-	DefaultReadHeaderTimeout = 10 * time.Second
+	shutdownTimeout = 10 * time.Second
+	// defaultReadHeaderTimeout bounds a client's request headers.
+	defaultReadHeaderTimeout = 10 * time.Second
 )
 
 // Server is one address the process serves.
@@ -29,7 +29,7 @@ type Server struct {
 	// Name says what it serves, in logs and errors: webhook, proxy, ...
 	Name string
 	// HTTP has the handler and the timeouts (ReadHeaderTimeout defaults to
-	// DefaultReadHeaderTimeout); with a TLSConfig it serves HTTPS. Its Addr
+	// defaultReadHeaderTimeout); with a TLSConfig it serves HTTPS. Its Addr
 	// is where Listen listens.
 	HTTP *http.Server
 	// Listener is what it serves on: opened by Listen, or given.
@@ -65,12 +65,12 @@ func Listen(servers ...*Server) error {
 
 // Serve serves every server on its listener until ctx ends or one of them
 // fails, then shuts them all down, letting requests in flight finish for
-// up to ShutdownTimeout.
+// up to shutdownTimeout.
 func Serve(ctx context.Context, log *slog.Logger, servers ...*Server) error {
 	errc := make(chan error, len(servers))
 	for _, s := range servers {
 		if s.HTTP.ReadHeaderTimeout == 0 {
-			s.HTTP.ReadHeaderTimeout = DefaultReadHeaderTimeout
+			s.HTTP.ReadHeaderTimeout = defaultReadHeaderTimeout
 		}
 		go func() {
 			var err error
@@ -94,13 +94,13 @@ func Serve(ctx context.Context, log *slog.Logger, servers ...*Server) error {
 		pending--
 	case <-ctx.Done():
 	}
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ShutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
 	defer cancel()
 	for _, s := range servers {
 		err := s.HTTP.Shutdown(sctx)
 		switch {
 		case errors.Is(err, context.DeadlineExceeded):
-			log.Warn(s.Name+": requests still running when the shutdown grace period ended were cut off", "grace", ShutdownTimeout)
+			log.Warn(s.Name+": requests still running when the shutdown grace period ended were cut off", "grace", shutdownTimeout)
 		case err != nil && first == nil:
 			first = fmt.Errorf("%s shutdown: %w", s.Name, err)
 		}

@@ -34,7 +34,7 @@ func TestServeAndShutDown(t *testing.T) {
 			}
 		}
 	}
-	if a.HTTP.ReadHeaderTimeout != DefaultReadHeaderTimeout {
+	if a.HTTP.ReadHeaderTimeout != defaultReadHeaderTimeout {
 		t.Errorf("ReadHeaderTimeout %s", a.HTTP.ReadHeaderTimeout)
 	}
 	cancel()

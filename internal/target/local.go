@@ -27,7 +27,6 @@ import (
 type Local struct {
 	mapper imageref.Mapper
 	app    *handlers.App
-	path   string
 	tags   *ledger
 }
 
@@ -83,7 +82,7 @@ func NewLocal(ctx context.Context, l LocalSpec) (t *Local, err error) {
 		_ = app.Shutdown()
 		return nil, fmt.Errorf("open local store %s: %w", dir, err)
 	}
-	return &Local{mapper: m, app: app, path: dir, tags: tags}, nil
+	return &Local{mapper: m, app: app, tags: tags}, nil
 }
 
 // httpSecret keeps the upload-state secret stable across restarts so that
@@ -126,9 +125,6 @@ func (l *Local) NameOptions() []name.Option {
 // Handler serves the store's full registry API (pull and push); tags
 // pushed through it are not copies.
 func (l *Local) Handler() http.Handler { return l.app }
-
-// Path is the store's folder.
-func (l *Local) Path() string { return l.path }
 
 // Close stops the store's background work.
 func (l *Local) Close() error { return l.app.Shutdown() }

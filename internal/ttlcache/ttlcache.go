@@ -93,17 +93,3 @@ func (c *Cache[K, V]) Delete(k K) {
 	defer c.mu.Unlock()
 	delete(c.entries, k)
 }
-
-// Clear forgets every entry.
-func (c *Cache[K, V]) Clear() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	clear(c.entries)
-}
-
-// Len is the number of entries held, expired or not.
-func (c *Cache[K, V]) Len() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.entries)
-}

@@ -49,18 +49,18 @@ func TestBound(t *testing.T) {
 		c.Set(string(rune('e'+i)), i, time.Minute)
 	}
 	c.Set("i", 8, time.Minute) // full: the expired ones go, the live ones stay
-	if c.Len() != 5 {
-		t.Fatalf("after evicting the expired: %d entries, want 5", c.Len())
+	if len(c.entries) != 5 {
+		t.Fatalf("after evicting the expired: %d entries, want 5", len(c.entries))
 	}
 	for i := range 3 {
 		c.Set(string(rune('j'+i)), i, time.Minute)
 	}
 	c.Set("z", 9, time.Minute) // full of live entries: all go
-	if c.Len() != 1 {
-		t.Fatalf("a cache full of live entries holds %d after a set, want 1", c.Len())
+	if len(c.entries) != 1 {
+		t.Fatalf("a cache full of live entries holds %d after a set, want 1", len(c.entries))
 	}
 	c.Set("z", 10, time.Minute) // replacing an entry never evicts
-	if v, _ := c.Get("z"); v != 10 || c.Len() != 1 {
-		t.Fatalf("z = %d, %d entries", v, c.Len())
+	if v, _ := c.Get("z"); v != 10 || len(c.entries) != 1 {
+		t.Fatalf("z = %d, %d entries", v, len(c.entries))
 	}
 }

@@ -46,8 +46,8 @@ const (
 	maxTransports = 512
 )
 
-// ManifestAccept is every manifest type the proxy passes on.
-var ManifestAccept = strings.Join([]string{
+// manifestAccept is every manifest type the proxy passes on.
+var manifestAccept = strings.Join([]string{
 	"application/vnd.oci.image.index.v1+json",
 	"application/vnd.oci.image.manifest.v1+json",
 	"application/vnd.docker.distribution.manifest.list.v2+json",
@@ -57,7 +57,7 @@ var ManifestAccept = strings.Join([]string{
 }, ", ")
 
 // AcceptManifests is the header that asks for any of them.
-func AcceptManifests() http.Header { return http.Header{"Accept": {ManifestAccept}} }
+func AcceptManifests() http.Header { return http.Header{"Accept": {manifestAccept}} }
 
 // Options say which registry a Client reads and how.
 type Options struct {

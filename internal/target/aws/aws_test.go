@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
 
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/target"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/target/aws"
@@ -64,7 +65,7 @@ func TestMapperUsesPrefixForHostPathAndRepository(t *testing.T) {
 	if want := "123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn/mirror"; m.Base() != want {
 		t.Fatalf("Base() = %s, want %s", m.Base(), want)
 	}
-	src, _ := target.Reference(tg, mustNamed(t, m, "nginx"))
+	src, _ := name.ParseReference(mustNamed(t, m, "nginx").String(), tg.NameOptions()...)
 	if got, want := src.Context().RepositoryStr(), "mirror/docker.io/library/nginx"; got != want {
 		t.Fatalf("repository %s, want %s", got, want)
 	}

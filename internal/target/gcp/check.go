@@ -19,8 +19,8 @@ import (
 // start-up with an error instead of hanging it.
 const checkTimeout = 30 * time.Second
 
-// RepositoryName is the API name of the configured repository.
-func (t *Target) RepositoryName() string {
+// repositoryName is the API name of the configured repository.
+func (t *Target) repositoryName() string {
 	return fmt.Sprintf("projects/%s/locations/%s/repositories/%s", t.cfg.ProjectID, t.cfg.Location, t.cfg.RepositoryID)
 }
 
@@ -36,7 +36,7 @@ func (t *Target) Check(ctx context.Context) error {
 		return fmt.Errorf("gcp target: Artifact Registry client: %w", err)
 	}
 	defer client.Close()
-	repo := t.RepositoryName()
+	repo := t.repositoryName()
 	r, err := client.GetRepository(ctx, &artifactregistrypb.GetRepositoryRequest{Name: repo})
 	switch status.Code(err) {
 	case codes.OK:
