@@ -37,7 +37,7 @@ type Harness struct {
 	Reopen func(t *testing.T) target.Target
 }
 
-// Run holds the target open makes to the contract. open is called once per
+// Run holds the target that open makes to the contract. open is called once per
 // subtest so that state does not leak between them.
 func Run(t *testing.T, open func(t *testing.T) Harness) {
 	t.Run("Kind", func(t *testing.T) {
