@@ -17,16 +17,8 @@ import (
 // spool, with Range.
 func (p *Proxy) serveBlob(ex *exchange, pl plan) error {
 	ctx := ex.r.Context()
-	if pl.targetRepo != "" {
-		resp, err := p.targetBlob(ex, pl)
-		if err == nil {
-			relay(ex, resp, fromTarget)
-			return nil
-		}
-		if pl.src == nil {
-			return err
-		}
-		p.targetTrouble(err, pl)
+	if done, err := p.fromTarget(ex, pl, func() (*http.Response, error) { return p.targetBlob(ex, pl) }); done {
+		return err
 	}
 	s, from := *pl.src, sourceFrom(pl)
 	if ex.r.Method == http.MethodHead {

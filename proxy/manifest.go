@@ -26,16 +26,8 @@ func (p *Proxy) serveManifest(ex *exchange, pl plan) error {
 // manifestByDigest: the target's copy if it has one, else the source's.
 func (p *Proxy) manifestByDigest(ex *exchange, pl plan) error {
 	ctx, d := ex.r.Context(), ex.call.Digest
-	if pl.targetRepo != "" {
-		resp, err := p.targetManifest(ctx, ex.r.Method, pl, d.String())
-		if err == nil {
-			relay(ex, resp, fromTarget)
-			return nil
-		}
-		if pl.src == nil {
-			return err
-		}
-		p.targetTrouble(err, pl)
+	if done, err := p.fromTarget(ex, pl, func() (*http.Response, error) { return p.targetManifest(ctx, ex.r.Method, pl, d.String()) }); done {
+		return err
 	}
 	s := *pl.src
 	job := p.triggerCopy(s, "", d)

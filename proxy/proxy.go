@@ -11,7 +11,6 @@ package proxy
 
 import (
 	"cmp"
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -19,7 +18,6 @@ import (
 	"time"
 
 	"github.com/distribution/reference"
-	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/fetch"
@@ -133,7 +131,7 @@ func New(o Options) (*Proxy, error) {
 		mapper: mapper,
 		target: upstream.New(upstream.Options{
 			Role: upstream.Target, Registry: reg, Name: mapper.Host,
-			Auth:      func(ctx context.Context) (authn.Authenticator, error) { return t.Authenticator(ctx) },
+			Auth:      t.Authenticator,
 			Transport: t.Transport(), Timeout: o.UpstreamTimeout, MaxConcurrent: 4 * o.MaxConcurrent,
 		}),
 		sources: o.Sources,

@@ -89,6 +89,25 @@ func (p *Proxy) targetBlob(ex *exchange, pl plan) (*http.Response, error) {
 	return p.target.Do(ex.r.Context(), ex.r.Method, registry.Path{Repo: pl.targetRepo, Kind: registry.Blobs, Ref: ex.call.Ref, Digest: ex.call.Digest}, h)
 }
 
+// fromTarget serves pl's content from the target when ask finds it there.
+// done says the request is settled: served, or, with no source to fall back
+// to, failed with err. Otherwise the source is to serve it.
+func (p *Proxy) fromTarget(ex *exchange, pl plan, ask func() (*http.Response, error)) (done bool, err error) {
+	if pl.targetRepo == "" {
+		return false, nil
+	}
+	resp, err := ask()
+	if err == nil {
+		relay(ex, resp, fromTarget)
+		return true, nil
+	}
+	if pl.src == nil {
+		return true, err
+	}
+	p.targetTrouble(err, pl)
+	return false, nil
+}
+
 // tryTarget serves a manifest by digest from the target if it has it.
 func (p *Proxy) tryTarget(ex *exchange, pl plan, d digest.Digest) bool {
 	resp, err := p.targetManifest(ex.r.Context(), ex.r.Method, pl, d.String())

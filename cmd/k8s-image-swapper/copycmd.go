@@ -32,15 +32,11 @@ func newCopyCmd() *cobra.Command {
 				ctx, cancel = context.WithTimeout(ctx, timeout)
 				defer cancel()
 			}
-			t, src, err := openTarget(ctx, c)
+			t, engine, err := openEngine(ctx, c, log)
 			if err != nil {
 				return err
 			}
 			defer closeTarget(t)
-			engine, err := newEngine(c, t, src, nil, log)
-			if err != nil {
-				return err
-			}
 			var failed []string
 			for _, a := range args {
 				src, err := imageref.Parse(a)

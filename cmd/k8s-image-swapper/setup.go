@@ -104,6 +104,21 @@ func newSourceAccess(ctx context.Context, c *config.Config) (sourceAccess, error
 	return sourceAccess{creds: creds, keychain: keychain}, nil
 }
 
+// openEngine opens the target and a copy engine into it that reaches the
+// sources itself; the caller closes the target (closeTarget).
+func openEngine(ctx context.Context, c *config.Config, log *slog.Logger) (target.Target, *mirror.Engine, error) {
+	t, src, err := openTarget(ctx, c)
+	if err != nil {
+		return nil, nil, err
+	}
+	e, err := newEngine(c, t, src, nil, log)
+	if err != nil {
+		closeTarget(t)
+		return nil, nil, err
+	}
+	return t, e, nil
+}
+
 // newEngine is the copy engine into t. Its source requests go through rt
 // when set (the proxy's fetch layer), else straight to the sources.
 func newEngine(c *config.Config, t target.Target, src sourceAccess, rt http.RoundTripper, log *slog.Logger) (*mirror.Engine, error) {

@@ -87,15 +87,11 @@ func (w *webhookFlags) run(cmd *cobra.Command, _ []string) error {
 	}
 	ctx := cmd.Context()
 
-	t, src, err := openTarget(ctx, c)
+	t, engine, err := openEngine(ctx, c, log)
 	if err != nil {
 		return err
 	}
 	defer closeTarget(t)
-	engine, err := newEngine(c, t, src, nil, log)
-	if err != nil {
-		return err
-	}
 	opts := webhookOptions(c)
 	opts.Mirror, opts.Mapper, opts.Logger = engine, t.Mapper(), log
 

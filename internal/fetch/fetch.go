@@ -12,7 +12,6 @@ package fetch
 import (
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -241,7 +240,3 @@ func (s *Sources) HoldsCredentials(registry string) bool {
 	a, err := s.keychain.Resolve(reg)
 	return err != nil || a != authn.Anonymous
 }
-
-// ErrDigestMismatch ends every transfer of content whose bytes are not what
-// its digest says.
-var ErrDigestMismatch = errors.New("digest mismatch: the source sent other bytes than the digest names")

@@ -15,6 +15,10 @@ import (
 	"github.com/opencontainers/go-digest"
 )
 
+// ErrDigestMismatch ends every transfer of content whose bytes are not what
+// its digest says.
+var ErrDigestMismatch = errors.New("digest mismatch: the source sent other bytes than the digest names")
+
 // ErrSpool marks the spool's own failures (as opposed to the source's): a
 // blob can still be streamed from the source, unshared.
 var ErrSpool = errors.New("spool")

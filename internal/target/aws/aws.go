@@ -6,6 +6,7 @@
 package aws
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -68,14 +69,7 @@ type Options struct {
 	Insecure bool
 	// Transport carries registry requests; default a clone of http.DefaultTransport.
 	Transport http.RoundTripper
-	Logger    *slog.Logger
-}
-
-func (o Options) logger() *slog.Logger {
-	if o.Logger != nil {
-		return o.Logger
-	}
-	return slog.Default()
+	Logger    *slog.Logger // default slog.Default()
 }
 
 // Target is an ECR registry. Repositories are created on first use, named
@@ -108,6 +102,7 @@ func New(ctx context.Context, a Config, o Options) (*Target, error) {
 	if err != nil {
 		return nil, fmt.Errorf("aws target: %w", err)
 	}
+	o.Logger = cmp.Or(o.Logger, slog.Default())
 	client, err := newClient(ctx, a.Registry, o)
 	if err != nil {
 		return nil, err
@@ -120,10 +115,10 @@ func New(ctx context.Context, a Config, o Options) (*Target, error) {
 		cfg:       a,
 		mapper:    m,
 		client:    client,
-		token:     newTokenCache(client, o.logger()),
+		token:     newTokenCache(client, o.Logger),
 		insecure:  o.Insecure,
 		transport: rt,
-		log:       o.logger(),
+		log:       o.Logger,
 	}, nil
 }
 

@@ -1,8 +1,10 @@
 package aws
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -24,6 +26,7 @@ type Keychain struct {
 // stands for every registry's host (tests).
 func NewKeychain(ctx context.Context, regs []Registry, o Options) (*Keychain, error) {
 	k := &Keychain{tokens: map[string]*tokenCache{}}
+	log := cmp.Or(o.Logger, slog.Default())
 	for _, r := range regs {
 		host := registry.ECRHost(r.AccountID, r.Region)
 		if o.RegistryHost != "" {
@@ -36,7 +39,7 @@ func NewKeychain(ctx context.Context, regs []Registry, o Options) (*Keychain, er
 		if err != nil {
 			return nil, fmt.Errorf("ECR source %s: %w", host, err)
 		}
-		k.tokens[registry.Canonical(host)] = newTokenCache(client, o.logger())
+		k.tokens[registry.Canonical(host)] = newTokenCache(client, log)
 	}
 	return k, nil
 }

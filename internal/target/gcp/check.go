@@ -45,7 +45,7 @@ func (t *Target) Check(ctx context.Context) error {
 			"`gcloud artifacts repositories create %s --repository-format=docker --location=%s --project=%s`: %w",
 			repo, t.cfg.RepositoryID, t.cfg.Location, t.cfg.ProjectID, err)
 	case codes.PermissionDenied:
-		t.opts.logger().Warn("gcp target: no permission to read the Artifact Registry repository, so it is not checked "+
+		t.opts.Logger.Warn("gcp target: no permission to read the Artifact Registry repository, so it is not checked "+
 			"(artifactregistry.repositories.get, in roles/artifactregistry.reader and writer); going on",
 			"repository", repo, "error", err)
 		return nil

@@ -6,6 +6,7 @@
 package gcp
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -44,14 +45,7 @@ type Options struct {
 	// RefreshBefore renews an access token this long before it expires
 	// (default 5 minutes).
 	RefreshBefore time.Duration
-	Logger        *slog.Logger
-}
-
-func (o Options) logger() *slog.Logger {
-	if o.Logger != nil {
-		return o.Logger
-	}
-	return slog.Default()
+	Logger        *slog.Logger // default slog.Default()
 }
 
 // Target is one Artifact Registry docker repository; every image goes in it
@@ -75,6 +69,7 @@ func New(ctx context.Context, g Repository, o Options) (*Target, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gcp target: %w", err)
 	}
+	o.Logger = cmp.Or(o.Logger, slog.Default())
 	ts, err := tokenSource(ctx, o)
 	if err != nil {
 		return nil, err
