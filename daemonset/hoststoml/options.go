@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/registry"
 )
 
 // DefaultDialTimeout is short on purpose: it is how long containerd waits for the proxy
@@ -132,7 +134,7 @@ func (o Options) origin(h Host) string {
 	if o.PlainHTTP[h.Name] {
 		scheme = "http"
 	}
-	if h.Name == "docker.io" {
+	if h.Name == registry.DockerHub {
 		// containerd's own default: docker.io itself serves no registry API.
 		return scheme + "://registry-1.docker.io"
 	}
