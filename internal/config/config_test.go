@@ -298,3 +298,14 @@ func TestLocalPush(t *testing.T) {
 		t.Errorf("enabled without credentials: %v", got)
 	}
 }
+
+// The store is named after the proxy's address when target.local.registry
+// is not set: a listen address that names no host is refused there.
+func TestLocalRegistryFromProxyAddress(t *testing.T) {
+	ps := problems(t, "proxy:\n  listenAddress: \":7439\"\n")
+	if len(ps) != 1 || ps[0].Key != "target.local.registry" {
+		t.Fatalf("problems %v", ps)
+	}
+	mustParse(t, "proxy:\n  listenAddress: \"0.0.0.0:7439\"\n")
+	mustParse(t, "proxy:\n  listenAddress: \":7439\"\ntarget:\n  local:\n    registry: mirror.local:7439\n")
+}

@@ -215,8 +215,9 @@ func (c *Config) validate(lines map[string]int) (errs, warns []Problem) {
 	case "generic":
 		ch.generic("target.generic", t.Generic)
 	case "local":
-		if t.Local.Registry != "" {
-			ch.host("target.local.registry", t.Local.Registry)
+		// Unset, the store is named after the proxy's address.
+		if reg := cmp.Or(t.Local.Registry, c.Proxy.ListenAddress); reg != "" {
+			ch.host("target.local.registry", reg)
 		}
 		if p := t.Local.Push; p.Enabled && p.Htpasswd == "" && p.TokenFile == "" {
 			ch.add("target.local.push", "enabled without credentials: set htpasswd or tokenFile")
