@@ -13,7 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/k8s-image-swapper/k8s-image-swapper/daemonset"
+	"github.com/k8s-image-swapper/k8s-image-swapper/daemonset/containerdcfg"
+	"github.com/k8s-image-swapper/k8s-image-swapper/daemonset/hoststoml"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/testutil/images"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/testutil/registryproc"
 )
@@ -122,7 +123,7 @@ proxy:
 		t.Run(c.name, func(t *testing.T) {
 			node := startContainerdWith(t, c.opts)
 			version := node.RuntimeVersion(t, ctx)
-			if major, err := daemonset.ParseContainerdMajor(version); err != nil || (major == 2) != c.opts.V2 {
+			if major, err := containerdcfg.ParseMajor(version); err != nil || (major == 2) != c.opts.V2 {
 				t.Fatalf("containerd %s (%v), want 2.x: %v", version, err, c.opts.V2)
 			}
 			certs := c.certsDir
@@ -184,15 +185,15 @@ proxy:
 // undoes it when the test ends (certsDir may be the machine's own folder).
 func writeHostsToml(ctx context.Context, t *testing.T, certsDir, proxyAddr, host string) {
 	t.Helper()
-	o := daemonset.Options{
+	o := hoststoml.Options{
 		CertsDir: certsDir, ProxyURL: "http://" + proxyAddr,
-		Hosts: []daemonset.Host{{Name: host}}, PlainHTTP: map[string]bool{host: true},
+		Hosts: []hoststoml.Host{{Name: host}}, PlainHTTP: map[string]bool{host: true},
 	}
-	if _, err := daemonset.Apply(ctx, o); err != nil {
+	if _, err := hoststoml.Apply(ctx, o); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		if _, err := daemonset.Cleanup(context.Background(), o); err != nil {
+		if _, err := hoststoml.Cleanup(context.Background(), o); err != nil {
 			t.Errorf("cleanup %s: %v", certsDir, err)
 		}
 	})

@@ -18,7 +18,7 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
-	"github.com/k8s-image-swapper/k8s-image-swapper/daemonset"
+	"github.com/k8s-image-swapper/k8s-image-swapper/daemonset/hoststoml"
 )
 
 // faultNode is a containerd whose pulls of registries go through a proxy
@@ -27,12 +27,12 @@ func faultNode(ctx context.Context, t *testing.T, proxyAddr string, hosts ...str
 	t.Helper()
 	node := startContainerd(t)
 	plain := map[string]bool{}
-	var hs []daemonset.Host
+	var hs []hoststoml.Host
 	for _, h := range hosts {
 		plain[h] = true
-		hs = append(hs, daemonset.Host{Name: h})
+		hs = append(hs, hoststoml.Host{Name: h})
 	}
-	if _, err := daemonset.Apply(ctx, daemonset.Options{
+	if _, err := hoststoml.Apply(ctx, hoststoml.Options{
 		CertsDir: node.HostsDir, ProxyURL: "http://" + proxyAddr, ContainerdConfig: node.Config,
 		Hosts: hs, PlainHTTP: plain,
 	}); err != nil {

@@ -21,7 +21,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/encoding/protowire"
 
-	"github.com/k8s-image-swapper/k8s-image-swapper/daemonset"
+	"github.com/k8s-image-swapper/k8s-image-swapper/daemonset/hoststoml"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/testutil/images"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/testutil/registryproc"
 )
@@ -78,9 +78,9 @@ proxy:
   registries: [%q]
 `, src.Addr, user, pass, tgt.Addr, src.Addr))
 	rec := startRecorder(t, px.Addr)
-	if _, err := daemonset.Apply(ctx, daemonset.Options{
+	if _, err := hoststoml.Apply(ctx, hoststoml.Options{
 		CertsDir: node.HostsDir, ProxyURL: "http://" + rec.Addr, ContainerdConfig: node.Config,
-		Hosts: []daemonset.Host{{Name: src.Addr}}, PlainHTTP: map[string]bool{src.Addr: true},
+		Hosts: []hoststoml.Host{{Name: src.Addr}}, PlainHTTP: map[string]bool{src.Addr: true},
 	}); err != nil {
 		t.Fatal(err)
 	}

@@ -21,7 +21,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
-	"github.com/k8s-image-swapper/k8s-image-swapper/daemonset"
+	"github.com/k8s-image-swapper/k8s-image-swapper/daemonset/hoststoml"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/testutil/images"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/testutil/registryproc"
 )
@@ -52,9 +52,9 @@ proxy:
   registries: [%q]
   tagTTL: 1s
 `, tgt.Addr, src.Addr))
-	_, err := daemonset.Apply(ctx, daemonset.Options{
+	_, err := hoststoml.Apply(ctx, hoststoml.Options{
 		CertsDir: node.HostsDir, ProxyURL: "http://" + px.Addr, ContainerdConfig: node.Config,
-		Hosts:     []daemonset.Host{{Name: src.Addr}, {Name: tgt.Addr}},
+		Hosts:     []hoststoml.Host{{Name: src.Addr}, {Name: tgt.Addr}},
 		PlainHTTP: map[string]bool{src.Addr: true, tgt.Addr: true},
 	})
 	if err != nil {

@@ -18,7 +18,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 
-	"github.com/k8s-image-swapper/k8s-image-swapper/daemonset"
+	"github.com/k8s-image-swapper/k8s-image-swapper/daemonset/hoststoml"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/testutil/images"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/testutil/registryproc"
 )
@@ -44,8 +44,8 @@ func TestProxyReadOnly(t *testing.T) {
 				cfg = fmt.Sprintf("target:\n  generic:\n    registry: %q\n    insecure: true\n", tgt.Addr)
 			}
 			px := startProxyProcess(t, cfg+fmt.Sprintf("proxy:\n  registries: [%q]\n  tagTTL: 1s\n", src.Addr))
-			hosts := []daemonset.Host{{Name: src.Addr}}
-			if _, err := daemonset.Apply(ctx, daemonset.Options{CertsDir: node.HostsDir, ProxyURL: "http://" + px.Addr,
+			hosts := []hoststoml.Host{{Name: src.Addr}}
+			if _, err := hoststoml.Apply(ctx, hoststoml.Options{CertsDir: node.HostsDir, ProxyURL: "http://" + px.Addr,
 				ContainerdConfig: node.Config, Hosts: hosts, PlainHTTP: map[string]bool{src.Addr: true}}); err != nil {
 				t.Fatal(err)
 			}

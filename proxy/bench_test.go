@@ -28,7 +28,9 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/registry"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/testutil/registryproc"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/upstream"
 )
 
 const (
@@ -133,14 +135,14 @@ func pull(ctx context.Context, base, ns, repo, tag string) (int64, error) {
 		}
 		return resp, err
 	}
-	accept := http.Header{"Accept": {manifestAccept}}
-	resp, err := get(http.MethodHead, kindManifests, tag, accept)
+	accept := http.Header{"Accept": {upstream.AcceptManifests().Get("Accept")}}
+	resp, err := get(http.MethodHead, registry.Manifests, tag, accept)
 	if err != nil {
 		return 0, err
 	}
 	resp.Body.Close()
 	dgst := resp.Header.Get("Docker-Content-Digest")
-	resp, err = get(http.MethodGet, kindManifests, dgst, accept)
+	resp, err = get(http.MethodGet, registry.Manifests, dgst, accept)
 	if err != nil {
 		return 0, err
 	}
@@ -175,7 +177,7 @@ func pull(ctx context.Context, base, ns, repo, tag string) (int64, error) {
 }
 
 func fetchBlob(get func(method, kind, ref string, h http.Header) (*http.Response, error), d v1.Hash) (int64, error) {
-	resp, err := get(http.MethodGet, kindBlobs, d.String(), nil)
+	resp, err := get(http.MethodGet, registry.Blobs, d.String(), nil)
 	if err != nil {
 		return 0, err
 	}
@@ -295,7 +297,7 @@ func waitBenchTarget(b *testing.B, s *benchStack, repo string, want v1.Hash) {
 	url := "http://" + s.tgt.Addr + "/v2/" + s.mirrorRepo(repo) + "/manifests/v1"
 	for i := 0; ; i++ {
 		req, _ := http.NewRequest(http.MethodHead, url, nil)
-		req.Header.Set("Accept", manifestAccept)
+		req.Header.Set("Accept", upstream.AcceptManifests().Get("Accept"))
 		if resp, err := http.DefaultClient.Do(req); err == nil {
 			resp.Body.Close()
 			if resp.Header.Get("Docker-Content-Digest") == want.String() {

@@ -9,51 +9,41 @@ import (
 	"strings"
 
 	"github.com/opencontainers/go-digest"
+
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/fetch"
 )
 
 // serveBlob serves a blob from the target, or from the source through the
 // spool, with Range.
-func (p *Proxy) serveBlob(ex *exchange, pl plan) {
+func (p *Proxy) serveBlob(ex *exchange, pl plan) error {
 	ctx := ex.r.Context()
-	if pl.targetRepo != "" {
-		resp, err := p.target.do(ctx, ex.r.Method, pl.targetRepo, kindBlobs, ex.call.ref, rangeHeader(ex.r))
-		if err == nil {
-			relay(ex, resp, fromTarget)
-			return
-		}
-		if pl.src == nil {
-			writeError(ex.w, ex.r, asHTTPError(err, codeBlobUnknown))
-			return
-		}
-		p.targetTrouble(err, pl)
+	if done, err := p.fromTarget(ex, pl, func() (*http.Response, error) { return p.targetBlob(ex, pl) }); done {
+		return err
 	}
 	s, from := *pl.src, sourceFrom(pl)
 	if ex.r.Method == http.MethodHead {
-		p.headSourceBlob(ex, pl)
-		return
+		return p.headSourceBlob(ex, pl)
 	}
-	b, err := p.openBlob(ctx, s, ex.call.dgst)
+	b, err := p.sources.OpenBlob(ctx, s, ex.call.Digest)
 	switch {
 	case err == nil:
-	case errors.Is(err, errSpool):
+	case errors.Is(err, fetch.ErrSpool):
 		// No room to spool (disk full?): stream straight through instead.
 		p.log.Warn("streaming without sharing", "error", err)
-		p.streamSourceBlob(ex, pl)
-		return
+		return p.streamSourceBlob(ex, pl)
 	default:
-		sourceError(ex, pl, err, codeBlobUnknown)
-		return
+		return sourceError(ex, pl, err)
 	}
-	defer p.spool.release(b)
-	size := b.length()
+	defer b.Release()
+	size := b.Length()
 	start, end, partial, ok := parseRange(ex.r.Header.Get("Range"), size)
 	h := ex.w.Header()
 	if !ok {
 		rangeNotSatisfiable(ex, fmt.Sprintf("bytes */%d", size))
-		return
+		return nil
 	}
 	h.Set("Content-Type", "application/octet-stream")
-	h.Set("Docker-Content-Digest", ex.call.dgst.String())
+	h.Set("Docker-Content-Digest", ex.call.Digest.String())
 	status, limit := http.StatusOK, int64(-1)
 	if size >= 0 {
 		h.Set("Accept-Ranges", "bytes")
@@ -66,64 +56,51 @@ func (p *Proxy) serveBlob(ex *exchange, pl plan) {
 	}
 	ex.from = from
 	ex.w.WriteHeader(status)
-	if err := copyBody(ex.w, b.reader(ctx, start, limit)); err != nil {
+	if err := copyBody(ex.w, b.Reader(ctx, start, limit)); err != nil {
 		abort(ex, err)
 	}
+	return nil
 }
 
 // headSourceBlob answers a HEAD from a blob in the spool, else from the source.
-func (p *Proxy) headSourceBlob(ex *exchange, pl plan) {
-	s, h := *pl.src, ex.w.Header()
-	size, ok := p.spool.lookup(s.String() + "@" + ex.call.dgst.String())
-	if !ok {
-		u, err := p.sourceUpstream(s.registry)
-		var resp *http.Response
-		if err == nil {
-			resp, err = u.do(ex.r.Context(), http.MethodHead, s.repo, kindBlobs, ex.call.ref, nil)
-		}
-		if err != nil {
-			sourceError(ex, pl, err, codeBlobUnknown)
-			return
-		}
-		resp.Body.Close()
-		size = resp.ContentLength
+func (p *Proxy) headSourceBlob(ex *exchange, pl plan) error {
+	size, err := p.sources.BlobSize(ex.r.Context(), *pl.src, ex.call.Digest)
+	if err != nil {
+		return sourceError(ex, pl, err)
 	}
+	h := ex.w.Header()
 	h.Set("Content-Type", "application/octet-stream")
-	h.Set("Docker-Content-Digest", ex.call.dgst.String())
+	h.Set("Docker-Content-Digest", ex.call.Digest.String())
 	if size >= 0 {
 		h.Set("Content-Length", strconv.FormatInt(size, 10))
 		h.Set("Accept-Ranges", "bytes")
 	}
 	ex.from = sourceFrom(pl)
 	ex.w.WriteHeader(http.StatusOK)
+	return nil
 }
 
 // streamSourceBlob streams a blob from the source with no spool: checked
 // on the fly, the last byte held back until the digest matches. Range is
 // ignored (the whole blob is needed to check it), as HTTP allows.
-func (p *Proxy) streamSourceBlob(ex *exchange, pl plan) {
-	s := *pl.src
-	u, err := p.sourceUpstream(s.registry)
-	var resp *http.Response
-	if err == nil {
-		resp, err = u.do(ex.r.Context(), http.MethodGet, s.repo, kindBlobs, ex.call.ref, nil)
-	}
+func (p *Proxy) streamSourceBlob(ex *exchange, pl plan) error {
+	resp, err := p.sources.StreamBlob(ex.r.Context(), *pl.src, ex.call.Digest)
 	if err != nil {
-		sourceError(ex, pl, err, codeBlobUnknown)
-		return
+		return sourceError(ex, pl, err)
 	}
 	defer resp.Body.Close()
 	h := ex.w.Header()
 	h.Set("Content-Type", "application/octet-stream")
-	h.Set("Docker-Content-Digest", ex.call.dgst.String())
+	h.Set("Docker-Content-Digest", ex.call.Digest.String())
 	if resp.ContentLength >= 0 {
 		h.Set("Content-Length", strconv.FormatInt(resp.ContentLength, 10))
 	}
 	ex.from = sourceFrom(pl)
 	ex.w.WriteHeader(http.StatusOK)
-	if err := copyVerified(ex.w, resp.Body, ex.call.dgst); err != nil {
+	if err := copyVerified(ex.w, resp.Body, ex.call.Digest); err != nil {
 		abort(ex, err)
 	}
+	return nil
 }
 
 // copyVerified copies r to w holding back the last byte until all of r
@@ -155,19 +132,11 @@ func copyVerified(w io.Writer, r io.Reader, d digest.Digest) error {
 		}
 	}
 	if !v.Verified() {
-		return errDigestMismatch
+		return fetch.ErrDigestMismatch
 	}
 	if held {
 		_, err := w.Write(buf[:1])
 		return err
-	}
-	return nil
-}
-
-// rangeHeader is the client's Range, passed on to the target.
-func rangeHeader(r *http.Request) http.Header {
-	if v := r.Header.Get("Range"); v != "" {
-		return http.Header{"Range": {v}}
 	}
 	return nil
 }

@@ -20,7 +20,7 @@ func TestConformance(t *testing.T) {
 	// A real source behind the proxy, so that misses get a source's 404.
 	src := registryproc.Start(t, registryproc.Options{})
 	// Pushes need target.local.push and its credentials.
-	e := newLocalEnvWith(t, withPush(t), func(o *Options) { o.Registries = []string{src.Addr} })
+	e := newLocalEnvWith(t, withPush(t), func(o *setup) { o.Registries = []string{src.Addr} })
 	results := os.Getenv("OCI_RESULTS_DIR")
 	if results == "" {
 		results = t.TempDir()

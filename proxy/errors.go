@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/registry"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/upstream"
 )
 
 // Error codes of the distribution spec (and distribution's UNKNOWN).
@@ -16,17 +19,20 @@ const (
 	codeNameInvalid     = "NAME_INVALID"
 	codeDigestInvalid   = "DIGEST_INVALID"
 	codeDenied          = "DENIED"
+	codeUnauthorized    = "UNAUTHORIZED"
 	codeUnsupported     = "UNSUPPORTED"
 	codeTooMany         = "TOOMANYREQUESTS"
 	codeUnknown         = "UNKNOWN"
 )
 
-// httpError is an answer in the spec's error format.
+// httpError is an answer in the spec's error format. Handlers return one,
+// or an error asHTTPError maps to one; ServeHTTP writes it.
 type httpError struct {
 	status     int
 	code       string
 	msg        string
 	retryAfter string // passed on from a source that asked clients to wait
+	challenge  string // WWW-Authenticate, for a 401
 }
 
 func (e *httpError) Error() string { return fmt.Sprintf("%d %s: %s", e.status, e.code, e.msg) }
@@ -34,6 +40,16 @@ func (e *httpError) Error() string { return fmt.Sprintf("%d %s: %s", e.status, e
 func newError(status int, code, format string, args ...any) *httpError {
 	return &httpError{status: status, code: code, msg: fmt.Sprintf(format, args...)}
 }
+
+// basicChallenge is a 401 that asks for Basic credentials.
+func basicChallenge(code, format string, args ...any) *httpError {
+	e := newError(http.StatusUnauthorized, code, format, args...)
+	e.challenge = `Basic realm="` + realm + `"`
+	return e
+}
+
+// realm names the proxy in its Basic challenges.
+const realm = "k8s-image-swapper"
 
 // writeError writes e as {"errors":[{"code":..,"message":..}]}. A HEAD
 // answer has no body, as the spec says.
@@ -51,10 +67,24 @@ func writeError(w http.ResponseWriter, r *http.Request, e *httpError) {
 	if e.retryAfter != "" {
 		h.Set("Retry-After", e.retryAfter)
 	}
+	if e.challenge != "" {
+		h.Set("WWW-Authenticate", e.challenge)
+	}
 	w.WriteHeader(e.status)
 	if r.Method != http.MethodHead {
 		_, _ = w.Write(body)
 	}
+}
+
+// notFoundCode is the spec's code for content of kind that is not there.
+func notFoundCode(kind string) string {
+	switch kind {
+	case registry.Manifests:
+		return codeManifestUnknown
+	case registry.Blobs:
+		return codeBlobUnknown
+	}
+	return codeNameUnknown
 }
 
 // asHTTPError turns any error into what the client is told.
@@ -63,47 +93,32 @@ func asHTTPError(err error, notFoundCode string) *httpError {
 	if errors.As(err, &he) {
 		return he
 	}
-	var ue *upstreamError
+	var ue *upstream.Error
 	if errors.As(err, &ue) {
-		return ue.toClient(notFoundCode)
+		return fromUpstream(ue, notFoundCode)
 	}
-	if errors.Is(err, errTimeout) {
+	if errors.Is(err, upstream.ErrTimeout) {
 		return newError(http.StatusGatewayTimeout, codeUnknown, "%v", err)
 	}
-	if errors.Is(err, errUnavailable) {
+	if errors.Is(err, upstream.ErrUnavailable) {
 		return newError(http.StatusServiceUnavailable, codeUnknown, "%v", err)
 	}
 	return newError(http.StatusBadGateway, codeUnknown, "%v", err)
 }
 
-// upstreamError is a registry's non-success answer.
-type upstreamError struct {
-	role       string // target or source
-	registry   string
-	status     int
-	retryAfter string
-	body       string // first bytes of the registry's error body
-}
-
-func (e *upstreamError) Error() string {
-	return fmt.Sprintf("%s %s answered %d %s", e.role, e.registry, e.status, e.body)
-}
-
-func (e *upstreamError) notFound() bool { return e.status == http.StatusNotFound }
-
-// toClient maps an upstream answer onto the proxy's. Auth failures become
-// 403 without a challenge: the client cannot log in to the proxy, and
-// containerd moves on to the next host (the origin, with its own
+// fromUpstream maps a registry's answer onto the proxy's. Auth failures
+// become 403 without a challenge: the client cannot log in to the proxy,
+// and containerd moves on to the next host (the origin, with its own
 // credentials) on any 4xx or 5xx.
-func (e *upstreamError) toClient(notFoundCode string) *httpError {
+func fromUpstream(e *upstream.Error, notFoundCode string) *httpError {
 	switch {
-	case e.status == http.StatusNotFound:
-		return newError(http.StatusNotFound, notFoundCode, "%s not found at %s", kindWord(notFoundCode), e.registry)
-	case e.status == http.StatusUnauthorized || e.status == http.StatusForbidden:
-		return newError(http.StatusForbidden, codeDenied, "%s %s denied access (%d)", e.role, e.registry, e.status)
-	case e.status == http.StatusTooManyRequests:
-		he := newError(http.StatusTooManyRequests, codeTooMany, "%s %s asks to slow down", e.role, e.registry)
-		he.retryAfter = e.retryAfter
+	case e.Status == http.StatusNotFound:
+		return newError(http.StatusNotFound, notFoundCode, "%s not found at %s", kindWord(notFoundCode), e.Registry)
+	case e.Status == http.StatusUnauthorized || e.Status == http.StatusForbidden:
+		return newError(http.StatusForbidden, codeDenied, "%s %s denied access (%d)", e.Role, e.Registry, e.Status)
+	case e.Status == http.StatusTooManyRequests:
+		he := newError(http.StatusTooManyRequests, codeTooMany, "%s %s asks to slow down", e.Role, e.Registry)
+		he.retryAfter = e.RetryAfter
 		return he
 	default:
 		return newError(http.StatusBadGateway, codeUnknown, "%v", e)
@@ -120,24 +135,20 @@ func kindWord(code string) string {
 	return "repository"
 }
 
+// isNotFound tells whether err says the content is not there.
 func isNotFound(err error) bool {
-	var ue *upstreamError
-	if errors.As(err, &ue) {
-		return ue.notFound()
-	}
 	var he *httpError
-	return errors.As(err, &he) && he.status == http.StatusNotFound
+	return upstream.IsNotFound(err) || errors.As(err, &he) && he.status == http.StatusNotFound
 }
 
-// errTimeout marks an upstream that did not answer within the upstream timeout.
-var errTimeout = errors.New("upstream timed out")
-
-// sourceError tells the client why the source could not serve.
-func sourceError(ex *exchange, pl plan, err error, notFoundCode string) {
-	he := asHTTPError(err, notFoundCode)
+// sourceError is why the source could not serve ex. A source read from the
+// path rather than given by ns could not be asked: then the answer is this
+// registry's "not found".
+func sourceError(ex *exchange, pl plan, err error) error {
+	code := notFoundCode(ex.call.Kind)
+	he := asHTTPError(err, code)
 	if pl.implicit && he.status >= 500 {
-		he = newError(http.StatusNotFound, notFoundCode, "not in this registry, and %s could not be asked: %v",
-			pl.src.registry, err)
+		return newError(http.StatusNotFound, code, "not in this registry, and %s could not be asked: %v", pl.src.Registry, err)
 	}
-	writeError(ex.w, ex.r, he)
+	return he
 }

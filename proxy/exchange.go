@@ -4,11 +4,12 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"strconv"
 	"sync"
 	"time"
 
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/fetch"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/metrics"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/registry"
 )
 
 // Where a response came from, as metrics and logs name it.
@@ -23,17 +24,25 @@ const (
 type exchange struct {
 	w        *recorder
 	r        *http.Request
-	call     call
+	call     registry.Path
 	registry string
-	image    source // the image's source (or target repository), for the per-image count
+	image    fetch.Source // the image's source (or target repository), for the per-image count
 	from     string
 	err      error // why a transfer was aborted
 	start    time.Time
 }
 
-func newExchange(w http.ResponseWriter, r *http.Request, c call) *exchange {
+func newExchange(w *recorder, r *http.Request, c registry.Path) *exchange {
 	metrics.ProxyInFlight.Inc()
-	return &exchange{w: &recorder{ResponseWriter: w}, r: r, call: c, registry: "unknown", start: time.Now()}
+	return &exchange{w: w, r: r, call: c, registry: "unknown", start: time.Now()}
+}
+
+// metricKind names the content in metrics: manifest or blob.
+func (ex *exchange) metricKind() string {
+	if ex.call.Kind == registry.Blobs {
+		return "blob"
+	}
+	return "manifest"
 }
 
 // done counts the request, also when it was aborted.
@@ -47,9 +56,9 @@ func (p *Proxy) done(ex *exchange) {
 	if from == "" || status >= 400 {
 		from = fromError
 	}
-	metrics.ProxyRequests.WithLabelValues(ex.registry, ex.call.metricKind(), from).Inc()
-	if img := ex.image; img.repo != "" && ex.call.kind == kindManifests {
-		metrics.ProxyImageRequests.WithLabelValues(img.registry, p.imageLabels.label(img.String(), img.repo)).Inc()
+	metrics.ProxyRequests.WithLabelValues(ex.registry, ex.metricKind(), from).Inc()
+	if img := ex.image; img.Repo != "" && ex.call.Kind == registry.Manifests {
+		metrics.ProxyImageRequests.WithLabelValues(img.Registry, p.imageLabels.label(img.String(), img.Repo)).Inc()
 	}
 	if from != fromError {
 		metrics.ProxyBytes.WithLabelValues(from).Add(float64(ex.w.bytes))
@@ -64,7 +73,7 @@ func (p *Proxy) done(ex *exchange) {
 // use names the plan that serves the exchange, for its metrics: a target
 // reference counts as its source's image when it has one.
 func (ex *exchange) use(pl plan) {
-	ex.registry, ex.image = pl.registry, source{registry: pl.registry, repo: pl.targetRepo}
+	ex.registry, ex.image = pl.registry, fetch.Source{Registry: pl.registry, Repo: pl.targetRepo}
 	if pl.src != nil {
 		ex.image = *pl.src
 	}
@@ -173,12 +182,6 @@ func abort(ex *exchange, err error) {
 		ex.err = err
 	}
 	panic(http.ErrAbortHandler)
-}
-
-func setContent(h http.Header, d desc) {
-	h.Set("Content-Type", d.mediaType)
-	h.Set("Content-Length", strconv.FormatInt(d.size, 10))
-	h.Set("Docker-Content-Digest", d.digest.String())
 }
 
 // rangeNotSatisfiable answers 416 with the blob's size in Content-Range.

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/json"
@@ -24,7 +25,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	dto "github.com/prometheus/client_model/go"
 
-	"github.com/k8s-image-swapper/k8s-image-swapper/internal/config"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/fetch"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/metrics"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/mirror"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/target"
@@ -35,9 +36,33 @@ import (
 type env struct {
 	src, tgt *registryproc.Registry
 	target   target.Target
+	sources  *fetch.Sources
 	engine   *mirror.Engine
 	proxy    *Proxy
 	srv      *httptest.Server
+}
+
+// setup is what a test proxy is made of: its options and those of its
+// fetch layer. UpstreamTimeout, when set, is the sources' timeout too.
+type setup struct {
+	Options
+	fetch   fetch.Options
+	retries int // the engine's Retries
+}
+
+// newSources is a fetch layer for a test.
+func newSources(t testing.TB, o fetch.Options) *fetch.Sources {
+	t.Helper()
+	o.Logger = cmp.Or(o.Logger, quiet())
+	if o.SpoolDir == "" {
+		o.SpoolDir = t.TempDir()
+	}
+	s, err := fetch.New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
 }
 
 func quiet() *slog.Logger {
@@ -49,39 +74,48 @@ func quiet() *slog.Logger {
 
 // newEnv starts a source and a target registry and a proxy (with a copy
 // engine sharing its fetches) serving the source.
-func newEnv(t *testing.T, tune ...func(*Options)) *env {
+func newEnv(t *testing.T, tune ...func(*setup)) *env {
 	t.Helper()
 	e := &env{src: registryproc.Start(t, registryproc.Options{}), tgt: registryproc.Start(t, registryproc.Options{})}
-	tg, err := target.NewGeneric(config.Generic{Registry: e.tgt.Addr, Insecure: true})
+	tg, err := target.NewGeneric(target.GenericSpec{Registry: e.tgt.Addr, Insecure: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	e.target = tg
-	o := Options{Target: tg, Registries: []string{e.src.Addr}, Logger: quiet(), SpoolDir: t.TempDir()}
+	s := setup{Options: Options{Target: tg, Registries: []string{e.src.Addr}, Logger: quiet()}, retries: -1}
 	for _, f := range tune {
-		f(&o)
+		f(&s)
 	}
-	e.start(t, o)
+	e.start(t, s)
+	e.serve(t)
 	return e
 }
 
-// start runs the proxy and its engine for o.
-func (e *env) start(t *testing.T, o Options) {
+// serve serves the proxy on a loopback port.
+func (e *env) serve(t testing.TB) {
+	e.srv = httptest.NewServer(e.proxy)
+	t.Cleanup(e.srv.Close)
+}
+
+// start builds what cmd builds, in its order: the fetch layer, the engine
+// reading through it, and the proxy serving from both.
+func (e *env) start(t testing.TB, s setup) {
 	t.Helper()
-	p, err := New(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { p.Close() })
-	e.engine = mirror.New(o.Target, mirror.Options{
-		SourceTransport: p.SourceTransport(target.NewTransport(false)), Logger: o.Logger, Retries: -1,
+	s.fetch.Timeout = cmp.Or(s.fetch.Timeout, s.UpstreamTimeout)
+	s.fetch.Logger = cmp.Or(s.fetch.Logger, s.Logger)
+	e.sources = newSources(t, s.fetch)
+	e.engine = mirror.New(s.Target, mirror.Options{
+		Sources: s.fetch.Credentials, SourceTransport: e.sources.Transport(target.NewTransport(false)),
+		Logger: s.Logger, Retries: s.retries,
 	})
 	e.engine.Start(context.Background())
 	t.Cleanup(e.engine.Close)
-	p.mirror = e.engine
+	s.Sources, s.Mirror = e.sources, e.engine
+	p, err := New(s.Options)
+	if err != nil {
+		t.Fatal(err)
+	}
 	e.proxy = p
-	e.srv = httptest.NewServer(p)
-	t.Cleanup(e.srv.Close)
 }
 
 // get sends method to the proxy's path with ?ns=ns (none when empty).

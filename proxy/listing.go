@@ -10,6 +10,7 @@ import (
 	"sync"
 
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/imageref"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/registry"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/target"
 )
 
@@ -19,20 +20,17 @@ import (
 
 // serveListing serves /v2/_catalog, /v2/<name>/tags/list and
 // /v2/<name>/referrers/<digest> from the local store.
-func (p *Proxy) serveListing(w http.ResponseWriter, r *http.Request) {
+func (p *Proxy) serveListing(w http.ResponseWriter, r *http.Request) error {
 	if r.URL.Path == "/v2/_catalog" {
-		p.serveCatalog(w, r)
-		return
+		return p.serveCatalog(w, r)
 	}
 	name, api, ok := listingPath(r.URL.Path)
 	if !ok {
-		writeError(w, r, newError(http.StatusNotFound, codeUnsupported, "%s is not served by this proxy", r.URL.Path))
-		return
+		return newError(http.StatusNotFound, codeUnsupported, "%s is not served by this proxy", r.URL.Path)
 	}
-	plans, herr := p.route(r.URL.Query().Get("ns"), name)
-	if herr != nil {
-		writeError(w, r, herr)
-		return
+	plans, err := p.route(r.URL.Query().Get("ns"), name)
+	if err != nil {
+		return err
 	}
 	for _, pl := range plans {
 		if pl.targetRepo == "" {
@@ -45,17 +43,16 @@ func (p *Proxy) serveListing(w http.ResponseWriter, r *http.Request) {
 		}
 		resp, err := p.askStore(r, "/v2/"+pl.targetRepo+"/"+api)
 		if err != nil {
-			writeError(w, r, asHTTPError(err, codeNameUnknown))
-			return
+			return err
 		}
 		if resp.StatusCode == http.StatusNotFound {
 			resp.Body.Close()
 			continue
 		}
 		passOn(w, r, resp)
-		return
+		return nil
 	}
-	writeError(w, r, newError(http.StatusNotFound, codeNameUnknown, "repository %s is not known to this registry", name))
+	return newError(http.StatusNotFound, codeNameUnknown, "repository %s is not known to this registry", name)
 }
 
 // listingPath splits /v2/<name>/tags/list and /v2/<name>/referrers/<digest>.
@@ -65,7 +62,7 @@ func listingPath(p string) (name, api string, ok bool) {
 		return "", "", false
 	}
 	for _, sep := range []string{"/tags/", "/referrers/"} {
-		if i := strings.LastIndex(rest, sep); i > 0 && pathExpr.MatchString(rest[:i]) {
+		if i := strings.LastIndex(rest, sep); i > 0 && registry.IsRepository(rest[:i]) {
 			return rest[:i], rest[i+1:], true
 		}
 	}
@@ -104,23 +101,21 @@ const catalogChecks = 8
 
 // serveCatalog lists the store's repositories, leaving out mirrors of
 // private images the client may not read.
-func (p *Proxy) serveCatalog(w http.ResponseWriter, r *http.Request) {
+func (p *Proxy) serveCatalog(w http.ResponseWriter, r *http.Request) error {
 	resp, err := p.askStore(r, "/v2/_catalog")
 	if err != nil {
-		writeError(w, r, asHTTPError(err, codeNameUnknown))
-		return
+		return err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		passOn(w, r, resp)
-		return
+		return nil
 	}
 	var page struct {
 		Repositories []string `json:"repositories"`
 	}
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<20)).Decode(&page); err != nil {
-		writeError(w, r, newError(http.StatusBadGateway, codeUnknown, "catalog: %v", err))
-		return
+		return newError(http.StatusBadGateway, codeUnknown, "catalog: %v", err)
 	}
 	keep := make([]bool, len(page.Repositories))
 	sem := make(chan struct{}, catalogChecks)
@@ -158,4 +153,5 @@ func (p *Proxy) serveCatalog(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodHead {
 		_, _ = w.Write(body)
 	}
+	return nil
 }

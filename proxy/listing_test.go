@@ -12,7 +12,6 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/auth"
-	"github.com/k8s-image-swapper/k8s-image-swapper/internal/config"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/testutil/registryproc"
 )
 
@@ -24,11 +23,11 @@ func TestListingPrivate(t *testing.T) {
 	must(t, err)
 	pub := registryproc.Start(t, registryproc.Options{})
 	priv := registryproc.Start(t, registryproc.Options{Htpasswd: privUser + ":" + string(hash) + "\n"})
-	sources, err := auth.NewSources([]config.Registry{{Type: "generic", Generic: config.Generic{
-		Registry: priv.Addr, Insecure: true, Username: privUser, Password: privPass}}})
+	sources, err := auth.NewSources([]auth.Source{{
+		Registry: priv.Addr, Insecure: true, Username: privUser, Password: privPass}})
 	must(t, err)
-	le := newLocalEnvWith(t, withPush(t), func(o *Options) {
-		o.Registries, o.Sources = []string{pub.Addr, priv.Addr}, sources
+	le := newLocalEnvWith(t, withPush(t), func(o *setup) {
+		o.Registries, o.fetch.Credentials = []string{pub.Addr, priv.Addr}, sources
 	})
 	e := &le.env
 	img := blobImage(t, 1, 1000)

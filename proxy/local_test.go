@@ -13,8 +13,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
-	"github.com/k8s-image-swapper/k8s-image-swapper/internal/config"
-	"github.com/k8s-image-swapper/k8s-image-swapper/internal/mirror"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/target"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/testutil/registryproc"
 )
@@ -28,41 +26,37 @@ type localEnv struct {
 
 func newLocalEnv(t *testing.T, registries ...string) *localEnv {
 	t.Helper()
-	return newLocalEnvWith(t, func(o *Options) { o.Registries = registries })
+	return newLocalEnvWith(t, func(o *setup) { o.Registries = registries })
 }
 
 // newLocalEnvWith is newLocalEnv with its options changed by tune.
-func newLocalEnvWith(t *testing.T, tune ...func(*Options)) *localEnv {
+func newLocalEnvWith(t *testing.T, tune ...func(*setup)) *localEnv {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	must(t, err)
 	addr := ln.Addr().String()
-	lt, err := target.NewLocal(context.Background(), config.Local{Path: t.TempDir(), Registry: addr})
+	lt, err := target.NewLocal(context.Background(), target.LocalSpec{Path: t.TempDir(), Registry: addr})
 	must(t, err)
 	t.Cleanup(func() { lt.Close() })
-	o := Options{Target: lt, Logger: quiet(), SpoolDir: t.TempDir()}
+	s := setup{Options: Options{Target: lt, Logger: quiet()}}
 	for _, f := range tune {
-		f(&o)
+		f(&s)
 	}
-	p, err := New(o)
-	must(t, err)
-	t.Cleanup(func() { p.Close() })
-	eng := mirror.New(lt, mirror.Options{Sources: o.Sources, SourceTransport: p.SourceTransport(target.NewTransport(false)), Logger: quiet()})
-	eng.Start(context.Background())
-	t.Cleanup(eng.Close)
-	p.mirror = eng
-	srv := httptest.NewUnstartedServer(p)
+	le := &localEnv{env: env{target: lt}, addr: addr}
+	le.start(t, s)
+	srv := httptest.NewUnstartedServer(le.proxy)
 	srv.Listener.Close()
 	srv.Listener = ln
 	srv.Start()
 	t.Cleanup(srv.Close)
-	return &localEnv{env: env{target: lt, engine: eng, proxy: p, srv: srv}, addr: addr}
+	le.srv = srv
+	return le
 }
 
 // With a local target and pushes enabled the proxy is also a plain
 // registry: what a pusher pushes pulls back by the same name, anonymously.
 func TestLocalTargetIsARegistry(t *testing.T) {
-	e := newLocalEnvWith(t, withPush(t), func(o *Options) { o.Registries = []string{"docker.io"} })
+	e := newLocalEnvWith(t, withPush(t), func(o *setup) { o.Registries = []string{"docker.io"} })
 	img := blobImage(t, 2, 50_000)
 	ref, err := name.ParseReference(e.addr+"/team/app:v1", name.Insecure)
 	must(t, err)

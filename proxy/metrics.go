@@ -4,6 +4,7 @@ import (
 	"slices"
 
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/metrics"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/upstream"
 )
 
 // Kinds of content as metrics name them.
@@ -20,7 +21,7 @@ func (p *Proxy) zeroMetrics() {
 	registries := append([]string{"target", "unknown"}, sources...)
 	metrics.Zero(metrics.ProxyRequests, registries, metricKinds, []string{fromTarget, fromSource, fromFallback, fromError})
 	metrics.Zero(metrics.ProxyBytes, []string{fromTarget, fromSource, fromFallback})
-	metrics.Zero(metrics.ProxyUpstreamDuration, []string{roleTarget, roleSource}, metricKinds)
+	metrics.Zero(metrics.ProxyUpstreamDuration, []string{upstream.Target, upstream.Source}, metricKinds)
 	metrics.Zero(metrics.ProxyCoalesced, metricKinds)
 	metrics.Zero(metrics.ProxySourceFetches, sources, metricKinds)
 	metrics.Zero(metrics.ProxyCopiesTriggered, sources, []string{"queued", "dropped"})

@@ -5,7 +5,7 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/k8s-image-swapper/k8s-image-swapper/internal/config"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/fetch"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/metrics"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/target"
 )
@@ -13,11 +13,10 @@ import (
 // A proxy that has served nothing already exports its series at zero, for
 // each registry it serves, so the first pull shows in rate().
 func TestMetricsStartAtZero(t *testing.T) {
-	tg, err := target.NewGeneric(config.Generic{Registry: "registry.example.com"})
+	tg, err := target.NewGeneric(target.GenericSpec{Registry: "registry.example.com"})
 	must(t, err)
-	p, err := New(Options{Target: tg, Registries: []string{"zero.example.com"}, Logger: quiet(), SpoolDir: t.TempDir()})
+	_, err = New(Options{Target: tg, Sources: newSources(t, fetch.Options{}), Registries: []string{"zero.example.com"}, Logger: quiet()})
 	must(t, err)
-	defer p.Close()
 	for _, c := range []struct {
 		name   string
 		labels []string

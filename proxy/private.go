@@ -4,26 +4,19 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"net/http"
 	"path"
 	"sync"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
-	"github.com/google/go-containerregistry/pkg/name"
 	"golang.org/x/sync/singleflight"
-)
 
-// Private-image policies, as proxy.private names them.
-const (
-	// PrivateDeny serves an image the source keeps private only to a pull
-	// whose credentials the source accepts; any other pull is told what
-	// makes containerd go on to the next host (the origin), which then
-	// decides with the pod's own credentials.
-	PrivateDeny = "deny"
-	// PrivateAllow serves every image to every pull (the old behaviour).
-	PrivateAllow = "allow"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/fetch"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/policy"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/registry"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/ttlcache"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/upstream"
 )
 
 const (
@@ -49,51 +42,46 @@ const (
 type privacy struct {
 	allowAll bool
 	shared   []string // path.Match globs on host/repo
-	p        *Proxy
+	sources  *fetch.Sources
+	timeout  time.Duration
 
 	mu       sync.Mutex
-	anon     map[string]*upstream // per source registry
-	verdicts ttlSet               // repo -> private
-	grants   ttlSet               // hash(repo, user, pass) -> accepted
+	anon     map[string]*upstream.Client   // per source registry
+	verdicts *ttlcache.Cache[string, bool] // repo -> private
+	grants   *ttlcache.Cache[string, bool] // hash(repo, user, pass) -> accepted
 	flight   singleflight.Group
 }
 
-func newPrivacy(p *Proxy, mode string, shared []string) *privacy {
-	return &privacy{allowAll: mode == PrivateAllow, shared: shared, p: p, anon: map[string]*upstream{},
-		verdicts: ttlSet{m: map[string]ttlEntry{}}, grants: ttlSet{m: map[string]ttlEntry{}}}
+func newPrivacy(p *Proxy, mode policy.Private, shared []string) *privacy {
+	return &privacy{allowAll: mode == policy.PrivateAllow, shared: shared, sources: p.sources, timeout: p.opts.UpstreamTimeout,
+		anon: map[string]*upstream.Client{}, verdicts: ttlcache.New[string, bool](maxVerdicts), grants: ttlcache.New[string, bool](maxVerdicts)}
 }
 
-// mayServe reports whether pl's content may be served to ex's request; when
-// not, it has answered: 401 with a Basic challenge for a manifest (a client
-// holding credentials for this host sends them; containerd 1.6 and 2.x
-// without go on to the next host, the origin) and 404 for a blob ("not
-// found" is what any containerd takes as "try the next host").
-func (p *Proxy) mayServe(ex *exchange, pl plan) bool {
+// mayServe refuses pl's content to ex's request unless it may have it:
+// with 401 and a Basic challenge for a manifest (a client holding
+// credentials for this host sends them; containerd 1.6 and 2.x without go
+// on to the next host, the origin) and 404 for a blob ("not found" is what
+// any containerd takes as "try the next host").
+func (p *Proxy) mayServe(ex *exchange, pl plan) error {
 	if pl.src == nil {
-		return true
+		return nil
 	}
 	ok, sent := p.privacy.permits(ex.r, *pl.src)
 	if ok {
-		return true
+		return nil
 	}
 	s := *pl.src
-	ex.use(pl)
 	p.log.Info("private image refused to a pull without accepted credentials",
-		"image", s.String(), "ref", ex.call.ref, "credentials", sent)
-	if ex.call.kind == kindBlobs {
-		writeError(ex.w, ex.r, newError(http.StatusNotFound, codeBlobUnknown,
-			"blob unknown to this proxy: %s is private, pull it from its registry", s))
-		return false
+		"image", s.String(), "ref", ex.call.Ref, "credentials", sent)
+	if ex.call.Kind == registry.Blobs {
+		return newError(http.StatusNotFound, codeBlobUnknown, "blob unknown to this proxy: %s is private, pull it from its registry", s)
 	}
-	ex.w.Header().Set("WWW-Authenticate", `Basic realm="k8s-image-swapper"`)
-	writeError(ex.w, ex.r, newError(http.StatusUnauthorized, codeUnauthorized,
-		"%s is private: send credentials its registry accepts, or pull it from there", s))
-	return false
+	return basicChallenge(codeUnauthorized, "%s is private: send credentials its registry accepts, or pull it from there", s)
 }
 
 // permits reports whether s's content (or its name and tags) may be given
 // to r, and whether r sent credentials.
-func (pv *privacy) permits(r *http.Request, s source) (ok, sent bool) {
+func (pv *privacy) permits(r *http.Request, s fetch.Source) (ok, sent bool) {
 	if pv.allowAll || pv.isShared(s) {
 		return true, false
 	}
@@ -105,7 +93,7 @@ func (pv *privacy) permits(r *http.Request, s source) (ok, sent bool) {
 	return sent && pv.accepts(ctx, s, user, pass), sent
 }
 
-func (pv *privacy) isShared(s source) bool {
+func (pv *privacy) isShared(s fetch.Source) bool {
 	for _, g := range pv.shared {
 		if ok, _ := path.Match(g, s.String()); ok {
 			return true
@@ -118,24 +106,24 @@ func (pv *privacy) isShared(s source) bool {
 // repository anonymously. When the source cannot say in time, the
 // repository counts as private if the proxy holds credentials for the
 // registry: what it could fetch may have needed them.
-func (pv *privacy) isPrivate(ctx context.Context, s source) bool {
+func (pv *privacy) isPrivate(ctx context.Context, s fetch.Source) bool {
 	key := s.String()
-	if v, ok := pv.verdicts.get(key); ok {
+	if v, ok := pv.verdicts.Get(key); ok {
 		return v
 	}
 	ch := pv.flight.DoChan("private "+key, func() (any, error) {
 		status := pv.ask(context.WithoutCancel(ctx), s, authn.Anonymous)
 		switch status {
 		case http.StatusUnauthorized, http.StatusForbidden:
-			pv.verdicts.set(key, true, verdictTTL)
+			pv.verdicts.Set(key, true, verdictTTL)
 			return true, nil
 		case http.StatusOK:
-			pv.verdicts.set(key, false, verdictTTL)
+			pv.verdicts.Set(key, false, verdictTTL)
 			return false, nil
 		}
 		return pv.undecided(key, s), nil
 	})
-	timer := time.NewTimer(min(privacyWait, pv.p.opts.UpstreamTimeout))
+	timer := time.NewTimer(min(privacyWait, pv.timeout))
 	defer timer.Stop()
 	select {
 	case r := <-ch:
@@ -149,153 +137,64 @@ func (pv *privacy) isPrivate(ctx context.Context, s source) bool {
 
 // undecided is the verdict while the source cannot say, kept a little
 // while so a hung source delays one request per repository, not every one.
-func (pv *privacy) undecided(key string, s source) bool {
-	v := pv.holdsCredentials(s)
-	pv.verdicts.add(key, v, undecidedTTL)
+func (pv *privacy) undecided(key string, s fetch.Source) bool {
+	v := pv.sources.HoldsCredentials(s.Registry)
+	pv.verdicts.Add(key, v, undecidedTTL)
 	return v
 }
 
 // accepts reports whether the source accepts user:pass for the repository
 // (asked once per grantTTL); only a 2xx answer counts.
-func (pv *privacy) accepts(ctx context.Context, s source, user, pass string) bool {
+func (pv *privacy) accepts(ctx context.Context, s fetch.Source, user, pass string) bool {
 	h := sha256.Sum256([]byte(s.String() + "\x00" + user + "\x00" + pass))
 	key := hex.EncodeToString(h[:])
-	if v, ok := pv.grants.get(key); ok {
+	if v, ok := pv.grants.Get(key); ok {
 		return v
 	}
-	ctx, cancel := context.WithTimeout(ctx, pv.p.opts.UpstreamTimeout)
+	ctx, cancel := context.WithTimeout(ctx, pv.timeout)
 	defer cancel()
 	status := pv.ask(ctx, s, &authn.Basic{Username: user, Password: pass})
 	switch {
 	case status >= 200 && status < 300:
-		pv.grants.set(key, true, grantTTL)
+		pv.grants.Set(key, true, grantTTL)
 		return true
 	case status == http.StatusUnauthorized || status == http.StatusForbidden:
-		pv.grants.set(key, false, grantTTL)
+		pv.grants.Set(key, false, grantTTL)
 	}
 	return false
 }
 
 // ask lists one tag of the repository at the source as a and returns the
 // status; 0 when there was no answer.
-func (pv *privacy) ask(ctx context.Context, s source, a authn.Authenticator) int {
-	var u *upstream
+func (pv *privacy) ask(ctx context.Context, s fetch.Source, a authn.Authenticator) int {
+	var c *upstream.Client
 	var err error
 	if a == authn.Anonymous {
-		u, err = pv.anonUpstream(s.registry)
+		c, err = pv.anonClient(s.Registry)
 	} else {
-		u, err = pv.newUpstream(s.registry, a)
+		c, err = pv.sources.Client(s.Registry, a)
 	}
 	if err != nil {
 		return 0
 	}
-	resp, err := u.do(ctx, http.MethodGet, s.repo, "tags", "list?n=1", nil)
+	resp, err := c.Do(ctx, http.MethodGet, registry.Path{Repo: s.Repo, Kind: registry.Tags, Ref: "list", Query: "n=1"}, nil)
 	if err != nil {
-		if ue, ok := asUpstreamError(err); ok {
-			return ue.status
-		}
-		return 0
+		return upstream.Status(err)
 	}
 	resp.Body.Close()
 	return resp.StatusCode
 }
 
-func (pv *privacy) anonUpstream(registry string) (*upstream, error) {
+func (pv *privacy) anonClient(registry string) (*upstream.Client, error) {
 	pv.mu.Lock()
 	defer pv.mu.Unlock()
-	if u, ok := pv.anon[registry]; ok {
-		return u, nil
+	if c, ok := pv.anon[registry]; ok {
+		return c, nil
 	}
-	u, err := pv.newUpstream(registry, authn.Anonymous)
+	c, err := pv.sources.Client(registry, authn.Anonymous)
 	if err != nil {
 		return nil, err
 	}
-	pv.anon[registry] = u
-	return u, nil
-}
-
-func (pv *privacy) newUpstream(registry string, a authn.Authenticator) (*upstream, error) {
-	o := pv.p.opts
-	reg, err := name.NewRegistry(registry, o.Sources.NameOptions(registry)...)
-	if err != nil {
-		return nil, err
-	}
-	return &upstream{
-		role: roleSource, label: registry, reg: reg,
-		auth:    func(context.Context) (authn.Authenticator, error) { return a, nil },
-		base:    o.Transport,
-		follow:  true,
-		timeout: o.UpstreamTimeout,
-		sem:     make(chan struct{}, o.MaxConcurrent),
-		repos:   map[string]repoTransport{},
-	}, nil
-}
-
-// holdsCredentials reports whether the proxy pulls from s's registry with
-// credentials of its own.
-func (pv *privacy) holdsCredentials(s source) bool {
-	reg, err := name.NewRegistry(s.registry, pv.p.opts.Sources.NameOptions(s.registry)...)
-	if err != nil {
-		return true
-	}
-	a, err := pv.p.keychain.Resolve(reg)
-	return err != nil || a != authn.Anonymous
-}
-
-// ttlSet is a small map of booleans that expire.
-type ttlSet struct {
-	mu sync.Mutex
-	m  map[string]ttlEntry
-}
-
-type ttlEntry struct {
-	v       bool
-	expires time.Time
-}
-
-func (c *ttlSet) get(k string) (bool, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	e, ok := c.m[k]
-	if !ok || time.Now().After(e.expires) {
-		return false, false
-	}
-	return e.v, true
-}
-
-func (c *ttlSet) set(k string, v bool, ttl time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if len(c.m) >= maxVerdicts {
-		c.m = map[string]ttlEntry{}
-	}
-	c.m[k] = ttlEntry{v: v, expires: time.Now().Add(ttl)}
-}
-
-// codeUnauthorized is the spec's code for a request without accepted credentials.
-const codeUnauthorized = "UNAUTHORIZED"
-
-func asUpstreamError(err error) (*upstreamError, bool) {
-	var ue *upstreamError
-	ok := errors.As(err, &ue)
-	return ue, ok
-}
-
-// add sets k unless it holds a value that has not expired.
-func (c *ttlSet) add(k string, v bool, ttl time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if e, ok := c.m[k]; ok && time.Now().Before(e.expires) {
-		return
-	}
-	if len(c.m) >= maxVerdicts {
-		c.m = map[string]ttlEntry{}
-	}
-	c.m[k] = ttlEntry{v: v, expires: time.Now().Add(ttl)}
-}
-
-func (c *ttlSet) clear() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	clear(c.m)
+	pv.anon[registry] = c
+	return c, nil
 }

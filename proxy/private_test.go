@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"context"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -13,8 +12,8 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/auth"
-	"github.com/k8s-image-swapper/k8s-image-swapper/internal/config"
-	"github.com/k8s-image-swapper/k8s-image-swapper/internal/mirror"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/fetch"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/policy"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/target"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/testutil/registryproc"
 )
@@ -23,7 +22,7 @@ const privUser, privPass = "puller", "s3cret"
 
 // newPrivateEnv is a proxy whose source needs credentials (which the proxy
 // and its copy engine hold) in front of an anonymous target.
-func newPrivateEnv(t *testing.T, tune ...func(*Options)) *env {
+func newPrivateEnv(t *testing.T, tune ...func(*setup)) *env {
 	t.Helper()
 	hash, err := bcrypt.GenerateFromPassword([]byte(privPass), bcrypt.MinCost)
 	must(t, err)
@@ -31,28 +30,19 @@ func newPrivateEnv(t *testing.T, tune ...func(*Options)) *env {
 		src: registryproc.Start(t, registryproc.Options{Htpasswd: privUser + ":" + string(hash) + "\n"}),
 		tgt: registryproc.Start(t, registryproc.Options{}),
 	}
-	tg, err := target.NewGeneric(config.Generic{Registry: e.tgt.Addr, Insecure: true})
+	tg, err := target.NewGeneric(target.GenericSpec{Registry: e.tgt.Addr, Insecure: true})
 	must(t, err)
 	e.target = tg
-	sources, err := auth.NewSources([]config.Registry{{Type: "generic", Generic: config.Generic{
-		Registry: e.src.Addr, Insecure: true, Username: privUser, Password: privPass}}})
+	sources, err := auth.NewSources([]auth.Source{{
+		Registry: e.src.Addr, Insecure: true, Username: privUser, Password: privPass}})
 	must(t, err)
-	o := Options{Target: tg, Registries: []string{e.src.Addr}, Sources: sources, Logger: quiet(), SpoolDir: t.TempDir()}
+	s := setup{Options: Options{Target: tg, Registries: []string{e.src.Addr}, Logger: quiet()},
+		fetch: fetch.Options{Credentials: sources}, retries: -1}
 	for _, f := range tune {
-		f(&o)
+		f(&s)
 	}
-	p, err := New(o)
-	must(t, err)
-	t.Cleanup(func() { p.Close() })
-	e.engine = mirror.New(tg, mirror.Options{
-		Sources: sources, SourceTransport: p.SourceTransport(target.NewTransport(false)), Logger: o.Logger, Retries: -1,
-	})
-	e.engine.Start(context.Background())
-	t.Cleanup(e.engine.Close)
-	p.mirror = e.engine
-	e.proxy = p
-	e.srv = httptest.NewServer(p)
-	t.Cleanup(e.srv.Close)
+	e.start(t, s)
+	e.serve(t)
 	return e
 }
 
@@ -160,10 +150,10 @@ func TestPrivateDeny(t *testing.T) {
 func TestPrivateSharedAndAllow(t *testing.T) {
 	for _, c := range []struct {
 		name string
-		tune func(*Options)
+		tune func(*setup)
 	}{
-		{"shared", func(o *Options) { o.SharedRepositories = []string{"nomatch/*", o.Registries[0] + "/team/*"} }},
-		{"allow", func(o *Options) { o.Private = PrivateAllow }},
+		{"shared", func(o *setup) { o.SharedRepositories = []string{"nomatch/*", o.Registries[0] + "/team/*"} }},
+		{"allow", func(o *setup) { o.Private = policy.PrivateAllow }},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			e := newPrivateEnv(t, c.tune)
@@ -200,12 +190,12 @@ func TestPrivateSharedAndAllow(t *testing.T) {
 // private if the proxy pulls from that registry with credentials of its own.
 func TestPrivateSourceDown(t *testing.T) {
 	for _, withCreds := range []bool{false, true} {
-		e := newEnv(t, func(o *Options) {
+		e := newEnv(t, func(o *setup) {
 			if withCreds {
-				s, err := auth.NewSources([]config.Registry{{Type: "generic", Generic: config.Generic{
-					Registry: o.Registries[0], Insecure: true, Username: "u", Password: "p"}}})
+				s, err := auth.NewSources([]auth.Source{{
+					Registry: o.Registries[0], Insecure: true, Username: "u", Password: "p"}})
 				must(t, err)
-				o.Sources = s
+				o.fetch.Credentials = s
 			}
 		})
 		img := blobImage(t, 1, 1000)
@@ -215,7 +205,7 @@ func TestPrivateSourceDown(t *testing.T) {
 		e.get(t, http.MethodGet, e.src.Addr, "/v2/team/app/manifests/v1")
 		e.waitTarget(t, "team/app", "v1", d)
 		e.src.Stop()
-		e.proxy.privacy.verdicts.clear() // as if verdictTTL had passed
+		e.proxy.privacy.verdicts.Delete(e.src.Addr + "/team/app") // as if verdictTTL had passed
 		resp, _ := e.get(t, http.MethodGet, e.src.Addr, "/v2/team/app/manifests/"+d.String())
 		want := http.StatusOK
 		if withCreds {
@@ -228,23 +218,14 @@ func TestPrivateSourceDown(t *testing.T) {
 }
 
 func TestPrivateOptions(t *testing.T) {
-	tg, err := target.NewGeneric(config.Generic{Registry: "registry.example.com"})
+	tg, err := target.NewGeneric(target.GenericSpec{Registry: "registry.example.com"})
 	must(t, err)
-	if _, err := New(Options{Target: tg, Private: "open", Logger: quiet()}); err == nil {
+	if _, err := New(Options{Target: tg, Sources: newSources(t, fetch.Options{}), Private: "open", Logger: quiet()}); err == nil {
 		t.Error("an unknown private policy was accepted")
 	}
-	c, err := config.Parse([]byte("proxy:\n  private: allow\n  sharedRepositories: [\"ghcr.io/acme/*\"]\n"))
+	p, err := New(Options{Target: tg, Sources: newSources(t, fetch.Options{}), Private: policy.PrivateAllow, SharedRepositories: []string{"ghcr.io/acme/*"}, Logger: quiet()})
 	must(t, err)
-	o, err := OptionsFromConfig(c)
-	must(t, err)
-	if o.Private != PrivateAllow || len(o.SharedRepositories) != 1 || o.SharedRepositories[0] != "ghcr.io/acme/*" {
-		t.Errorf("from config: private=%q shared=%v", o.Private, o.SharedRepositories)
-	}
-	o.Target, o.Logger = tg, quiet()
-	p, err := New(o)
-	must(t, err)
-	defer p.Close()
-	if !p.privacy.isShared(source{registry: "ghcr.io", repo: "acme/app"}) || p.privacy.isShared(source{registry: "ghcr.io", repo: "other/app"}) {
+	if !p.privacy.isShared(fetch.Source{Registry: "ghcr.io", Repo: "acme/app"}) || p.privacy.isShared(fetch.Source{Registry: "ghcr.io", Repo: "other/app"}) {
 		t.Error("sharedRepositories do not match host/repo globs")
 	}
 }

@@ -2,40 +2,42 @@
 // containerd on every node uses as a mirror (hosts.toml). It serves the OCI
 // distribution read API, routing each request by the ?ns=<registry>
 // containerd adds: from the target's copy when it has one, else from the
-// source while the copy into the target is triggered. A target reference
-// whose image is missing is served from its source. Blobs from sources are
-// streamed, checked against their digests and fetched once however many
-// nodes' pulls ask at the same time.
+// source (through the fetch layer it is handed) while the copy into the
+// target is triggered. A target reference whose image is missing is served
+// from its source.
+//
+// Handlers return an error; ServeHTTP writes it once, in the spec's format.
 package proxy
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
-	"os"
-	"path/filepath"
-	"sync"
 	"time"
 
 	"github.com/distribution/reference"
-	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
-	"golang.org/x/sync/singleflight"
 
-	"github.com/k8s-image-swapper/k8s-image-swapper/internal/auth"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/fetch"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/imageref"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/mirror"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/policy"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/registry"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/target"
-
-	_ "crypto/sha512" // sha512 digests are valid in the OCI spec
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/upstream"
 )
 
-// On-miss modes, as proxy.onMiss names them.
-const (
-	OnMissPassthrough = "passthrough"
-	OnMissWait        = "wait"
-)
+// DefaultAddress is proxy.listenAddress's default: loopback, for containerd
+// on the same node.
+const DefaultAddress = "127.0.0.1:7439"
+
+// DefaultRegistries are the public registries served when proxy.registries
+// is not set.
+var DefaultRegistries = []string{
+	"docker.io", "ghcr.io", "quay.io", "registry.k8s.io", "gcr.io", "public.ecr.aws", "mcr.microsoft.com",
+}
 
 // Mirror is what the proxy needs of the copy engine (*mirror.Engine).
 type Mirror interface {
@@ -43,38 +45,30 @@ type Mirror interface {
 	Forget(src reference.Named)
 }
 
-// Options configure a Proxy. Zero values take the defaults.
+// Options configure a Proxy. A zero value takes its default (see defaults).
 type Options struct {
 	Target target.Target
+	// Sources fetches from the source registries; the copy engine reads
+	// through the same one.
+	Sources *fetch.Sources
 	// Mirror copies images into the target; nil never copies.
 	Mirror Mirror
 	// Registries are the source registries served (host[:port]); any other
 	// is refused. Docker Hub's names (index.docker.io, ...) are one.
 	Registries []string
-	// OnMiss is passthrough (serve the source at once) or wait (wait up to
-	// WaitTimeout for the copy, then serve the target).
-	OnMiss          string
-	WaitTimeout     time.Duration // default 30s
-	TagTTL          time.Duration // how long a source's answer for a tag is trusted; default 5m
-	UpstreamTimeout time.Duration // until an upstream's response headers, and longest stalled read; default 30s
-	// MaxConcurrent bounds requests at once to one source (default 32); the
-	// target gets four times as many.
+	// OnMiss is passthrough (serve the source at once; the default) or wait
+	// (wait up to WaitTimeout for the copy, then serve the target).
+	OnMiss      policy.OnMiss
+	WaitTimeout time.Duration // default 30s
+	// UpstreamTimeout bounds the target's answers (until the response
+	// headers, and each stalled read) and the source's about private
+	// images (default upstream.DefaultTimeout).
+	UpstreamTimeout time.Duration
+	// MaxConcurrent bounds the requests at once to the target, as four
+	// times this (default upstream.DefaultMaxConcurrent, as for a source).
 	MaxConcurrent int
-	// Sources has the config's source credentials and plain-HTTP hosts.
-	Sources *auth.Sources
-	// Keychain adds source credentials (cloud registries); tried first.
-	Keychain authn.Keychain
-	// Transport reaches sources; default a clone of http.DefaultTransport.
-	Transport http.RoundTripper
-	// SpoolDir holds blobs while they stream from sources; default a new
-	// temporary folder, removed by Close.
-	SpoolDir string
-	// SpoolRetain keeps a fetched blob for the copy and late pullers (default 10m).
-	SpoolRetain time.Duration
-	// SpoolMaxBytes bounds the finished blobs kept (default 2 GiB).
-	SpoolMaxBytes int64
-	// Private is PrivateDeny (default) or PrivateAllow; see private.go.
-	Private string
+	// Private is deny (the default) or allow; see private.go.
+	Private policy.Private
 	// SharedRepositories are source repositories (globs on host/repo)
 	// served to every pull even when private.
 	SharedRepositories []string
@@ -84,70 +78,49 @@ type Options struct {
 	Logger *slog.Logger
 }
 
-// Proxy serves the OCI distribution read API; see the package comment.
-type Proxy struct {
-	opts     Options
-	log      *slog.Logger
-	mapper   imageref.Mapper
-	target   *upstream
-	store    http.Handler     // the local target's full API; nil for others
-	push     *pushAuth        // nil: no client writes
-	ledger   target.TagLedger // the tags copies wrote; nil when the target keeps none
-	mirror   Mirror
-	allowed  map[string]bool
-	keychain authn.Keychain
-
-	mu      sync.Mutex
-	sources map[string]*upstream
-
-	tags        *tagCache
-	imageLabels imageLabels
-	manifests   *manifestCache
-	flight      singleflight.Group
-	spool       *spool
-	copies      *copies
-	privacy     *privacy
-
-	tempSpool string // spool folder to remove on Close
-	stop      chan struct{}
-	closeOnce sync.Once
+// defaults fills what o leaves zero: every default of the proxy.
+func (o Options) defaults() Options {
+	o.WaitTimeout = cmp.Or(o.WaitTimeout, 30*time.Second)
+	o.UpstreamTimeout = cmp.Or(o.UpstreamTimeout, upstream.DefaultTimeout)
+	o.MaxConcurrent = cmp.Or(o.MaxConcurrent, upstream.DefaultMaxConcurrent)
+	o.Logger = cmp.Or(o.Logger, slog.Default())
+	return o
 }
 
-// New checks o and returns a proxy; Close frees its spool.
+// Proxy serves the OCI distribution read API; see the package comment.
+type Proxy struct {
+	opts    Options
+	log     *slog.Logger
+	mapper  imageref.Mapper
+	target  *upstream.Client
+	sources *fetch.Sources
+	store   http.Handler     // the local target's full API; nil for others
+	push    *pushAuth        // nil: no client writes
+	ledger  target.TagLedger // the tags copies wrote; nil when the target keeps none
+	mirror  Mirror
+	allowed map[string]bool
+	copies  *copies
+	privacy *privacy
+
+	imageLabels imageLabels
+}
+
+// New checks o and returns a proxy.
 func New(o Options) (*Proxy, error) {
 	if o.Target == nil {
 		return nil, errors.New("proxy: no target")
 	}
-	switch o.OnMiss {
-	case "":
-		o.OnMiss = OnMissPassthrough
-	case OnMissPassthrough, OnMissWait:
-	default:
-		return nil, fmt.Errorf("proxy: unknown onMiss %q, want %s or %s", o.OnMiss, OnMissPassthrough, OnMissWait)
+	if o.Sources == nil {
+		return nil, errors.New("proxy: no source fetches")
 	}
-	switch o.Private {
-	case "":
-		o.Private = PrivateDeny
-	case PrivateDeny, PrivateAllow:
-	default:
-		return nil, fmt.Errorf("proxy: unknown private policy %q, want %s or %s", o.Private, PrivateDeny, PrivateAllow)
+	var err error
+	if o.OnMiss, err = policy.ParseOnMiss(string(o.OnMiss)); err != nil {
+		return nil, fmt.Errorf("proxy: onMiss: %w", err)
 	}
-	o.WaitTimeout = orDefault(o.WaitTimeout, 30*time.Second)
-	o.TagTTL = orDefault(o.TagTTL, 5*time.Minute)
-	o.UpstreamTimeout = orDefault(o.UpstreamTimeout, 30*time.Second)
-	o.SpoolRetain = orDefault(o.SpoolRetain, 10*time.Minute)
-	if o.MaxConcurrent <= 0 {
-		o.MaxConcurrent = 32
+	if o.Private, err = policy.ParsePrivate(string(o.Private)); err != nil {
+		return nil, fmt.Errorf("proxy: private: %w", err)
 	}
-	if o.SpoolMaxBytes <= 0 {
-		o.SpoolMaxBytes = 2 << 30
-	}
-	if o.Transport == nil {
-		o.Transport = target.NewTransport(false)
-	}
-	if o.Logger == nil {
-		o.Logger = slog.Default()
-	}
+	o = o.defaults()
 	t := o.Target
 	mapper := t.Mapper()
 	reg, err := name.NewRegistry(mapper.Host, t.NameOptions()...)
@@ -158,17 +131,15 @@ func New(o Options) (*Proxy, error) {
 		opts:   o,
 		log:    o.Logger,
 		mapper: mapper,
-		target: &upstream{
-			role: roleTarget, label: mapper.Host, reg: reg, auth: t.Authenticator, base: t.Transport(),
-			timeout: o.UpstreamTimeout, sem: make(chan struct{}, 4*o.MaxConcurrent), repos: map[string]repoTransport{},
-		},
-		mirror:    o.Mirror,
-		allowed:   map[string]bool{},
-		sources:   map[string]*upstream{},
-		tags:      newTagCache(o.TagTTL),
-		manifests: newManifestCache(16 << 20),
-		copies:    newCopies(),
-		stop:      make(chan struct{}),
+		target: upstream.New(upstream.Options{
+			Role: upstream.Target, Registry: reg, Name: mapper.Host,
+			Auth:      t.Authenticator,
+			Transport: t.Transport(), Timeout: o.UpstreamTimeout, MaxConcurrent: 4 * o.MaxConcurrent,
+		}),
+		sources: o.Sources,
+		mirror:  o.Mirror,
+		allowed: map[string]bool{},
+		copies:  newCopies(),
 	}
 	if s, ok := t.(interface{ Handler() http.Handler }); ok {
 		p.store = s.Handler()
@@ -185,144 +156,81 @@ func New(o Options) (*Proxy, error) {
 		}
 	}
 	for _, r := range o.Registries {
-		p.allowed[canonicalHost(r)] = true
+		p.allowed[registry.Canonical(r)] = true
 	}
-	p.zeroMetrics()
-	p.keychain = authn.NewMultiKeychain(keychains(o.Keychain, o.Sources)...)
 	p.privacy = newPrivacy(p, o.Private, o.SharedRepositories)
-	dir := o.SpoolDir
-	if dir == "" {
-		if dir, err = os.MkdirTemp("", "k8s-image-swapper-spool-"); err != nil {
-			return nil, fmt.Errorf("proxy: spool: %w", err)
-		}
-		p.tempSpool = dir
-	} else if err := prepareSpool(dir); err != nil {
-		return nil, err
-	}
-	p.spool = newSpool(dir, o.SpoolRetain, o.SpoolMaxBytes, o.Logger)
-	go p.sweep()
+	p.zeroMetrics()
 	return p, nil
 }
 
-func orDefault(d, def time.Duration) time.Duration {
-	if d <= 0 {
-		return def
-	}
-	return d
-}
-
-func keychains(extra authn.Keychain, sources *auth.Sources) []authn.Keychain {
-	var out []authn.Keychain
-	if extra != nil {
-		out = append(out, extra)
-	}
-	if sources != nil {
-		out = append(out, sources)
-	}
-	if len(out) == 0 {
-		out = append(out, &auth.Sources{})
-	}
-	return out
-}
-
-// prepareSpool creates dir and removes blobs a previous run left behind.
-func prepareSpool(dir string) error {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("proxy: spool: %w", err)
-	}
-	old, _ := filepath.Glob(filepath.Join(dir, "blob-*"))
-	for _, f := range old {
-		_ = os.Remove(f)
-	}
-	return nil
-}
-
-func (p *Proxy) sweep() {
-	t := time.NewTicker(30 * time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-p.stop:
-			return
-		case <-t.C:
-			p.spool.sweep()
-		}
-	}
-}
-
-// Close drops the spool. Transfers still running end with their clients.
-func (p *Proxy) Close() error {
-	p.closeOnce.Do(func() {
-		close(p.stop)
-		p.spool.close()
-		if p.tempSpool != "" {
-			_ = os.RemoveAll(p.tempSpool)
-		}
-	})
-	return nil
-}
-
-// ServeHTTP serves /v2/ and everything under it.
+// ServeHTTP serves /v2/ and everything under it. Whatever a handler returns
+// as an error is the answer, written here and nowhere else.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.URL.Path == "/v2/" || r.URL.Path == "/v2" {
-		p.serveBase(w, r)
-		return
+	c, content := registry.ParsePath(r.URL.Path)
+	var err error
+	switch {
+	case r.URL.Path == "/v2/" || r.URL.Path == "/v2":
+		err = p.serveBase(w, r)
+	case isWrite(r):
+		err = p.serveWrite(w, r)
+	case !content:
+		err = p.serveOther(w, r)
+	default:
+		rec := &recorder{ResponseWriter: w}
+		w = rec
+		ex := newExchange(rec, r, c)
+		defer p.done(ex) // counts the answer written below too
+		err = p.serveContent(ex)
 	}
-	if isWrite(r) {
-		p.serveWrite(w, r)
-		return
-	}
-	c, ok := parseCall(r.URL.Path)
-	if !ok {
-		p.serveOther(w, r)
-		return
-	}
-	ex := newExchange(w, r, c)
-	defer p.done(ex)
-	plans, herr := p.route(r.URL.Query().Get("ns"), c.name)
-	if herr != nil {
-		ex.registry = "unknown"
-		writeError(ex.w, r, herr)
-		return
-	}
-	for _, pl := range plans[:len(plans)-1] {
-		if p.fromTargetOnly(ex, pl) {
-			return
-		}
-	}
-	pl := plans[len(plans)-1]
-	if !p.mayServe(ex, pl) {
-		return
-	}
-	ex.use(pl)
-	if c.kind == kindManifests {
-		p.serveManifest(ex, pl)
-	} else {
-		p.serveBlob(ex, pl)
+	if err != nil {
+		writeError(w, r, asHTTPError(err, notFoundCode(c.Kind)))
 	}
 }
 
 // serveBase answers the API version check.
-func (p *Proxy) serveBase(w http.ResponseWriter, r *http.Request) {
+func (p *Proxy) serveBase(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set("Docker-Distribution-API-Version", "registry/2.0")
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		writeError(w, r, newError(http.StatusMethodNotAllowed, codeUnsupported, "method %s not allowed", r.Method))
-		return
+		return newError(http.StatusMethodNotAllowed, codeUnsupported, "method %s not allowed", r.Method)
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Content-Length", "2")
 	if r.Method == http.MethodGet {
 		_, _ = w.Write([]byte("{}"))
 	}
+	return nil
 }
 
 // serveOther serves the read APIs beyond manifests and blobs (tag lists,
 // catalog, referrers) from a local target, which is then also a plain
 // registry; other targets are not listed through the proxy.
-func (p *Proxy) serveOther(w http.ResponseWriter, r *http.Request) {
+func (p *Proxy) serveOther(w http.ResponseWriter, r *http.Request) error {
 	if p.store == nil {
-		writeError(w, r, newError(http.StatusNotFound, codeUnsupported, "%s is not served by this proxy", r.URL.Path))
-		return
+		return newError(http.StatusNotFound, codeUnsupported, "%s is not served by this proxy", r.URL.Path)
 	}
-	p.serveListing(w, r)
+	return p.serveListing(w, r)
+}
+
+// serveContent serves a manifest or a blob: from the target alone for all
+// plans but the last, then per the last plan.
+func (p *Proxy) serveContent(ex *exchange) error {
+	plans, err := p.route(ex.r.URL.Query().Get("ns"), ex.call.Repo)
+	if err != nil {
+		ex.registry = "unknown"
+		return err
+	}
+	for _, pl := range plans[:len(plans)-1] {
+		if p.fromTargetOnly(ex, pl) {
+			return nil
+		}
+	}
+	pl := plans[len(plans)-1]
+	ex.use(pl)
+	if err := p.mayServe(ex, pl); err != nil {
+		return err
+	}
+	if ex.call.Kind == registry.Manifests {
+		return p.serveManifest(ex, pl)
+	}
+	return p.serveBlob(ex, pl)
 }

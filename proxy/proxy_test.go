@@ -13,6 +13,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/opencontainers/go-digest"
 
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/policy"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/testutil/registryproc"
 )
 
@@ -245,7 +246,7 @@ func TestCoalescing(t *testing.T) {
 }
 
 func TestOnMissWait(t *testing.T) {
-	e := newEnv(t, func(o *Options) { o.OnMiss = OnMissWait; o.WaitTimeout = 20 * time.Second })
+	e := newEnv(t, func(o *setup) { o.OnMiss = policy.OnMissWait; o.WaitTimeout = 20 * time.Second })
 	want := e.push(t, "team/app", "v1", blobImage(t, 1, 1000))
 	before := served(e.src.Addr, "manifest", fromTarget)
 	resp, body := e.get(t, http.MethodGet, e.src.Addr, "/v2/team/app/manifests/v1")
@@ -259,3 +260,14 @@ func TestOnMissWait(t *testing.T) {
 }
 
 func digestOf(b []byte) string { return digest.FromBytes(b).String() }
+
+// The proxy's defaults, as README's proxy block documents them.
+func TestDefaults(t *testing.T) {
+	o := Options{}.defaults()
+	if o.WaitTimeout != 30*time.Second || o.UpstreamTimeout != 30*time.Second {
+		t.Errorf("defaults: %+v", o)
+	}
+	if len(DefaultRegistries) != 7 || DefaultAddress != "127.0.0.1:7439" {
+		t.Errorf("registries %v, address %s", DefaultRegistries, DefaultAddress)
+	}
+}

@@ -26,9 +26,6 @@ type PushOptions struct {
 	TokenFile string
 }
 
-// pushRealm is the realm of the Basic challenge a refused push gets.
-const pushRealm = "k8s-image-swapper"
-
 // pushAuth checks a push's credentials.
 type pushAuth struct {
 	htpasswd auth.AccessController // nil without an htpasswd file
@@ -46,7 +43,7 @@ func newPushAuth(o PushOptions) (*pushAuth, error) {
 		if err := checkHtpasswd(o.Htpasswd); err != nil {
 			return nil, err
 		}
-		ac, err := auth.GetAccessController("htpasswd", map[string]any{"realm": pushRealm, "path": o.Htpasswd})
+		ac, err := auth.GetAccessController("htpasswd", map[string]any{"realm": realm, "path": o.Htpasswd})
 		if err != nil {
 			return nil, fmt.Errorf("push htpasswd %s: %w", o.Htpasswd, err)
 		}

@@ -8,7 +8,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/k8s-image-swapper/k8s-image-swapper/internal/config"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/target"
 )
 
@@ -33,10 +32,11 @@ func TestTargetRedirectPassedOn(t *testing.T) {
 		rp.ServeHTTP(w, r)
 	}))
 	defer front.Close()
-	tg, err := target.NewGeneric(config.Generic{Registry: strings.TrimPrefix(front.URL, "http://"), Insecure: true})
+	tg, err := target.NewGeneric(target.GenericSpec{Registry: strings.TrimPrefix(front.URL, "http://"), Insecure: true})
 	must(t, err)
 	f := &env{src: e.src, tgt: e.tgt}
-	f.start(t, Options{Target: tg, Registries: []string{e.src.Addr}, Logger: quiet(), SpoolDir: t.TempDir()})
+	f.start(t, setup{Options: Options{Target: tg, Registries: []string{e.src.Addr}, Logger: quiet()}, retries: -1})
+	f.serve(t)
 
 	layer := blobs(t, img)[1]
 	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}

@@ -7,7 +7,8 @@ import (
 
 	"github.com/distribution/reference"
 
-	"github.com/k8s-image-swapper/k8s-image-swapper/internal/config"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/fetch"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/registry"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/target"
 )
 
@@ -35,48 +36,47 @@ func FuzzRoute(f *testing.F) {
 	} {
 		f.Add(c[0], c[1])
 	}
-	tg, err := target.NewGeneric(config.Generic{Registry: "registry.example.com:5000/mirror"})
+	tg, err := target.NewGeneric(target.GenericSpec{Registry: "registry.example.com:5000/mirror"})
 	if err != nil {
 		f.Fatal(err)
 	}
 	allowed := []string{"docker.io", "ghcr.io", "127.0.0.1:5000", "localhost:5000"}
-	p, err := New(Options{Target: tg, Registries: allowed, Logger: quiet(), SpoolDir: f.TempDir()})
+	p, err := New(Options{Target: tg, Sources: newSources(f, fetch.Options{}), Registries: allowed, Logger: quiet()})
 	if err != nil {
 		f.Fatal(err)
 	}
-	f.Cleanup(func() { p.Close() })
 
 	f.Fuzz(func(t *testing.T, path, ns string) {
 		// The ns as a client sends it, through the query string.
 		ns = (&url.URL{RawQuery: "ns=" + url.QueryEscape(ns)}).Query().Get("ns")
-		c, ok := parseCall(path)
+		c, ok := registry.ParsePath(path)
 		if !ok {
 			return
 		}
-		if back := "/v2/" + c.name + "/" + c.kind + "/" + c.ref; back != path {
+		if back := c.String(); back != path {
 			t.Fatalf("%q parsed as %+v, which is %q", path, c, back)
 		}
-		if !pathExpr.MatchString(c.name) || c.kind != kindManifests && c.kind != kindBlobs {
+		if !registry.IsRepository(c.Repo) || c.Kind != registry.Manifests && c.Kind != registry.Blobs {
 			t.Fatalf("%q: bad call %+v", path, c)
 		}
-		if c.kind == kindBlobs && c.dgst == "" {
+		if c.Kind == registry.Blobs && c.Digest == "" {
 			t.Fatalf("%q: a blob without a digest", path)
 		}
-		plans, herr := p.route(ns, c.name)
-		if herr != nil {
-			if herr.status < 400 || herr.status > 499 {
-				t.Fatalf("ns=%q %q: status %d", ns, c.name, herr.status)
+		plans, err := p.route(ns, c.Repo)
+		if err != nil {
+			if he := asHTTPError(err, ""); he.status < 400 || he.status > 499 {
+				t.Fatalf("ns=%q %q: status %d", ns, c.Repo, he.status)
 			}
 			return
 		}
 		if len(plans) == 0 {
-			t.Fatalf("ns=%q %q: no plan and no error", ns, c.name)
+			t.Fatalf("ns=%q %q: no plan and no error", ns, c.Repo)
 		}
 		for i, pl := range plans {
 			if pl.src != nil && i != len(plans)-1 {
-				t.Fatalf("ns=%q %q: plan %d of %d has a source", ns, c.name, i, len(plans))
+				t.Fatalf("ns=%q %q: plan %d of %d has a source", ns, c.Repo, i, len(plans))
 			}
-			checkPlan(t, p, ns, c.name, pl)
+			checkPlan(t, p, ns, c.Repo, pl)
 		}
 	})
 }
@@ -89,11 +89,11 @@ func checkPlan(t *testing.T, p *Proxy, ns, name string, pl plan) {
 		return
 	}
 	s := *pl.src
-	if !p.allowed[s.registry] {
-		t.Fatalf("ns=%q %q: routed to %s, which is not an allowed registry", ns, name, s.registry)
+	if !p.allowed[s.Registry] {
+		t.Fatalf("ns=%q %q: routed to %s, which is not an allowed registry", ns, name, s.Registry)
 	}
-	if ns != "" && !p.isTarget(canonicalHost(ns)) && s.registry != canonicalHost(ns) {
-		t.Fatalf("ns=%q %q: routed to %s, not the registry asked for", ns, name, s.registry)
+	if ns != "" && !p.isTarget(registry.Canonical(ns)) && s.Registry != registry.Canonical(ns) {
+		t.Fatalf("ns=%q %q: routed to %s, not the registry asked for", ns, name, s.Registry)
 	}
 	if pl.targetRepo == "" {
 		return
@@ -106,7 +106,7 @@ func checkPlan(t *testing.T, p *Proxy, ns, name string, pl plan) {
 	if err != nil {
 		t.Fatalf("ns=%q %q: %s has no way back to %s: %v", ns, name, tgt, s, err)
 	}
-	if !strings.EqualFold(canonicalHost(reference.Domain(back)), s.registry) || reference.Path(back) != s.repo {
+	if !strings.EqualFold(registry.Canonical(reference.Domain(back)), s.Registry) || reference.Path(back) != s.Repo {
 		t.Fatalf("ns=%q %q: %s maps back to %s, want %s", ns, name, tgt, back, s)
 	}
 	repo, err := p.mapper.Repository(back)

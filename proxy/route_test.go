@@ -3,51 +3,15 @@ package proxy
 import (
 	"testing"
 
-	"github.com/k8s-image-swapper/k8s-image-swapper/internal/config"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/fetch"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/target"
 )
 
-func TestParseCall(t *testing.T) {
-	d := "sha256:" + "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
-	for path, want := range map[string]*call{
-		"/v2/library/nginx/manifests/1.27":       {name: "library/nginx", kind: kindManifests, ref: "1.27"},
-		"/v2/a/b/c/blobs/" + d:                   {name: "a/b/c", kind: kindBlobs, ref: d},
-		"/v2/blobs/blobs/blobs/" + d:             {name: "blobs/blobs", kind: kindBlobs, ref: d},
-		"/v2/docker.io/library/x/manifests/" + d: {name: "docker.io/library/x", kind: kindManifests, ref: d},
-		"/v2/127.0.0.1_5000/x/manifests/latest":  {name: "127.0.0.1_5000/x", kind: kindManifests, ref: "latest"},
-		"/v2/x/blobs/latest":                     nil, // a blob needs a digest
-		"/v2/x/blobs/uploads/":                   nil,
-		"/v2/x/blobs/uploads/abc":                nil,
-		"/v2/X/manifests/latest":                 nil,
-		"/v2/x/tags/list":                        nil,
-		"/v2/127.0.0.1:5000/x/manifests/latest":  nil,
-		"/v2/x/manifests/" + "-bad":              nil,
-		"/v2/x/manifests/sha256:abc":             nil,
-		"/v2/../x/manifests/latest":              nil,
-		"/v2/x/manifests/a/b":                    nil,
-	} {
-		got, ok := parseCall(path)
-		if want == nil {
-			if ok {
-				t.Errorf("%s: parsed as %+v", path, got)
-			}
-			continue
-		}
-		if !ok || got.name != want.name || got.kind != want.kind || got.ref != want.ref {
-			t.Errorf("%s: %+v %v, want %+v", path, got, ok, want)
-		}
-		if (got.dgst != "") != (want.ref == d) {
-			t.Errorf("%s: digest %q", path, got.dgst)
-		}
-	}
-}
-
 func TestRoute(t *testing.T) {
-	tg, err := target.NewGeneric(config.Generic{Registry: "registry.example.com:5000/mirror"})
+	tg, err := target.NewGeneric(target.GenericSpec{Registry: "registry.example.com:5000/mirror"})
 	must(t, err)
-	p, err := New(Options{Target: tg, Registries: []string{"docker.io", "ghcr.io", "127.0.0.1:5000"}, Logger: quiet()})
+	p, err := New(Options{Target: tg, Sources: newSources(t, fetch.Options{}), Registries: []string{"docker.io", "ghcr.io", "127.0.0.1:5000", "cache:5000"}, Logger: quiet()})
 	must(t, err)
-	defer p.Close()
 	type want struct {
 		targets []string // targetRepo of each plan
 		src     string   // source of the last plan
@@ -69,13 +33,15 @@ func TestRoute(t *testing.T) {
 		{"", "ghcr.io/org/app", &want{[]string{"mirror/ghcr.io/org/app"}, "ghcr.io/org/app", false}},
 		{"", "127.0.0.1_5000/team/app", &want{[]string{"mirror/127.0.0.1_5000/team/app"}, "127.0.0.1:5000/team/app", false}},
 		{"", "quay.io/org/app", &want{[]string{"quay.io/org/app"}, "", false}},
+		// A host without a dot but with a port, as the copy engine names it.
+		{"", "cache_5000/team/app", &want{[]string{"mirror/cache_5000/team/app"}, "cache:5000/team/app", false}},
 		{"", "nginx", &want{[]string{"nginx", "mirror/docker.io/library/nginx"}, "docker.io/library/nginx", false}},
 		{"", "team/app", &want{[]string{"team/app", "mirror/docker.io/team/app"}, "docker.io/team/app", false}},
 		{"", "my_team/app", &want{[]string{"my_team/app", "mirror/docker.io/my_team/app"}, "docker.io/my_team/app", false}},
 	} {
 		plans, herr := p.route(c.ns, c.name)
 		if c.want == nil {
-			if herr == nil || herr.status != 404 || herr.code != codeNameUnknown {
+			if he := asHTTPError(herr, ""); herr == nil || he.status != 404 || he.code != codeNameUnknown {
 				t.Errorf("ns=%q %s: %+v %v, want 404 NAME_UNKNOWN", c.ns, c.name, plans, herr)
 			}
 			continue

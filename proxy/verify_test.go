@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"github.com/opencontainers/go-digest"
+
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/fetch"
 )
 
 // corrupt overwrites the stored bytes of d in a registry's storage with
@@ -71,7 +73,7 @@ func TestCopyVerified(t *testing.T) {
 	}
 	out.Reset()
 	err := copyVerified(&out, bytes.NewReader(data), digest.FromString("other"))
-	if !errors.Is(err, errDigestMismatch) || out.Len() != len(data)-1 {
+	if !errors.Is(err, fetch.ErrDigestMismatch) || out.Len() != len(data)-1 {
 		t.Fatalf("mismatch: %v after %d of %d bytes", err, out.Len(), len(data))
 	}
 	out.Reset()
@@ -85,7 +87,7 @@ func TestCopyVerified(t *testing.T) {
 // checked, straight from the source.
 func TestNoSpoolStreamsDirect(t *testing.T) {
 	dir := t.TempDir()
-	e := newEnv(t, func(o *Options) { o.SpoolDir = dir })
+	e := newEnv(t, func(o *setup) { o.fetch.SpoolDir = dir })
 	img := blobImage(t, 1, 300_000)
 	e.push(t, "team/app", "v1", img)
 	must(t, os.RemoveAll(dir))

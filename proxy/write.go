@@ -6,6 +6,7 @@ import (
 
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/imageref"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/metrics"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/registry"
 )
 
 // The proxy is read-only to its clients: what nodes pull is written only by
@@ -22,32 +23,27 @@ func isWrite(r *http.Request) bool {
 
 // serveWrite refuses r unless pushes are enabled, its credentials are
 // accepted and its repository is no mirror; then the local store serves it.
-func (p *Proxy) serveWrite(w http.ResponseWriter, r *http.Request) {
+func (p *Proxy) serveWrite(w http.ResponseWriter, r *http.Request) error {
 	if p.store == nil || p.push == nil {
 		metrics.ProxyWrites.WithLabelValues("read_only").Inc()
-		writeError(w, r, newError(http.StatusMethodNotAllowed, codeUnsupported,
-			"the proxy is read-only: it is written only by its copy engine (see target.local.push)"))
-		return
+		return newError(http.StatusMethodNotAllowed, codeUnsupported,
+			"the proxy is read-only: it is written only by its copy engine (see target.local.push)")
 	}
 	user, ok := p.push.check(r)
 	if !ok {
 		metrics.ProxyWrites.WithLabelValues("unauthenticated").Inc()
-		w.Header().Set("WWW-Authenticate", `Basic realm="`+pushRealm+`"`)
-		writeError(w, r, newError(http.StatusUnauthorized, codeUnauthorized, "pushes need credentials (target.local.push)"))
-		return
+		return basicChallenge(codeUnauthorized, "pushes need credentials (target.local.push)")
 	}
 	repo, ok := writtenRepo(r.URL.Path)
 	if !ok {
 		metrics.ProxyWrites.WithLabelValues("read_only").Inc()
-		writeError(w, r, newError(http.StatusMethodNotAllowed, codeUnsupported, "%s %s is not a write this registry takes", r.Method, r.URL.Path))
-		return
+		return newError(http.StatusMethodNotAllowed, codeUnsupported, "%s %s is not a write this registry takes", r.Method, r.URL.Path)
 	}
 	if r.URL.Query().Has("ns") || imageref.IsMirrorPath(repo) {
 		metrics.ProxyWrites.WithLabelValues("mirror_path").Inc()
 		p.log.Warn("push into a mirror path refused", "user", user, "method", r.Method, "repository", repo)
-		writeError(w, r, newError(http.StatusForbidden, codeDenied,
-			"%s is a mirror path (its first component names a registry): only the copy engine writes there", repo))
-		return
+		return newError(http.StatusForbidden, codeDenied,
+			"%s is a mirror path (its first component names a registry): only the copy engine writes there", repo)
 	}
 	if q := r.URL.Query(); imageref.IsMirrorPath(q.Get("from")) {
 		// A mount would copy a mirrored (maybe private) blob into a
@@ -61,6 +57,7 @@ func (p *Proxy) serveWrite(w http.ResponseWriter, r *http.Request) {
 	metrics.ProxyWrites.WithLabelValues("accepted").Inc()
 	p.log.Info("push", "user", user, "method", r.Method, "path", r.URL.Path)
 	p.store.ServeHTTP(w, r)
+	return nil
 }
 
 // writtenRepo is the repository a write names: /v2/<name>/blobs/uploads/...,
@@ -73,7 +70,7 @@ func writtenRepo(path string) (string, bool) {
 	for _, sep := range []string{"/blobs/uploads", "/manifests/", "/blobs/"} {
 		if i := strings.LastIndex(rest, sep); i > 0 {
 			name := rest[:i]
-			return name, pathExpr.MatchString(name)
+			return name, registry.IsRepository(name)
 		}
 	}
 	return "", false

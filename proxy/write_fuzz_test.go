@@ -10,7 +10,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
-	"github.com/k8s-image-swapper/k8s-image-swapper/internal/config"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/fetch"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/target"
 )
 
@@ -38,7 +38,7 @@ func FuzzWrite(f *testing.F) {
 	} {
 		f.Add(c[0], c[1], c[2], c[3])
 	}
-	lt, err := target.NewLocal(context.Background(), config.Local{Path: f.TempDir(), Registry: "127.0.0.1:7439"})
+	lt, err := target.NewLocal(context.Background(), target.LocalSpec{Path: f.TempDir(), Registry: "127.0.0.1:7439"})
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -53,13 +53,13 @@ func FuzzWrite(f *testing.F) {
 	if err := remote.Write(mirror, img, remote.WithTransport(lt.Transport())); err != nil {
 		f.Fatal(err)
 	}
-	o := Options{Target: lt, Registries: []string{"127.0.0.1:1"}, Logger: quiet(), SpoolDir: f.TempDir(), UpstreamTimeout: 100e6}
-	withPush(f)(&o)
-	p, err := New(o)
+	s := setup{Options: Options{Target: lt, Registries: []string{"127.0.0.1:1"}, Logger: quiet(),
+		Sources: newSources(f, fetch.Options{Timeout: 100e6}), UpstreamTimeout: 100e6}}
+	withPush(f)(&s)
+	p, err := New(s.Options)
 	if err != nil {
 		f.Fatal(err)
 	}
-	f.Cleanup(func() { p.Close() })
 
 	f.Fuzz(func(t *testing.T, method, path, query, authz string) {
 		if !strings.HasPrefix(path, "/") || strings.ContainsAny(method, " \t\r\n") || method == "" {

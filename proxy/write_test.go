@@ -18,7 +18,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"golang.org/x/crypto/bcrypt"
 
-	"github.com/k8s-image-swapper/k8s-image-swapper/internal/config"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/fetch"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/metrics"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/target"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/testutil/registryproc"
@@ -27,7 +27,7 @@ import (
 const pushUser, pushPass, pushToken = "pusher", "push-s3cret", "tok-0123456789"
 
 // withPush enables pushes with an htpasswd file (pushUser) and a token file.
-func withPush(t testing.TB) func(*Options) {
+func withPush(t testing.TB) func(*setup) {
 	t.Helper()
 	hash, err := bcrypt.GenerateFromPassword([]byte(pushPass), bcrypt.MinCost)
 	must(t, err)
@@ -35,7 +35,7 @@ func withPush(t testing.TB) func(*Options) {
 	htpasswd, token := filepath.Join(dir, "htpasswd"), filepath.Join(dir, "token")
 	must(t, os.WriteFile(htpasswd, []byte(pushUser+":"+string(hash)+"\n"), 0o600))
 	must(t, os.WriteFile(token, []byte(pushToken+"\n"), 0o600))
-	return func(o *Options) { o.Push = &PushOptions{Htpasswd: htpasswd, TokenFile: token} }
+	return func(o *setup) { o.Push = &PushOptions{Htpasswd: htpasswd, TokenFile: token} }
 }
 
 // writeStatus is the HTTP status a registry error carries.
@@ -184,9 +184,8 @@ func TestPlantedTagNotServed(t *testing.T) {
 	// The proxy that copied the image still knows the source's answer: it
 	// serves the true image. A proxy that starts now (a node restarted) has
 	// only the store: it fails over.
-	fresh, err := New(Options{Target: le.target, Registries: []string{src.Addr}, Logger: quiet(), SpoolDir: t.TempDir()})
+	fresh, err := New(Options{Target: le.target, Sources: newSources(t, fetch.Options{}), Registries: []string{src.Addr}, Logger: quiet()})
 	must(t, err)
-	t.Cleanup(func() { fresh.Close() })
 	freshSrv := httptest.NewServer(fresh)
 	t.Cleanup(freshSrv.Close)
 	before := counterValue(t, metrics.ProxyUntrusted.WithLabelValues("tag_not_copied"))
@@ -235,7 +234,7 @@ func TestPlantedTagNotServed(t *testing.T) {
 // component naming a registry, or any request naming one with ns) is
 // refused with 403 however good the credentials.
 func TestPushEnabled(t *testing.T) {
-	le := newLocalEnvWith(t, withPush(t), func(o *Options) { o.Registries = []string{"docker.io"} })
+	le := newLocalEnvWith(t, withPush(t), func(o *setup) { o.Registries = []string{"docker.io"} })
 	e := &le.env
 	img := blobImage(t, 1, 5_000)
 	d, _ := img.Digest()
@@ -327,14 +326,14 @@ func TestPushOptionsRefused(t *testing.T) {
 		{PushOptions{Htpasswd: write("empty", "# nobody\n")}, "no users"},
 		{PushOptions{TokenFile: write("blank", " \n")}, "is empty"},
 	} {
-		_, err := New(Options{Target: lt, Push: &c.o, Logger: quiet(), SpoolDir: t.TempDir()})
+		_, err := New(Options{Target: lt, Sources: newSources(t, fetch.Options{}), Push: &c.o, Logger: quiet()})
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%+v: %v, want an error with %q", c.o, err, c.want)
 		}
 	}
-	tg, err := target.NewGeneric(config.Generic{Registry: "registry.example.com"})
+	tg, err := target.NewGeneric(target.GenericSpec{Registry: "registry.example.com"})
 	must(t, err)
-	if _, err := New(Options{Target: tg, Push: &PushOptions{TokenFile: write("tok", "x")}, Logger: quiet()}); err == nil ||
+	if _, err := New(Options{Target: tg, Sources: newSources(t, fetch.Options{}), Push: &PushOptions{TokenFile: write("tok", "x")}, Logger: quiet()}); err == nil ||
 		!strings.Contains(err.Error(), "need a local target") {
 		t.Errorf("push on a generic target: %v", err)
 	}

@@ -2,12 +2,27 @@ package webhook
 
 import (
 	"context"
+	"fmt"
+	"sync"
 	"time"
 
 	"github.com/distribution/reference"
 
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/imageref"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/mirror"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/policy"
+)
+
+// Image decisions, counted in k8s_image_swapper_image_decisions_total.
+const (
+	decisionSwapped       = "swapped"
+	decisionKeptMissing   = "kept_missing"
+	decisionFiltered      = "filtered"
+	decisionAlreadyTarget = "already_target"
+	decisionDryRun        = "dry_run"
+	decisionSkipped       = "skipped"
+	decisionInvalid       = "invalid"
+	decisionError         = "error"
 )
 
 // backgroundCheck bounds the existence check and queueing that "always" +
@@ -46,9 +61,9 @@ func (rv *review) decideImage(ctx context.Context, src reference.Named, pullAlwa
 		return decisionKeptMissing, ""
 	}
 
-	refresh := pullAlways && !noCopy && o.CopyPolicy != mirror.PolicyNone && imageref.Digest(src) == "" &&
+	refresh := pullAlways && !noCopy && o.CopyPolicy != policy.CopyNone && imageref.Digest(src) == "" &&
 		rv.h.refreshed.due(src.String())
-	if o.SwapPolicy == SwapAlways {
+	if o.SwapPolicy == policy.SwapAlways {
 		switch {
 		case refresh:
 			rv.refresh(ctx, src)
@@ -70,12 +85,12 @@ func (rv *review) decideImage(ctx context.Context, src reference.Named, pullAlwa
 		}
 		return swap()
 	}
-	if noCopy || o.CopyPolicy == mirror.PolicyNone {
+	if noCopy || o.CopyPolicy == policy.CopyNone {
 		return keep()
 	}
 	req := mirror.Request{Source: src, Keychain: rv.keychain()}
-	if o.CopyPolicy == mirror.PolicyDelayed {
-		if err := o.Mirror.Mirror(ctx, mirror.PolicyDelayed, 0, req); err != nil {
+	if o.CopyPolicy == policy.CopyDelayed {
+		if err := o.Mirror.Mirror(ctx, policy.CopyDelayed, 0, req); err != nil {
 			rv.log.Warn("copy not queued", "image", src.String(), "error", err)
 		}
 		return keep()
@@ -96,7 +111,7 @@ func (rv *review) refresh(ctx context.Context, src reference.Named) {
 	o := rv.h.o
 	req := mirror.Request{Source: src, Keychain: rv.keychain()}
 	deadline := time.Duration(0)
-	if o.CopyPolicy != mirror.PolicyDelayed {
+	if o.CopyPolicy != policy.CopyDelayed {
 		deadline = o.CopyDeadline
 	}
 	rv.log.Debug("imagePullPolicy Always: checking the tag at the source", "image", src.String(), "policy", o.CopyPolicy)
@@ -110,9 +125,9 @@ func (rv *review) refresh(ctx context.Context, src reference.Named) {
 func (rv *review) ensureCopied(ctx context.Context, src reference.Named) {
 	o := rv.h.o
 	switch o.CopyPolicy {
-	case mirror.PolicyNone:
+	case policy.CopyNone:
 		return
-	case mirror.PolicyDelayed:
+	case policy.CopyDelayed:
 		kc := rv.keychain()
 		log := rv.log
 		select {
@@ -124,14 +139,14 @@ func (rv *review) ensureCopied(ctx context.Context, src reference.Named) {
 				if present, err := o.Mirror.Exists(bctx, src); err == nil && present {
 					return
 				}
-				if err := o.Mirror.Mirror(bctx, mirror.PolicyDelayed, 0, mirror.Request{Source: src, Keychain: kc}); err != nil {
+				if err := o.Mirror.Mirror(bctx, policy.CopyDelayed, 0, mirror.Request{Source: src, Keychain: kc}); err != nil {
 					log.Warn("copy not queued", "image", src.String(), "error", err)
 				}
 			}()
 		default:
 			// Too many checks in flight: queue the copy, which itself
 			// skips an image the target already has.
-			if err := o.Mirror.Mirror(ctx, mirror.PolicyDelayed, 0, mirror.Request{Source: src, Keychain: kc}); err != nil {
+			if err := o.Mirror.Mirror(ctx, policy.CopyDelayed, 0, mirror.Request{Source: src, Keychain: kc}); err != nil {
 				log.Warn("copy not queued", "image", src.String(), "error", err)
 			}
 		}
@@ -145,4 +160,75 @@ func (rv *review) ensureCopied(ctx context.Context, src reference.Named) {
 				"policy", o.CopyPolicy, "error", err)
 		}
 	}
+}
+
+// decide sets every slot's decision: opt-out, already a target, filtered,
+// then the swap and copy policies, one check per distinct image.
+func (rv *review) decide(ctx context.Context, slots []*slot) {
+	if skipped(rv.pod) {
+		for _, s := range slots {
+			s.decision = decisionSkipped
+		}
+		return
+	}
+	var doc map[string]any // the pod as the filters see it, built once
+	todo := map[string][]*slot{}
+	var order []string
+	for _, s := range slots {
+		src, err := imageref.Parse(s.image)
+		if err != nil {
+			s.decision = decisionInvalid
+			rv.log.Warn("image left unchanged: invalid reference", "container", s.name, "image", s.image, "error", err)
+			continue
+		}
+		s.src = src
+		if rv.h.o.Mapper.IsTarget(src) {
+			s.decision = decisionAlreadyTarget
+			continue
+		}
+		if !rv.h.o.Filter.Empty() {
+			if doc == nil {
+				doc = rv.filterDoc()
+			}
+			if rv.filtered(doc, s) {
+				s.decision = decisionFiltered
+				continue
+			}
+		}
+		key := src.String()
+		if _, ok := todo[key]; !ok {
+			order = append(order, key)
+		}
+		todo[key] = append(todo[key], s)
+	}
+	apply := func(key string) {
+		group := todo[key]
+		decision, target := decisionError, ""
+		defer func() {
+			// A goroutine's panic is not the caller's to recover.
+			if r := recover(); r != nil {
+				rv.log.Error("image left unchanged: internal error", "image", key, "panic", fmt.Sprint(r))
+				decision, target = decisionError, ""
+			}
+			for _, s := range group {
+				s.decision, s.target = decision, target
+			}
+		}()
+		always := false
+		for _, s := range group {
+			always = always || s.pullAlways
+		}
+		decision, target = rv.decideImage(ctx, group[0].src, always)
+	}
+	if len(order) == 1 {
+		apply(order[0])
+		return
+	}
+	// Images are independent; checking them at once keeps a pod with several
+	// uncached images within one deadline.
+	var wg sync.WaitGroup
+	for _, key := range order {
+		wg.Go(func() { apply(key) })
+	}
+	wg.Wait()
 }

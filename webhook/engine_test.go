@@ -16,9 +16,9 @@ import (
 	"github.com/google/go-containerregistry/pkg/registry"
 
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/auth"
-	"github.com/k8s-image-swapper/k8s-image-swapper/internal/config"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/imageref"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/mirror"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/policy"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/target"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/testutil/images"
 )
@@ -48,11 +48,11 @@ func newEngineFixture(t testing.TB) *engineFixture {
 	t.Cleanup(dstSrv.Close)
 	f.src = strings.TrimPrefix(srcSrv.URL, "http://")
 	f.dst = strings.TrimPrefix(dstSrv.URL, "http://")
-	tgt, err := target.NewGeneric(config.Generic{Registry: f.dst, Insecure: true})
+	tgt, err := target.NewGeneric(target.GenericSpec{Registry: f.dst, Insecure: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	sources, err := auth.NewSources([]config.Registry{{Type: "generic", Generic: config.Generic{Registry: f.src, Insecure: true}}})
+	sources, err := auth.NewSources([]auth.Source{{Registry: f.src, Insecure: true}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,7 +66,7 @@ func newEngineFixture(t testing.TB) *engineFixture {
 
 func (f *engineFixture) handler(t testing.TB, edit func(*Options)) *Handler {
 	t.Helper()
-	o := Options{Mirror: f.engine, Mapper: f.target.Mapper(), SwapPolicy: SwapExists, CopyPolicy: mirror.PolicyDelayed, Logger: quietLogger()}
+	o := Options{Mirror: f.engine, Mapper: f.target.Mapper(), SwapPolicy: policy.SwapExists, CopyPolicy: policy.CopyDelayed, Logger: quietLogger()}
 	if edit != nil {
 		edit(&o)
 	}
@@ -139,7 +139,7 @@ func TestImmediateWithRealEngine(t *testing.T) {
 	f := newEngineFixture(t)
 	img := f.src + "/team/now:v1"
 	images.Push(t, img, images.Image(t, 2048, 1, ""))
-	h := f.handler(t, func(o *Options) { o.CopyPolicy = mirror.PolicyImmediate })
+	h := f.handler(t, func(o *Options) { o.CopyPolicy = policy.CopyImmediate })
 	want := f.dst + "/" + strings.Replace(f.src, ":", "_", 1) + "/team/now:v1"
 	if got := containerImages(t, h, podReview(t, "apps", img)); got[0] != want {
 		t.Fatalf("pod got %q, want %q", got, want)
@@ -153,28 +153,28 @@ func TestImmediateWithRealEngine(t *testing.T) {
 
 func TestProbeTarget(t *testing.T) {
 	f := newEngineFixture(t)
-	if err := ProbeTarget(context.Background(), f.target); err != nil {
+	if err := probeTarget(context.Background(), f.target); err != nil {
 		t.Fatalf("probe: %v", err)
 	}
 	r := &Readiness{}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	WaitForTarget(ctx, f.target, r, 50*time.Millisecond, quietLogger())
-	if p := r.Pending(); len(p) != 0 {
+	if p := r.waiting(); len(p) != 0 {
 		t.Fatalf("still waiting for %v", p)
 	}
-	down, err := target.NewGeneric(config.Generic{Registry: "127.0.0.1:1", Insecure: true})
+	down, err := target.NewGeneric(target.GenericSpec{Registry: "127.0.0.1:1", Insecure: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := ProbeTarget(context.Background(), down); err == nil {
+	if err := probeTarget(context.Background(), down); err == nil {
 		t.Fatal("a target with nothing listening was reachable")
 	}
 	r2 := &Readiness{}
 	ctx2, cancel2 := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel2()
 	WaitForTarget(ctx2, down, r2, 50*time.Millisecond, quietLogger())
-	if p := r2.Pending(); len(p) != 1 || p[0] != "target" {
+	if p := r2.waiting(); len(p) != 1 || p[0] != "target" {
 		t.Fatalf("pending %v, want [target]", p)
 	}
 }

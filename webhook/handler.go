@@ -15,9 +15,9 @@ import (
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/metrics"
 )
 
-// MaxBodyBytes bounds a review; the API server's own request limit is
+// maxBodyBytes bounds a review; the API server's own request limit is
 // 3 MiB, so anything larger is not from it.
-const MaxBodyBytes = 10 << 20
+const maxBodyBytes = 10 << 20
 
 // defaultTimeout is the API server's default webhook timeoutSeconds, used
 // when a request carries no ?timeout=.
@@ -58,11 +58,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "POST an AdmissionReview", http.StatusMethodNotAllowed)
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodyBytes))
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			h.o.Logger.Warn("admission review refused: body too large", "limit", MaxBodyBytes, "remote", r.RemoteAddr)
+			h.o.Logger.Warn("admission review refused: body too large", "limit", maxBodyBytes, "remote", r.RemoteAddr)
 			http.Error(w, "request body over 10 MiB", http.StatusRequestEntityTooLarge)
 			return
 		}

@@ -14,9 +14,8 @@ import (
 
 	"github.com/distribution/reference"
 
-	"github.com/k8s-image-swapper/k8s-image-swapper/internal/config"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/filter"
-	"github.com/k8s-image-swapper/k8s-image-swapper/internal/mirror"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/policy"
 )
 
 const digest = "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
@@ -82,17 +81,17 @@ func TestRecordedReviews(t *testing.T) {
 		{file: "invalid-image.json", status: 200,
 			images: map[string][]string{"containers": {"UPPER/Case::tag", "", testTarget + "/docker.io/library/nginx:latest"}}},
 		{file: "missing-image.json", status: 200, copies: []string{"delayed quay.io/org/missing:1"}},
-		{file: "missing-image.json", status: 200, edit: func(o *Options) { o.CopyPolicy = mirror.PolicyNone }},
-		{file: "missing-image.json", status: 200, edit: func(o *Options) { o.CopyPolicy = mirror.PolicyImmediate },
+		{file: "missing-image.json", status: 200, edit: func(o *Options) { o.CopyPolicy = policy.CopyNone }},
+		{file: "missing-image.json", status: 200, edit: func(o *Options) { o.CopyPolicy = policy.CopyImmediate },
 			images: map[string][]string{"containers": {testTarget + "/quay.io/org/missing:1"}},
 			copies: []string{"immediate quay.io/org/missing:1"}},
-		{file: "missing-image.json", status: 200, edit: func(o *Options) { o.CopyPolicy = mirror.PolicyForce },
+		{file: "missing-image.json", status: 200, edit: func(o *Options) { o.CopyPolicy = policy.CopyForce },
 			images: map[string][]string{"containers": {testTarget + "/quay.io/org/missing:1"}},
 			copies: []string{"force quay.io/org/missing:1"}},
-		{file: "missing-image.json", status: 200, edit: func(o *Options) { o.SwapPolicy = SwapAlways; o.CopyPolicy = mirror.PolicyForce },
+		{file: "missing-image.json", status: 200, edit: func(o *Options) { o.SwapPolicy = policy.SwapAlways; o.CopyPolicy = policy.CopyForce },
 			images: map[string][]string{"containers": {testTarget + "/quay.io/org/missing:1"}},
 			copies: []string{"force quay.io/org/missing:1"}},
-		{file: "simple-pod.json", status: 200, edit: func(o *Options) { o.SwapPolicy = SwapAlways; o.CopyPolicy = mirror.PolicyForce },
+		{file: "simple-pod.json", status: 200, edit: func(o *Options) { o.SwapPolicy = policy.SwapAlways; o.CopyPolicy = policy.CopyForce },
 			images: map[string][]string{"containers": {testTarget + "/docker.io/library/nginx:latest"}}}, // present: no copy
 		// Pods on UPDATE (the original chart registers it): decided as on
 		// CREATE, for the images the update changes only.
@@ -105,13 +104,13 @@ func TestRecordedReviews(t *testing.T) {
 		// imagePullPolicy: Always re-copies an image the target has (the copy
 		// resolves the tag and writes only when it moved), with the copy
 		// policy; at most once per tagTTL (TestPullAlwaysOncePerTagTTL).
-		{file: "pull-always.json", status: 200, edit: func(o *Options) { o.CopyPolicy = mirror.PolicyForce },
+		{file: "pull-always.json", status: 200, edit: func(o *Options) { o.CopyPolicy = policy.CopyForce },
 			images: map[string][]string{"containers": {testTarget + "/docker.io/library/nginx:latest"}},
 			copies: []string{"force docker.io/library/nginx:latest"}},
-		{file: "pull-always.json", status: 200, edit: func(o *Options) { o.SwapPolicy = SwapAlways; o.CopyPolicy = mirror.PolicyImmediate },
+		{file: "pull-always.json", status: 200, edit: func(o *Options) { o.SwapPolicy = policy.SwapAlways; o.CopyPolicy = policy.CopyImmediate },
 			images: map[string][]string{"containers": {testTarget + "/docker.io/library/nginx:latest"}},
 			copies: []string{"immediate docker.io/library/nginx:latest"}},
-		{file: "pull-always.json", status: 200, edit: func(o *Options) { o.CopyPolicy = mirror.PolicyNone },
+		{file: "pull-always.json", status: 200, edit: func(o *Options) { o.CopyPolicy = policy.CopyNone },
 			images: map[string][]string{"containers": {testTarget + "/docker.io/library/nginx:latest"}}},
 		{file: "pull-always.json", status: 200, edit: func(o *Options) { o.DryRun = true }},
 		// Recorded from kube-apiserver v1.37.2: a pod create, and kubectl
@@ -200,11 +199,12 @@ func TestRecordedReviews(t *testing.T) {
 
 func mustFilter(t *testing.T, exprs ...string) *filter.Filter {
 	t.Helper()
-	f := filter.New(exprs)
-	if errs := f.Invalid(); len(errs) > 0 {
-		t.Fatal(errs)
+	for _, e := range exprs {
+		if err := filter.Check(e); err != nil {
+			t.Fatal(err)
+		}
 	}
-	return f
+	return filter.New(exprs)
 }
 
 func TestOnePatchPerChangedImage(t *testing.T) {
@@ -239,7 +239,7 @@ func TestExistsErrorKeepsImage(t *testing.T) {
 }
 
 func TestCopyFailureKeepsImage(t *testing.T) {
-	h, fm := newTestHandler(t, nil, func(o *Options) { o.CopyPolicy = mirror.PolicyImmediate })
+	h, fm := newTestHandler(t, nil, func(o *Options) { o.CopyPolicy = policy.CopyImmediate })
 	fm.copyErr = errors.New("deadline exceeded")
 	a := decodeAnswer(t, post(h, readTestdata(t, "missing-image.json"), "").Body.Bytes())
 	if !a.Response.Allowed || a.Response.Patch != nil {
@@ -248,7 +248,7 @@ func TestCopyFailureKeepsImage(t *testing.T) {
 }
 
 func TestAlwaysDelayedChecksInBackground(t *testing.T) {
-	h, fm := newTestHandler(t, nil, func(o *Options) { o.SwapPolicy = SwapAlways })
+	h, fm := newTestHandler(t, nil, func(o *Options) { o.SwapPolicy = policy.SwapAlways })
 	body := readTestdata(t, "missing-image.json")
 	a := decodeAnswer(t, post(h, body, "").Body.Bytes())
 	got, err := applyPatch(requestObject(t, body), a.Response.Patch)
@@ -276,7 +276,7 @@ func TestPullSecretsGoWithCopies(t *testing.T) {
 
 func TestBodyLimitAndMethod(t *testing.T) {
 	h, _ := newTestHandler(t, inTarget, nil)
-	big := bytes.Repeat([]byte(" "), MaxBodyBytes+1)
+	big := bytes.Repeat([]byte(" "), maxBodyBytes+1)
 	if w := post(h, big, ""); w.Code != http.StatusRequestEntityTooLarge {
 		t.Errorf("body over 10 MiB: status %d, want 413", w.Code)
 	}
@@ -326,28 +326,6 @@ func TestPanicLeavesPodUnchanged(t *testing.T) {
 	}
 }
 
-func TestOptionsFromConfig(t *testing.T) {
-	c, err := config.Parse([]byte(`dryRun: true
-imageSwapPolicy: always
-imageCopyPolicy: immediate
-imageCopyDeadline: 3s
-source:
-  filters:
-    - jmespath: "obj.metadata.namespace == 'kube-system'"
-target:
-  type: generic
-  generic: {registry: "target.example.com"}
-`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	o := OptionsFromConfig(c)
-	if !o.DryRun || o.SwapPolicy != SwapAlways || o.CopyPolicy != mirror.PolicyImmediate ||
-		o.CopyDeadline != 3*time.Second || o.Filter.Empty() {
-		t.Fatalf("options %+v", o)
-	}
-}
-
 // A body the API server would not send is read its way or refused, never
 // guessed at: a patch must fit the object the API server holds.
 func TestAmbiguousBodies(t *testing.T) {
@@ -376,5 +354,14 @@ func TestAmbiguousBodies(t *testing.T) {
 				t.Errorf("%s: patch %s, want patch %t", name, a.Response.Patch, c.patch)
 			}
 		}
+	}
+}
+
+// The webhook's defaults, as README documents them.
+func TestDefaults(t *testing.T) {
+	h, _ := newTestHandler(t, nil, func(o *Options) { o.SwapPolicy, o.CopyPolicy = "", "" })
+	if o := h.o; o.SwapPolicy != policy.SwapExists || o.CopyPolicy != policy.CopyDelayed ||
+		o.CopyDeadline != 8*time.Second || o.TagTTL != 5*time.Minute {
+		t.Errorf("defaults: %+v", o)
 	}
 }

@@ -21,6 +21,7 @@ import (
 
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/imageref"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/mirror"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/policy"
 )
 
 // fakeMirror stands in for the copy engine: it knows which images the
@@ -43,17 +44,17 @@ func (f *fakeMirror) Exists(_ context.Context, src reference.Named) (bool, error
 	return f.present[src.String()], nil
 }
 
-func (f *fakeMirror) Mirror(_ context.Context, policy string, _ time.Duration, req mirror.Request) error {
+func (f *fakeMirror) Mirror(_ context.Context, how policy.Copy, _ time.Duration, req mirror.Request) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.copies = append(f.copies, policy+" "+req.Source.String())
+	f.copies = append(f.copies, string(how)+" "+req.Source.String())
 	if req.Keychain != nil {
 		f.keychains++
 	}
 	if f.copyErr != nil {
 		return f.copyErr
 	}
-	if policy == mirror.PolicyImmediate || policy == mirror.PolicyForce {
+	if how == policy.CopyImmediate || how == policy.CopyForce {
 		f.present[req.Source.String()] = true
 	}
 	return nil
@@ -81,7 +82,7 @@ func newTestHandler(t testing.TB, present []string, edit func(*Options)) (*Handl
 	for _, p := range present {
 		fm.present[p] = true
 	}
-	o := Options{Mirror: fm, Mapper: m, SwapPolicy: SwapExists, CopyPolicy: mirror.PolicyDelayed, Logger: quietLogger()}
+	o := Options{Mirror: fm, Mapper: m, SwapPolicy: policy.SwapExists, CopyPolicy: policy.CopyDelayed, Logger: quietLogger()}
 	if edit != nil {
 		edit(&o)
 	}

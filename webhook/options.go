@@ -1,38 +1,32 @@
 package webhook
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
-	"slices"
 	"time"
 
 	"github.com/distribution/reference"
 	"github.com/google/go-containerregistry/pkg/authn"
 
-	"github.com/k8s-image-swapper/k8s-image-swapper/internal/config"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/filter"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/imageref"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/mirror"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/policy"
 )
 
-// defaultTagTTL is proxy.tagTTL's default.
-const defaultTagTTL = 5 * time.Minute
+// DefaultCopyDeadline is imageCopyDeadline's default.
+const DefaultCopyDeadline = 8 * time.Second
 
-// SkipKey is the label or annotation by which a pod opts out: with the value
+// skipKey is the label or annotation by which a pod opts out: with the value
 // "true" none of its images is touched (operators that reconcile images).
-const SkipKey = "k8s-image-swapper.io/skip"
-
-// Swap policies, as imageSwapPolicy names them.
-const (
-	SwapAlways = "always"
-	SwapExists = "exists"
-)
+const skipKey = "k8s-image-swapper.io/skip"
 
 // Mirror is what the webhook needs of the copy engine (*mirror.Engine).
 type Mirror interface {
 	Exists(ctx context.Context, src reference.Named) (bool, error)
-	Mirror(ctx context.Context, policy string, deadline time.Duration, req mirror.Request) error
+	Mirror(ctx context.Context, how policy.Copy, deadline time.Duration, req mirror.Request) error
 }
 
 // Keychains gives the registry credentials of a pod (*auth.PullSecrets).
@@ -45,14 +39,14 @@ type Options struct {
 	Mirror Mirror
 	// Mapper names target references (the engine's target's Mapper).
 	Mapper       imageref.Mapper
-	SwapPolicy   string        // always or exists
-	CopyPolicy   string        // delayed, immediate, force or none
-	CopyDeadline time.Duration // bound on an immediate or force copy
+	SwapPolicy   policy.Swap   // default exists
+	CopyPolicy   policy.Copy   // default delayed
+	CopyDeadline time.Duration // bound on an immediate or force copy (default DefaultCopyDeadline)
 	// DryRun logs and counts decisions but copies and patches nothing.
 	DryRun bool
 	// TagTTL bounds how often the tag of a container with imagePullPolicy
 	// Always is resolved at the source again (and re-copied when it moved);
-	// default 5 minutes.
+	// default policy.DefaultTagTTL.
 	TagTTL time.Duration
 	Filter *filter.Filter
 	// PullSecrets, when set, adds each pod's pull secrets to its copies.
@@ -60,25 +54,8 @@ type Options struct {
 	Logger      *slog.Logger
 }
 
-// OptionsFromConfig fills the policies, dry run and filters from c; the
-// caller sets Mirror, Mapper, PullSecrets and Logger. Filters that do not
-// compile are kept, failing when reached, as in the original (the config
-// warned about them).
-func OptionsFromConfig(c *config.Config) Options {
-	exprs := make([]string, len(c.Source.Filters))
-	for i, f := range c.Source.Filters {
-		exprs[i] = f.JMESPath
-	}
-	return Options{
-		SwapPolicy:   c.ImageSwapPolicy,
-		CopyPolicy:   c.ImageCopyPolicy,
-		CopyDeadline: c.ImageCopyDeadline.D(),
-		DryRun:       c.DryRun,
-		TagTTL:       c.Proxy.TagTTL.D(),
-		Filter:       filter.New(exprs),
-	}
-}
-
+// check fills what o leaves zero with the webhook's defaults, all here,
+// and refuses what cannot work.
 func (o *Options) check() error {
 	if o.Mirror == nil {
 		return fmt.Errorf("webhook: no copy engine")
@@ -86,26 +63,15 @@ func (o *Options) check() error {
 	if o.Mapper.Host == "" {
 		return fmt.Errorf("webhook: no target registry")
 	}
-	if o.SwapPolicy == "" {
-		o.SwapPolicy = config.DefaultImageSwapPolicy
+	var err error
+	if o.SwapPolicy, err = policy.ParseSwap(string(o.SwapPolicy)); err != nil {
+		return fmt.Errorf("webhook: image swap policy: %w", err)
 	}
-	if o.CopyPolicy == "" {
-		o.CopyPolicy = config.DefaultImageCopyPolicy
+	if o.CopyPolicy, err = policy.ParseCopy(string(o.CopyPolicy)); err != nil {
+		return fmt.Errorf("webhook: image copy policy: %w", err)
 	}
-	if o.CopyDeadline <= 0 {
-		o.CopyDeadline = config.DefaultImageCopyDeadline
-	}
-	if o.TagTTL <= 0 {
-		o.TagTTL = defaultTagTTL
-	}
-	if !slices.Contains([]string{SwapAlways, SwapExists}, o.SwapPolicy) {
-		return fmt.Errorf("webhook: unknown image swap policy %q", o.SwapPolicy)
-	}
-	if !slices.Contains([]string{mirror.PolicyDelayed, mirror.PolicyImmediate, mirror.PolicyForce, mirror.PolicyNone}, o.CopyPolicy) {
-		return fmt.Errorf("webhook: unknown image copy policy %q", o.CopyPolicy)
-	}
-	if o.Logger == nil {
-		o.Logger = slog.Default()
-	}
+	o.CopyDeadline = cmp.Or(o.CopyDeadline, DefaultCopyDeadline)
+	o.TagTTL = cmp.Or(o.TagTTL, policy.DefaultTagTTL)
+	o.Logger = cmp.Or(o.Logger, slog.Default())
 	return nil
 }

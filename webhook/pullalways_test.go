@@ -9,7 +9,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
-	"github.com/k8s-image-swapper/k8s-image-swapper/internal/mirror"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/policy"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/testutil/images"
 )
 
@@ -57,7 +57,7 @@ func TestPullAlwaysRecopiesMovedTag(t *testing.T) {
 	img := f.src + "/team/live:latest"
 	images.Push(t, img, images.Image(t, 1024, 1, ""))
 	const ttl = 300 * time.Millisecond
-	h := f.handler(t, func(o *Options) { o.CopyPolicy = mirror.PolicyImmediate; o.TagTTL = ttl })
+	h := f.handler(t, func(o *Options) { o.CopyPolicy = policy.CopyImmediate; o.TagTTL = ttl })
 	want := f.dst + "/" + strings.Replace(f.src, ":", "_", 1) + "/team/live:latest"
 	if got := containerImages(t, h, reviewPull(t, img, "Always")); got[0] != want {
 		t.Fatalf("first pod got %q, want %q", got, want)

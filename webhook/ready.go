@@ -40,8 +40,8 @@ func (r *Readiness) Done(name string) {
 	delete(r.pending, name)
 }
 
-// Pending lists the conditions not met yet; none means ready.
-func (r *Readiness) Pending() []string {
+// waiting lists the conditions not met yet; none means ready.
+func (r *Readiness) waiting() []string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	out := make([]string, 0, len(r.pending))
@@ -58,7 +58,7 @@ func WaitForTarget(ctx context.Context, t target.Target, r *Readiness, interval 
 	r.Wait("target")
 	for {
 		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		err := ProbeTarget(pctx, t)
+		err := probeTarget(pctx, t)
 		cancel()
 		if err == nil {
 			r.Done("target")
@@ -74,9 +74,9 @@ func WaitForTarget(ctx context.Context, t target.Target, r *Readiness, interval 
 	}
 }
 
-// ProbeTarget asks the target's /v2/ endpoint; any answer but a server
+// probeTarget asks the target's /v2/ endpoint; any answer but a server
 // error means it is there (401 is the usual answer before a token).
-func ProbeTarget(ctx context.Context, t target.Target) error {
+func probeTarget(ctx context.Context, t target.Target) error {
 	reg, err := name.NewRegistry(t.Mapper().Host, t.NameOptions()...)
 	if err != nil {
 		return fmt.Errorf("target host %s: %w", t.Mapper().Host, err)

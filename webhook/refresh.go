@@ -1,37 +1,22 @@
 package webhook
 
 import (
-	"sync"
 	"time"
+
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/ttlcache"
 )
 
-// refreshTimes remembers when each tag was last resolved at the source for
-// an imagePullPolicy: Always container, so that is done at most once per ttl.
+// refreshTimes remembers which tags were resolved at the source for an
+// imagePullPolicy: Always container in the last ttl, so that is done at
+// most once per ttl.
 type refreshTimes struct {
 	ttl  time.Duration
-	mu   sync.Mutex
-	last map[string]time.Time
+	done *ttlcache.Cache[string, struct{}]
 }
 
 func newRefreshTimes(ttl time.Duration) *refreshTimes {
-	return &refreshTimes{ttl: ttl, last: map[string]time.Time{}}
+	return &refreshTimes{ttl: ttl, done: ttlcache.New[string, struct{}](100_000)}
 }
 
 // due tells whether ref is due, and if so counts it as done now.
-func (r *refreshTimes) due(ref string) bool {
-	now := time.Now()
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if t, ok := r.last[ref]; ok && now.Sub(t) < r.ttl {
-		return false
-	}
-	if len(r.last) > 100_000 {
-		for k, t := range r.last {
-			if now.Sub(t) >= r.ttl {
-				delete(r.last, k)
-			}
-		}
-	}
-	r.last[ref] = now
-	return true
-}
+func (r *refreshTimes) due(ref string) bool { return r.done.Add(ref, struct{}{}, r.ttl) }

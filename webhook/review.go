@@ -8,7 +8,6 @@ import (
 	sigjson "sigs.k8s.io/json"
 
 	admissionv1 "k8s.io/api/admission/v1"
-	admissionv1beta1 "k8s.io/api/admission/v1beta1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 )
@@ -39,7 +38,9 @@ type response struct {
 	patch []byte // a JSON Patch, nil for none
 }
 
-// decodeReview reads an AdmissionReview of either version.
+// decodeReview reads an AdmissionReview of either version. Their JSON is
+// the same (k8s.io/api defines v1beta1's types field for field as v1's),
+// so both are read into v1's types.
 func decodeReview(body []byte) (*request, string, error) {
 	var tm metav1.TypeMeta
 	if err := strictUnmarshal(body, &tm); err != nil {
@@ -48,34 +49,20 @@ func decodeReview(body []byte) (*request, string, error) {
 	if tm.Kind != reviewKind {
 		return nil, "", fmt.Errorf("want kind %s, got %q", reviewKind, tm.Kind)
 	}
-	switch tm.APIVersion {
-	case versionV1:
-		var r admissionv1.AdmissionReview
-		if err := strictUnmarshal(body, &r); err != nil {
-			return nil, "", fmt.Errorf("decode %s AdmissionReview: %w", tm.APIVersion, err)
-		}
-		q := r.Request
-		if q == nil {
-			return nil, "", errors.New("AdmissionReview has no request")
-		}
-		return &request{uid: q.UID, kind: q.Kind, subResource: q.SubResource, operation: string(q.Operation),
-			namespace: q.Namespace, name: q.Name, dryRun: q.DryRun != nil && *q.DryRun,
-			object: q.Object.Raw, oldObject: q.OldObject.Raw}, tm.APIVersion, nil
-	case versionV1beta1:
-		var r admissionv1beta1.AdmissionReview
-		if err := strictUnmarshal(body, &r); err != nil {
-			return nil, "", fmt.Errorf("decode %s AdmissionReview: %w", tm.APIVersion, err)
-		}
-		q := r.Request
-		if q == nil {
-			return nil, "", errors.New("AdmissionReview has no request")
-		}
-		return &request{uid: q.UID, kind: q.Kind, subResource: q.SubResource, operation: string(q.Operation),
-			namespace: q.Namespace, name: q.Name, dryRun: q.DryRun != nil && *q.DryRun,
-			object: q.Object.Raw, oldObject: q.OldObject.Raw}, tm.APIVersion, nil
-	default:
+	if tm.APIVersion != versionV1 && tm.APIVersion != versionV1beta1 {
 		return nil, "", fmt.Errorf("unsupported AdmissionReview version %q, want %s or %s", tm.APIVersion, versionV1, versionV1beta1)
 	}
+	var r admissionv1.AdmissionReview
+	if err := strictUnmarshal(body, &r); err != nil {
+		return nil, "", fmt.Errorf("decode %s AdmissionReview: %w", tm.APIVersion, err)
+	}
+	q := r.Request
+	if q == nil {
+		return nil, "", errors.New("AdmissionReview has no request")
+	}
+	return &request{uid: q.UID, kind: q.Kind, subResource: q.SubResource, operation: string(q.Operation),
+		namespace: q.Namespace, name: q.Name, dryRun: q.DryRun != nil && *q.DryRun,
+		object: q.Object.Raw, oldObject: q.OldObject.Raw}, tm.APIVersion, nil
 }
 
 // strictUnmarshal decodes as the API server does: field names match case
@@ -90,25 +77,15 @@ func strictUnmarshal(data []byte, v any) error {
 	return errors.Join(strict...)
 }
 
-// encodeReview answers uid in version.
+// encodeReview answers uid in version, v1's types standing for v1beta1's.
 func encodeReview(version string, uid types.UID, resp response) ([]byte, error) {
-	tm := metav1.TypeMeta{APIVersion: version, Kind: reviewKind}
-	switch version {
-	case versionV1:
-		r := &admissionv1.AdmissionResponse{UID: uid, Allowed: true}
-		if resp.patch != nil {
-			pt := admissionv1.PatchTypeJSONPatch
-			r.Patch, r.PatchType = resp.patch, &pt
-		}
-		return json.Marshal(admissionv1.AdmissionReview{TypeMeta: tm, Response: r})
-	case versionV1beta1:
-		r := &admissionv1beta1.AdmissionResponse{UID: uid, Allowed: true}
-		if resp.patch != nil {
-			pt := admissionv1beta1.PatchTypeJSONPatch
-			r.Patch, r.PatchType = resp.patch, &pt
-		}
-		return json.Marshal(admissionv1beta1.AdmissionReview{TypeMeta: tm, Response: r})
-	default:
+	if version != versionV1 && version != versionV1beta1 {
 		return nil, fmt.Errorf("unsupported AdmissionReview version %q", version)
 	}
+	r := &admissionv1.AdmissionResponse{UID: uid, Allowed: true}
+	if resp.patch != nil {
+		pt := admissionv1.PatchTypeJSONPatch
+		r.Patch, r.PatchType = resp.patch, &pt
+	}
+	return json.Marshal(admissionv1.AdmissionReview{TypeMeta: metav1.TypeMeta{APIVersion: version, Kind: reviewKind}, Response: r})
 }

@@ -1,17 +1,17 @@
 package webhook
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"strings"
 	"time"
 
-	"github.com/k8s-image-swapper/k8s-image-swapper/internal/metrics"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/server"
 )
 
 const rootPage = `<html><head><title>k8s-image-swapper</title></head><body><h1>k8s-image-swapper</h1>
@@ -19,9 +19,12 @@ const rootPage = `<html><head><title>k8s-image-swapper</title></head><body><h1>k
 </body></html>
 `
 
+// defaultAddress is listenAddress's default, the original's.
+const defaultAddress = ":8443"
+
 // ServerOptions configure the webhook's HTTP server.
 type ServerOptions struct {
-	Addr string // listen address, e.g. :8443
+	Addr string // listen address (default defaultAddress)
 	// CertFile and KeyFile enable HTTPS; both or neither. They are reloaded
 	// when they change.
 	CertFile, KeyFile string
@@ -36,14 +39,13 @@ type ServerOptions struct {
 // Server serves /webhook, /, /healthz, /readyz and /metrics.
 type Server struct {
 	o   ServerOptions
-	srv *http.Server
+	srv *server.Server
 }
 
 // NewServer checks o (and reads the certificate) and returns the server.
 func NewServer(o ServerOptions) (*Server, error) {
-	if o.Logger == nil {
-		o.Logger = slog.Default()
-	}
+	o.Addr = cmp.Or(o.Addr, defaultAddress)
+	o.Logger = cmp.Or(o.Logger, slog.Default())
 	if o.Webhook == nil {
 		return nil, errors.New("webhook server: no handler")
 	}
@@ -58,21 +60,19 @@ func NewServer(o ServerOptions) (*Server, error) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		_, _ = w.Write([]byte(rootPage))
 	})
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
-	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+	server.Health(mux, func(w http.ResponseWriter, _ *http.Request) {
 		if o.Readiness != nil {
-			if p := o.Readiness.Pending(); len(p) > 0 {
+			if p := o.Readiness.waiting(); len(p) > 0 {
 				http.Error(w, "waiting for: "+strings.Join(p, ", "), http.StatusServiceUnavailable)
 				return
 			}
 		}
 		if o.DryRun {
-			_, _ = w.Write([]byte("ok, " + DryRunMessage + "\n"))
+			_, _ = w.Write([]byte("ok, " + dryRunMessage + "\n"))
 			return
 		}
 		_, _ = w.Write([]byte("ok\n"))
 	})
-	mux.Handle("/metrics", metrics.Handler())
 	srv := &http.Server{
 		Addr:              o.Addr,
 		Handler:           mux,
@@ -92,41 +92,25 @@ func NewServer(o ServerOptions) (*Server, error) {
 		}
 		srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: certs.GetCertificate}
 	}
-	return &Server{o: o, srv: srv}, nil
+	return &Server{o: o, srv: &server.Server{Name: "webhook", HTTP: srv}}, nil
 }
 
 // ListenAndServe listens on Addr and serves until ctx ends.
 func (s *Server) ListenAndServe(ctx context.Context) error {
-	ln, err := net.Listen("tcp", s.o.Addr)
-	if err != nil {
-		return fmt.Errorf("webhook listen: %w", err)
+	if err := s.srv.Listen(); err != nil {
+		return err
 	}
-	return s.Serve(ctx, ln)
+	return s.Serve(ctx, s.srv.Listener)
 }
 
 // Serve serves on ln until ctx ends, then lets requests in flight finish.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	errc := make(chan error, 1)
-	go func() {
-		if s.srv.TLSConfig != nil {
-			s.o.Logger.Info("webhook serving HTTPS", "address", ln.Addr().String())
-			errc <- s.srv.ServeTLS(ln, "", "")
-		} else {
-			s.o.Logger.Warn("webhook serving plain HTTP: the API server requires HTTPS; give --tls-cert-file and --tls-key-file",
-				"address", ln.Addr().String())
-			errc <- s.srv.Serve(ln)
-		}
-	}()
-	select {
-	case err := <-errc:
-		return fmt.Errorf("webhook server: %w", err)
-	case <-ctx.Done():
+	s.srv.Listener = ln
+	if s.srv.HTTP.TLSConfig != nil {
+		s.o.Logger.Info("webhook serving HTTPS", "address", ln.Addr().String())
+	} else {
+		s.o.Logger.Warn("webhook serving plain HTTP: the API server requires HTTPS; give --tls-cert-file and --tls-key-file",
+			"address", ln.Addr().String())
 	}
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	defer cancel()
-	if err := s.srv.Shutdown(sctx); err != nil {
-		return fmt.Errorf("webhook shutdown: %w", err)
-	}
-	<-errc
-	return nil
+	return server.Serve(ctx, s.o.Logger, s.srv)
 }

@@ -117,7 +117,7 @@ func TestServerHTTPS(t *testing.T) {
 	if a := decodeAnswer(t, body); resp.StatusCode != 200 || a.Response.Patch == nil {
 		t.Fatalf("review over HTTPS: %d %s", resp.StatusCode, body)
 	}
-	resp, err = c.Post(s.url+"/webhook", "application/json", bytes.NewReader(bytes.Repeat([]byte("x"), MaxBodyBytes+10)))
+	resp, err = c.Post(s.url+"/webhook", "application/json", bytes.NewReader(bytes.Repeat([]byte("x"), maxBodyBytes+10)))
 	if err == nil {
 		resp.Body.Close()
 		if resp.StatusCode != http.StatusRequestEntityTooLarge {

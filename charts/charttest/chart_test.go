@@ -626,7 +626,7 @@ func TestRenderedConfigParses(t *testing.T) {
 			for _, m := range envRef.FindAllStringSubmatch(data, -1) {
 				t.Setenv(m[1], "from-the-environment")
 			}
-			c, err := config.ParseWith([]byte(data), config.Options{Strict: true})
+			c, err := config.Parse([]byte(data), config.Options{Strict: true})
 			if err != nil {
 				t.Fatalf("%v\n%s", err, data)
 			}
@@ -636,15 +636,15 @@ func TestRenderedConfigParses(t *testing.T) {
 			switch name {
 			case "terraform-aws-values.yaml":
 				if c.Target.Type != "aws" || c.Target.AWS.AccountID != "123456789012" || len(c.Source.Filters) != 2 {
-					t.Errorf("terraform values read as %s", c.Summary())
+					t.Errorf("terraform values read as %+v", c)
 				}
 			case "gcp-values.yaml":
 				if c.Target.Type != "gcp" || c.Target.GCP.RepositoryID != "main" {
-					t.Errorf("gcp values read as %s", c.Summary())
+					t.Errorf("gcp values read as %+v", c)
 				}
 			case "defaults":
 				if c.DryRun || c.Target.Type != "local" {
-					t.Errorf("defaults read as %s", c.Summary())
+					t.Errorf("defaults read as %+v", c)
 				}
 			}
 		})

@@ -26,7 +26,7 @@ func newConfigCmd() *cobra.Command {
 				file = "(no file: defaults)"
 			}
 			out := cmd.OutOrStdout()
-			fmt.Fprintf(out, "%s: valid: %s\n", file, c.Summary())
+			fmt.Fprintf(out, "%s: valid: %s\n", file, summary(c))
 			for _, w := range c.Warnings {
 				fmt.Fprintf(out, "  warning: %s\n", w)
 			}

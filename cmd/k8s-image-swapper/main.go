@@ -65,15 +65,19 @@ func newRoot() *cobra.Command {
 	pf.String("log-level", "", "trace, debug, info, warn, error, fatal or panic (default: logLevel from the config, else info)")
 	pf.String("log-format", "", "json or console (default: logFormat from the config, else json)")
 	pf.Bool("strict-config", false, "refuse a config file with unknown keys (by default they are warnings, as the original ignored them)")
-	root.AddCommand(newVersionCmd(), newCopyCmd(), newConfigCmd(), newWaitDaemonSetCmd(), newSleepCmd(), newProbeCmd())
-	for _, c := range extraCommands {
-		root.AddCommand(c())
-	}
+	root.AddCommand(
+		newWebhookCmd(),
+		newProxyCmd(),
+		newContainerdConfigCmd(),
+		newCopyCmd(),
+		newConfigCmd(),
+		newVersionCmd(),
+		newWaitDaemonSetCmd(),
+		newSleepCmd(),
+		newProbeCmd(),
+	)
 	return root
 }
-
-// extraCommands are added by the files of other sub-commands.
-var extraCommands []func() *cobra.Command
 
 func newVersionCmd() *cobra.Command {
 	return &cobra.Command{

@@ -1,23 +1,15 @@
 package main
 
 import (
-	"context"
-	"errors"
-	"fmt"
-	"net"
 	"net/http"
-	"time"
 
-	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/spf13/cobra"
 
-	"github.com/k8s-image-swapper/k8s-image-swapper/internal/metrics"
-	"github.com/k8s-image-swapper/k8s-image-swapper/internal/mirror"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/fetch"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/server"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/target"
 	"github.com/k8s-image-swapper/k8s-image-swapper/proxy"
 )
-
-func init() { extraCommands = append(extraCommands, newProxyCmd) }
 
 func newProxyCmd() *cobra.Command {
 	var listen, metricsAddr, dataDir, spoolDir string
@@ -39,7 +31,7 @@ func newProxyCmd() *cobra.Command {
 			}
 			if listen != "" {
 				// A local target is named after the address that serves it.
-				if c.Target.Local.Registry == c.Proxy.ListenAddress {
+				if c.Target.Local.Registry == proxyAddress(c) {
 					c.Target.Local.Registry = listen
 				}
 				c.Proxy.ListenAddress = listen
@@ -50,25 +42,24 @@ func newProxyCmd() *cobra.Command {
 			log := newLogger(c)
 			ctx := cmd.Context()
 
-			// The engine (which opens the target) comes first; its source
-			// requests then go through the proxy's shared fetches.
-			shared := &lateTransport{}
-			var keychain authn.Keychain
-			engine, err := newEngine(ctx, c, log, func(o *mirror.Options) {
-				o.SourceTransport = shared
-				keychain = o.SourceKeychain // one set of cloud tokens for both
-			})
+			t, src, err := openTarget(ctx, c)
 			if err != nil {
 				return err
 			}
-			t := engine.Target()
 			defer closeTarget(t)
-			opts, err := proxy.OptionsFromConfig(c)
+			// The source side comes first: the proxy serves from it, and the
+			// engine's copies read through it what pulls just fetched.
+			sources, err := fetch.New(fetchOptions(c, src, spoolDir, log))
 			if err != nil {
-				return &exitError{code: 2, err: err}
+				return err
 			}
-			opts.Target, opts.Mirror, opts.Logger, opts.SpoolDir = t, engine, log, spoolDir
-			opts.Keychain = keychain
+			defer sources.Close()
+			engine, err := newEngine(c, t, src, sources.Transport(target.NewTransport(false)), log)
+			if err != nil {
+				return err
+			}
+			opts := proxyOptions(c)
+			opts.Target, opts.Sources, opts.Mirror, opts.Logger = t, sources, engine, log
 			if c.DryRun {
 				opts.Mirror = nil // serves, copies nothing
 			}
@@ -76,62 +67,33 @@ func newProxyCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			defer p.Close()
-			shared.rt = p.SourceTransport(target.NewTransport(false))
 			engine.Start(ctx)
 			defer engine.Close()
 
 			mux := http.NewServeMux()
 			mux.Handle("/v2/", p)
 			mux.Handle("/v2", p)
-			mux.Handle("/metrics", metrics.Handler())
-			ok := func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) }
-			mux.HandleFunc("/healthz", ok)
-			mux.HandleFunc("/readyz", ok)
-			ln, err := net.Listen("tcp", c.Proxy.ListenAddress)
-			if err != nil {
-				return err
-			}
-			servers := []*http.Server{{Handler: mux, ReadHeaderTimeout: 10 * time.Second}}
-			listeners := []net.Listener{ln}
+			server.Health(mux, nil)
+			servers := []*server.Server{{Name: "proxy", HTTP: &http.Server{Addr: proxyAddress(c), Handler: mux}}}
 			if metricsAddr != "" {
 				// Only metrics and health: the registry API stays on the (loopback) proxy address.
 				mm := http.NewServeMux()
-				mm.Handle("/metrics", metrics.Handler())
-				mm.HandleFunc("/healthz", ok)
-				mm.HandleFunc("/readyz", ok)
-				mln, err := net.Listen("tcp", metricsAddr)
-				if err != nil {
-					ln.Close()
-					return fmt.Errorf("metrics address: %w", err)
-				}
-				servers = append(servers, &http.Server{Handler: mm, ReadHeaderTimeout: 10 * time.Second})
-				listeners = append(listeners, mln)
-				log.Info("proxy metrics listening", "address", mln.Addr().String())
+				server.Health(mm, nil)
+				servers = append(servers, &server.Server{Name: "proxy metrics", HTTP: &http.Server{Addr: metricsAddr, Handler: mm}})
+			}
+			if err := server.Listen(servers...); err != nil {
+				return err
+			}
+			if len(servers) > 1 {
+				log.Info("proxy metrics listening", "address", servers[1].Address())
 			}
 			if file == "" {
 				file = "(none: defaults)"
 			}
-			log.Info("proxy listening", "address", ln.Addr().String(), "target", c.TargetName(),
+			log.Info("proxy listening", "address", servers[0].Address(), "target", targetName(targetSpec(c)),
 				"registries", opts.Registries, "onMiss", opts.OnMiss, "config", file)
 			setDryRun(ctx, c, log)
-			errc := make(chan error, len(servers))
-			for i, srv := range servers {
-				go func() { errc <- srv.Serve(listeners[i]) }()
-			}
-			var serveErr error
-			select {
-			case serveErr = <-errc:
-			case <-ctx.Done():
-			}
-			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-			defer cancel()
-			for _, srv := range servers {
-				if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) && serveErr == nil {
-					serveErr = err
-				}
-			}
-			return serveErr
+			return server.Serve(ctx, log, servers...)
 		},
 	}
 	cmd.Flags().StringVar(&listen, "listen-address", "", "address to serve on (default proxy.listenAddress, 127.0.0.1:7439)")
@@ -140,8 +102,3 @@ func newProxyCmd() *cobra.Command {
 	cmd.Flags().StringVar(&spoolDir, "spool-dir", "", "folder for blobs while they stream from sources (default a temporary folder)")
 	return cmd
 }
-
-// lateTransport is bound once the proxy exists, before the engine starts.
-type lateTransport struct{ rt http.RoundTripper }
-
-func (l *lateTransport) RoundTrip(r *http.Request) (*http.Response, error) { return l.rt.RoundTrip(r) }

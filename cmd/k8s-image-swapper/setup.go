@@ -4,10 +4,11 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"strings"
 
-	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/spf13/cobra"
 
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/auth"
@@ -29,7 +30,7 @@ func loadConfigWith(cmd *cobra.Command, o config.Options) (*config.Config, strin
 	if strict, _ := f.GetBool("strict-config"); strict {
 		o.Strict = true
 	}
-	c, file, err := config.LoadWith(path, o)
+	c, file, err := config.Load(path, o)
 	if err != nil {
 		return nil, file, &exitError{code: 2, err: err}
 	}
@@ -38,15 +39,14 @@ func loadConfigWith(cmd *cobra.Command, o config.Options) (*config.Config, strin
 		if _, ok := logging.ParseLevel(c.LogLevel); !ok {
 			c.Warnings = append(c.Warnings, config.Problem{Key: "--log-level",
 				Msg: fmt.Sprintf("invalid value %q, must be one of: %s; using info", c.LogLevel, strings.Join(logging.LevelNames(), ", "))})
-			c.LogLevel = config.DefaultLogLevel
+			c.LogLevel = ""
 		}
 	}
 	if f.Changed("log-format") {
-		c.LogFormat, _ = f.GetString("log-format")
-		if c.LogFormat != "json" && c.LogFormat != "console" {
-			c.Warnings = append(c.Warnings, config.Problem{Key: "--log-format",
-				Msg: fmt.Sprintf("invalid value %q, must be one of: json, console; using json", c.LogFormat)})
-			c.LogFormat = config.DefaultLogFormat
+		s, _ := f.GetString("log-format")
+		var err error
+		if c.LogFormat, err = logging.ParseFormat(s); err != nil {
+			c.Warnings = append(c.Warnings, config.Problem{Key: "--log-format", Msg: fmt.Sprintf("%v; using %s", err, c.LogFormat)})
 		}
 	}
 	return c, file, nil
@@ -70,44 +70,62 @@ func closeTarget(t target.Target) {
 	}
 }
 
-// newEngine opens the target and the copy engine the config describes;
-// tune changes the engine's options (the proxy shares its source fetches).
-func newEngine(ctx context.Context, c *config.Config, log *slog.Logger, tune ...func(*mirror.Options)) (*mirror.Engine, error) {
-	t, err := target.New(ctx, c.Target)
+// openTarget opens the target the config names, and what reaching its
+// sources takes; the caller closes the target (closeTarget).
+func openTarget(ctx context.Context, c *config.Config) (target.Target, sourceAccess, error) {
+	t, err := target.New(ctx, targetSpec(c))
 	if err != nil {
-		return nil, fmt.Errorf("open target: %w", err)
+		return nil, sourceAccess{}, fmt.Errorf("open target: %w", err)
 	}
-	sources, err := auth.NewSources(c.Source.Registries)
+	src, err := newSourceAccess(ctx, c)
+	if err != nil {
+		closeTarget(t)
+		return nil, sourceAccess{}, err
+	}
+	return t, src, nil
+}
+
+// sourceAccess is what reaching the sources takes: the config's
+// credentials and plain-HTTP hosts, and the cloud registries' tokens.
+type sourceAccess struct {
+	creds    *auth.Sources
+	keychain authn.Keychain
+}
+
+func newSourceAccess(ctx context.Context, c *config.Config) (sourceAccess, error) {
+	creds, err := sourceCredentials(c)
+	if err != nil {
+		return sourceAccess{}, err
+	}
+	keychain, err := target.SourceKeychain(ctx, cloudSources(c))
+	if err != nil {
+		return sourceAccess{}, fmt.Errorf("source credentials: %w", err)
+	}
+	return sourceAccess{creds: creds, keychain: keychain}, nil
+}
+
+// openEngine opens the target and a copy engine into it that reaches the
+// sources itself; the caller closes the target (closeTarget).
+func openEngine(ctx context.Context, c *config.Config, log *slog.Logger) (target.Target, *mirror.Engine, error) {
+	t, src, err := openTarget(ctx, c)
+	if err != nil {
+		return nil, nil, err
+	}
+	e, err := newEngine(c, t, src, nil, log)
+	if err != nil {
+		closeTarget(t)
+		return nil, nil, err
+	}
+	return t, e, nil
+}
+
+// newEngine is the copy engine into t. Its source requests go through rt
+// when set (the proxy's fetch layer), else straight to the sources.
+func newEngine(c *config.Config, t target.Target, src sourceAccess, rt http.RoundTripper, log *slog.Logger) (*mirror.Engine, error) {
+	o, err := engineOptions(c)
 	if err != nil {
 		return nil, err
 	}
-	platforms := make([]v1.Platform, 0, len(c.Source.Platforms))
-	for _, p := range c.Source.Platforms {
-		pl, err := v1.ParsePlatform(p)
-		if err != nil {
-			return nil, fmt.Errorf("source.platforms: %w", err)
-		}
-		platforms = append(platforms, *pl)
-	}
-	keychain, err := target.SourceKeychain(ctx, c.Source.Registries, c.Target)
-	if err != nil {
-		return nil, fmt.Errorf("source credentials: %w", err)
-	}
-	o := mirror.Options{
-		Workers:    c.Mirror.Workers,
-		QueueSize:  c.Mirror.QueueSize,
-		ExistsTTL:  c.Mirror.ExistsTTL.D(),
-		MissingTTL: c.Mirror.MissingTTL.D(),
-		Retries:    c.Mirror.MaxRetries,
-		RetryWait:  c.Mirror.RetryWaitMax.D(),
-		Platforms:  platforms,
-		Sources:    sources,
-		// Cloud (aws, gcp) source registries authenticate with their tokens.
-		SourceKeychain: keychain,
-		Logger:         log,
-	}
-	for _, f := range tune {
-		f(&o)
-	}
+	o.Sources, o.SourceKeychain, o.SourceTransport, o.Logger = src.creds, src.keychain, rt, log
 	return mirror.New(t, o), nil
 }

@@ -18,8 +18,6 @@ import (
 	"github.com/k8s-image-swapper/k8s-image-swapper/webhook"
 )
 
-func init() { extraCommands = append(extraCommands, newWebhookCmd) }
-
 const webhookLong = "Serve POST /webhook (admission.k8s.io/v1 and v1beta1 AdmissionReviews for Pods\n" +
 	"and pods/ephemeralcontainers), / (200, as the original), /healthz, /readyz and\n" +
 	"/metrics. HTTPS when --tls-cert-file and --tls-key-file are given (reloaded when they change)."
@@ -89,13 +87,12 @@ func (w *webhookFlags) run(cmd *cobra.Command, _ []string) error {
 	}
 	ctx := cmd.Context()
 
-	engine, err := newEngine(ctx, c, log)
+	t, engine, err := openEngine(ctx, c, log)
 	if err != nil {
 		return err
 	}
-	t := engine.Target()
 	defer closeTarget(t)
-	opts := webhook.OptionsFromConfig(c)
+	opts := webhookOptions(c)
 	opts.Mirror, opts.Mapper, opts.Logger = engine, t.Mapper(), log
 
 	ready := &webhook.Readiness{}
@@ -130,7 +127,7 @@ func (w *webhookFlags) run(cmd *cobra.Command, _ []string) error {
 	}
 	engine.Start(ctx)
 	defer engine.Close()
-	log.Info("webhook starting", "config", c.Summary())
+	log.Info("webhook starting", "config", summary(c))
 	setDryRun(ctx, c, log)
 	return srv.ListenAndServe(ctx)
 }

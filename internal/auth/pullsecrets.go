@@ -1,228 +1,206 @@
 package auth
 
 import (
-	"encoding/base64"
-	"encoding/json"
-	"errors"
+	"context"
 	"fmt"
-	"net"
-	"net/url"
-	"path/filepath"
-	"sort"
-	"strings"
+	"log/slog"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	coreinformers "k8s.io/client-go/informers/core/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
 )
 
-// Keyring holds the registry credentials of a set of pull secrets and finds
-// them for an image the way the kubelet does: keys may carry a path
-// (registry.example.com/team), '*' globs whole host labels
-// (*.registry.example.com), ports must be equal, and the most specific key
-// wins. A nil or empty Keyring resolves everything to anonymous.
-type Keyring struct {
-	index []string // keys, reverse-sorted so longer paths come first
-	creds map[string][]authn.AuthConfig
+// PullSecrets finds the registry credentials of a pod: its imagePullSecrets
+// and its service account's. Where RBAC allows list and watch they come from
+// informer caches, so an admission never waits on the API server; where it
+// allows only get (the original chart's rules) each is read when a copy
+// needs it, as the original did; one the rules refuse is skipped.
+type PullSecrets struct {
+	client    kubernetes.Interface
+	namespace string
+	names     []string
+	resync    time.Duration
+	log       *slog.Logger
+
+	// Set by Start.
+	secretAccess, accountAccess access
+	secrets                     []cache.SharedIndexInformer // one per field selector
+	accounts                    cache.SharedIndexInformer
+	got                         *getCache
 }
 
-// Dockerhub's names, as the kubelet treats them.
-const (
-	dockerHubKey  = "index.docker.io"
-	dockerHubHost = "docker.io"
-)
+// NewPullSecrets reads the pull secrets and service accounts of namespace
+// ("" for all). Cached, only the two docker secret types are listed and only
+// what lookups need is kept, so the cache stays small on clusters with many
+// secrets. With names, only secrets of those names are read, one watch per
+// name: RBAC's resourceNames allows list and watch only with a metadata.name
+// field selector. Call Start before use.
+func NewPullSecrets(client kubernetes.Interface, namespace string, resync time.Duration, log *slog.Logger, names ...string) *PullSecrets {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &PullSecrets{client: client, namespace: namespace, names: names, resync: resync, log: log, got: newGetCache(getTTL)}
+}
 
-// ParseSecret reads the registry credentials of a kubernetes.io/dockerconfigjson
-// or kubernetes.io/dockercfg secret, by registry key as written.
-func ParseSecret(s *corev1.Secret) (map[string]authn.AuthConfig, error) {
-	if s == nil {
-		return nil, errors.New("no secret")
+// selectors are the field selectors of the secret informers.
+func (p *PullSecrets) selectors() []string {
+	var out []string
+	if len(p.names) == 0 {
+		for _, typ := range []corev1.SecretType{corev1.SecretTypeDockerConfigJson, corev1.SecretTypeDockercfg} {
+			out = append(out, fields.OneTermEqualSelector("type", string(typ)).String())
+		}
 	}
-	var entries map[string]dockerConfigEntry
-	switch s.Type {
-	case corev1.SecretTypeDockerConfigJson:
-		data, ok := s.Data[corev1.DockerConfigJsonKey]
-		if !ok {
-			return nil, fmt.Errorf("secret %s/%s has no %s key", s.Namespace, s.Name, corev1.DockerConfigJsonKey)
-		}
-		var cfg struct {
-			Auths map[string]dockerConfigEntry `json:"auths"`
-		}
-		if err := json.Unmarshal(data, &cfg); err != nil {
-			return nil, fmt.Errorf("secret %s/%s: %s: %w", s.Namespace, s.Name, corev1.DockerConfigJsonKey, err)
-		}
-		entries = cfg.Auths
-	case corev1.SecretTypeDockercfg:
-		data, ok := s.Data[corev1.DockerConfigKey]
-		if !ok {
-			return nil, fmt.Errorf("secret %s/%s has no %s key", s.Namespace, s.Name, corev1.DockerConfigKey)
-		}
-		if err := json.Unmarshal(data, &entries); err != nil {
-			return nil, fmt.Errorf("secret %s/%s: %s: %w", s.Namespace, s.Name, corev1.DockerConfigKey, err)
-		}
-	default:
-		return nil, fmt.Errorf("secret %s/%s has type %q, want %s or %s", s.Namespace, s.Name, s.Type,
-			corev1.SecretTypeDockerConfigJson, corev1.SecretTypeDockercfg)
+	for _, n := range p.names {
+		out = append(out, fields.OneTermEqualSelector("metadata.name", n).String())
 	}
-	out := make(map[string]authn.AuthConfig, len(entries))
-	var errs []error
-	for key, e := range entries {
-		ac, err := e.authConfig()
+	return out
+}
+
+// Start finds what RBAC allows (logging it once when that is less than
+// list and watch), then runs the informers it allows until ctx ends.
+func (p *PullSecrets) Start(ctx context.Context) {
+	p.secretAccess, p.accountAccess = p.probe(ctx)
+	if p.secretAccess == accessWatch {
+		for _, sel := range p.selectors() {
+			inf := coreinformers.NewFilteredSecretInformer(p.client, p.namespace, p.resync, cache.Indexers{},
+				func(o *metav1.ListOptions) { o.FieldSelector = sel })
+			_ = inf.SetTransform(trimSecret)
+			p.secrets = append(p.secrets, inf)
+		}
+	}
+	if p.accountAccess == accessWatch {
+		p.accounts = coreinformers.NewFilteredServiceAccountInformer(p.client, p.namespace, p.resync, cache.Indexers{}, nil)
+		_ = p.accounts.SetTransform(trimServiceAccount)
+	}
+	p.logAccess()
+	for _, inf := range p.informers() {
+		go inf.RunWithContext(ctx)
+	}
+}
+
+// WaitForSync waits until the caches in use are filled or ctx ends.
+func (p *PullSecrets) WaitForSync(ctx context.Context) error {
+	var synced []cache.InformerSynced
+	for _, inf := range p.informers() {
+		synced = append(synced, inf.HasSynced)
+	}
+	if !cache.WaitForCacheSync(ctx.Done(), synced...) {
+		return fmt.Errorf("pull secret caches not synced: %w", context.Cause(ctx))
+	}
+	return nil
+}
+
+func (p *PullSecrets) informers() []cache.SharedIndexInformer {
+	out := append([]cache.SharedIndexInformer(nil), p.secrets...)
+	if p.accounts != nil {
+		out = append(out, p.accounts)
+	}
+	return out
+}
+
+// Keychain returns the credentials of the named secrets and then the
+// service account's, as one kubelet-style keyring; nil when there are none.
+// Read with get, they are read on the keychain's first use, in the copy,
+// not in the admission. Missing or malformed secrets are logged and skipped.
+func (p *PullSecrets) Keychain(namespace string, names []string, serviceAccount string) authn.Keychain {
+	if p == nil {
+		return nil
+	}
+	if p.secretAccess != accessWatch || p.accountAccess != accessWatch {
+		return &lazyKeychain{p: p, namespace: namespace, names: names, serviceAccount: serviceAccount}
+	}
+	return p.keyring(context.Background(), namespace, names, serviceAccount)
+}
+
+// keyring reads the secrets of a pod now.
+func (p *PullSecrets) keyring(ctx context.Context, namespace string, names []string, serviceAccount string) authn.Keychain {
+	all := append([]string(nil), names...)
+	if serviceAccount != "" {
+		if sa := p.serviceAccount(ctx, namespace, serviceAccount); sa != nil {
+			for _, r := range sa.ImagePullSecrets {
+				all = append(all, r.Name)
+			}
+		}
+	}
+	var kr keyring
+	seen := map[string]bool{}
+	for _, n := range all {
+		if n == "" || seen[n] {
+			continue
+		}
+		seen[n] = true
+		s := p.secret(ctx, namespace, n)
+		if s == nil {
+			p.log.Debug("pull secret not found", "namespace", namespace, "secret", n)
+			continue
+		}
+		creds, err := parseSecret(s)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("secret %s/%s, registry %q: %w", s.Namespace, s.Name, key, err))
-			continue
+			p.log.Warn("pull secret unreadable", "namespace", namespace, "secret", n, "error", err)
 		}
-		out[key] = ac
+		kr.add(creds)
 	}
-	return out, errors.Join(errs...)
+	if kr.empty() {
+		return nil
+	}
+	return &kr
 }
 
-type dockerConfigEntry struct {
-	Username      string `json:"username"`
-	Password      string `json:"password"`
-	Auth          string `json:"auth"`
-	IdentityToken string `json:"identitytoken"`
-	RegistryToken string `json:"registrytoken"`
+func (p *PullSecrets) secret(ctx context.Context, namespace, name string) *corev1.Secret {
+	if p.secretAccess != accessWatch {
+		return p.getSecret(ctx, namespace, name)
+	}
+	for _, inf := range p.secrets {
+		o, ok, err := inf.GetIndexer().GetByKey(namespace + "/" + name)
+		if err == nil && ok {
+			if s, ok := o.(*corev1.Secret); ok {
+				return s
+			}
+		}
+	}
+	return nil
 }
 
-// authConfig decodes "auth" (base64 of user:password), which wins over
-// username and password as it does in the kubelet.
-func (e dockerConfigEntry) authConfig() (authn.AuthConfig, error) {
-	ac := authn.AuthConfig{Username: e.Username, Password: e.Password,
-		IdentityToken: e.IdentityToken, RegistryToken: e.RegistryToken}
-	if e.Auth == "" {
-		return ac, nil
+func (p *PullSecrets) serviceAccount(ctx context.Context, namespace, name string) *corev1.ServiceAccount {
+	if p.accountAccess != accessWatch {
+		return p.getServiceAccount(ctx, namespace, name)
 	}
-	raw, err := base64.StdEncoding.DecodeString(e.Auth)
-	if err != nil {
-		return ac, fmt.Errorf("auth is not base64: %w", err)
+	o, ok, err := p.accounts.GetIndexer().GetByKey(namespace + "/" + name)
+	if err != nil || !ok {
+		return nil
 	}
-	user, pass, ok := strings.Cut(string(raw), ":")
+	sa, _ := o.(*corev1.ServiceAccount)
+	return sa
+}
+
+// trimSecret keeps the name, type and the docker config only.
+func trimSecret(o any) (any, error) {
+	s, ok := o.(*corev1.Secret)
 	if !ok {
-		return ac, errors.New("auth is not base64 of user:password")
+		return o, nil
 	}
-	ac.Username, ac.Password = user, pass
-	return ac, nil
-}
-
-// Add puts one secret's credentials in the keyring. Keys are normalised as
-// the kubelet does: scheme dropped, /v1/ or /v2/ dropped, host[/path] kept.
-func (k *Keyring) Add(creds map[string]authn.AuthConfig) {
-	if k.creds == nil {
-		k.creds = map[string][]authn.AuthConfig{}
-	}
-	keys := make([]string, 0, len(creds))
-	for loc := range creds {
-		keys = append(keys, loc)
-	}
-	sort.Strings(keys) // a stable order for equal keys within one secret
-	for _, loc := range keys {
-		key, ok := normaliseKey(loc)
-		if !ok {
-			continue
-		}
-		if _, seen := k.creds[key]; !seen {
-			k.index = append(k.index, key)
-		}
-		k.creds[key] = append(k.creds[key], creds[loc])
-	}
-	sort.Sort(sort.Reverse(sort.StringSlice(k.index)))
-}
-
-func normaliseKey(loc string) (string, bool) {
-	v := loc
-	if !strings.HasPrefix(v, "https://") && !strings.HasPrefix(v, "http://") {
-		v = "https://" + v
-	}
-	u, err := url.Parse(v)
-	if err != nil || u.Host == "" {
-		return "", false
-	}
-	p := u.Path
-	if strings.HasPrefix(p, "/v2/") || strings.HasPrefix(p, "/v1/") {
-		p = p[3:]
-	}
-	if p != "" && p != "/" {
-		return u.Host + p, true
-	}
-	return u.Host, true
-}
-
-// Empty tells whether the keyring holds no credentials.
-func (k *Keyring) Empty() bool { return k == nil || len(k.index) == 0 }
-
-// Lookup finds the credentials for image, a repository without tag such as
-// docker.io/library/nginx or registry.example.com:5000/team/app.
-func (k *Keyring) Lookup(image string) (authn.AuthConfig, bool) {
-	if k.Empty() {
-		return authn.AuthConfig{}, false
-	}
-	for _, key := range k.index {
-		if urlsMatch(key, image) {
-			return k.creds[key][0], true
+	out := &corev1.Secret{Type: s.Type, Data: map[string][]byte{}}
+	out.Name, out.Namespace, out.ResourceVersion = s.Name, s.Namespace, s.ResourceVersion
+	for _, k := range []string{corev1.DockerConfigJsonKey, corev1.DockerConfigKey} {
+		if v, ok := s.Data[k]; ok {
+			out.Data[k] = v
 		}
 	}
-	if isDockerHub(image) {
-		if c, ok := k.creds[dockerHubKey]; ok {
-			return c[0], true
-		}
-	}
-	return authn.AuthConfig{}, false
+	return out, nil
 }
 
-// Resolve implements authn.Keychain; no match is anonymous, so a
-// MultiKeychain goes on to the next keychain.
-func (k *Keyring) Resolve(r authn.Resource) (authn.Authenticator, error) {
-	reg := r.RegistryStr()
-	image := strings.TrimPrefix(r.String(), reg)
-	if reg == dockerHubKey {
-		reg = dockerHubHost
+// trimServiceAccount keeps the name and the imagePullSecrets only.
+func trimServiceAccount(o any) (any, error) {
+	sa, ok := o.(*corev1.ServiceAccount)
+	if !ok {
+		return o, nil
 	}
-	if ac, ok := k.Lookup(reg + image); ok {
-		return authn.FromConfig(ac), nil
-	}
-	return authn.Anonymous, nil
-}
-
-// urlsMatch is the kubelet's URLsMatchStr: equal ports, equal number of host
-// labels each matching as a glob, and the key's path a prefix of the image's.
-func urlsMatch(glob, target string) bool {
-	g, err := url.Parse("https://" + glob)
-	if err != nil {
-		return false
-	}
-	t, err := url.Parse("https://" + target)
-	if err != nil {
-		return false
-	}
-	gParts, gPort := splitHost(g)
-	tParts, tPort := splitHost(t)
-	if gPort != tPort || len(gParts) != len(tParts) || !strings.HasPrefix(t.Path, g.Path) {
-		return false
-	}
-	for i, p := range gParts {
-		if ok, err := filepath.Match(p, tParts[i]); err != nil || !ok {
-			return false
-		}
-	}
-	return true
-}
-
-func splitHost(u *url.URL) ([]string, string) {
-	host, port, err := net.SplitHostPort(u.Host)
-	if err != nil {
-		host, port = u.Host, ""
-	}
-	return strings.Split(host, "."), port
-}
-
-// isDockerHub is the kubelet's isDefaultRegistryMatch.
-func isDockerHub(image string) bool {
-	first, _, found := strings.Cut(image, "/")
-	if first == "" {
-		return false
-	}
-	if !found || first == dockerHubHost || first == dockerHubKey {
-		return true
-	}
-	return !strings.ContainsAny(first, ".:") && first != "localhost"
+	out := &corev1.ServiceAccount{ImagePullSecrets: sa.ImagePullSecrets}
+	out.Name, out.Namespace, out.ResourceVersion = sa.Name, sa.Namespace, sa.ResourceVersion
+	return out, nil
 }

@@ -11,6 +11,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/ttlcache"
 )
 
 // access is how one kind of object can be read under the webhook's RBAC.
@@ -151,28 +153,19 @@ func (p *PullSecrets) getServiceAccount(ctx context.Context, namespace, name str
 // getCache keeps objects read with get for a while, and "not found" or
 // "forbidden" too; other errors are not kept.
 type getCache struct {
-	ttl     time.Duration
-	mu      sync.Mutex
-	entries map[string]getEntry
-}
-
-type getEntry struct {
-	obj     any
-	expires time.Time
+	ttl time.Duration
+	m   *ttlcache.Cache[string, any]
 }
 
 func newGetCache(ttl time.Duration) *getCache {
-	return &getCache{ttl: ttl, entries: map[string]getEntry{}}
+	return &getCache{ttl: ttl, m: ttlcache.New[string, any](10_000)}
 }
 
 // get returns the object under key, fetching it when not kept; the error
 // is one that is not kept (nil for not found and forbidden).
 func (c *getCache) get(ctx context.Context, key string, fetch func(context.Context) (any, error)) (any, error) {
-	c.mu.Lock()
-	e, ok := c.entries[key]
-	c.mu.Unlock()
-	if ok && time.Now().Before(e.expires) {
-		return e.obj, nil
+	if obj, ok := c.m.Get(key); ok {
+		return obj, nil
 	}
 	obj, err := fetch(ctx)
 	if err != nil {
@@ -181,17 +174,7 @@ func (c *getCache) get(ctx context.Context, key string, fetch func(context.Conte
 		}
 		obj = nil
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if len(c.entries) > 10_000 {
-		now := time.Now()
-		for k, e := range c.entries {
-			if now.After(e.expires) {
-				delete(c.entries, k)
-			}
-		}
-	}
-	c.entries[key] = getEntry{obj: obj, expires: time.Now().Add(c.ttl)}
+	c.m.Set(key, obj, c.ttl)
 	return obj, nil
 }
 

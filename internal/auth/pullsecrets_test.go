@@ -32,7 +32,7 @@ func cfgSecret(ns, n, cfg string) *corev1.Secret {
 }
 
 func TestParseSecret(t *testing.T) {
-	got, err := ParseSecret(jsonSecret("ns", "a", `{"auths":{"r.example.com":{"auth":"`+b64("u:p:x")+`"},`+
+	got, err := parseSecret(jsonSecret("ns", "a", `{"auths":{"r.example.com":{"auth":"`+b64("u:p:x")+`"},`+
 		`"https://other.example.com/v2/":{"username":"u2","password":"p2"}}}`))
 	if err != nil {
 		t.Fatal(err)
@@ -44,7 +44,7 @@ func TestParseSecret(t *testing.T) {
 		t.Errorf("username/password: got %+v", c)
 	}
 
-	got, err = ParseSecret(cfgSecret("ns", "b", `{"legacy.example.com":{"auth":"`+b64("lu:lp")+`","email":"a@b"}}`))
+	got, err = parseSecret(cfgSecret("ns", "b", `{"legacy.example.com":{"auth":"`+b64("lu:lp")+`","email":"a@b"}}`))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,20 +59,20 @@ func TestParseSecret(t *testing.T) {
 		{Type: corev1.SecretTypeDockerConfigJson},
 	}
 	for i, s := range bad {
-		if _, err := ParseSecret(s); err == nil {
+		if _, err := parseSecret(s); err == nil {
 			t.Errorf("bad secret %d: no error", i)
 		}
 	}
 	// One bad entry does not lose the good ones.
-	got, err = ParseSecret(jsonSecret("ns", "d", `{"auths":{"a.io":{"auth":"!!!"},"b.io":{"username":"u","password":"p"}}}`))
+	got, err = parseSecret(jsonSecret("ns", "d", `{"auths":{"a.io":{"auth":"!!!"},"b.io":{"username":"u","password":"p"}}}`))
 	if err == nil || got["b.io"].Username != "u" {
 		t.Errorf("partly bad secret: %v %+v", err, got)
 	}
 }
 
 func TestKeyringLookupLikeKubelet(t *testing.T) {
-	var kr Keyring
-	kr.Add(map[string]authn.AuthConfig{
+	var kr keyring
+	kr.add(map[string]authn.AuthConfig{
 		"*.registry.example.com":            {Username: "wildcard"},
 		"registry.example.com":              {Username: "host"},
 		"registry.example.com/team":         {Username: "team"},
@@ -99,7 +99,7 @@ func TestKeyringLookupLikeKubelet(t *testing.T) {
 		"quay.io/app":                    "",
 	}
 	for image, want := range cases {
-		c, ok := kr.Lookup(image)
+		c, ok := kr.lookup(image)
 		if ok != (want != "") || c.Username != want {
 			t.Errorf("Lookup(%s) = %q, %t; want %q", image, c.Username, ok, want)
 		}
@@ -107,8 +107,8 @@ func TestKeyringLookupLikeKubelet(t *testing.T) {
 }
 
 func TestKeyringResolve(t *testing.T) {
-	var kr Keyring
-	kr.Add(map[string]authn.AuthConfig{"docker.io": {Username: "hub", Password: "x"}, "r.example.com/team": {Username: "team", Password: "y"}})
+	var kr keyring
+	kr.add(map[string]authn.AuthConfig{"docker.io": {Username: "hub", Password: "x"}, "r.example.com/team": {Username: "team", Password: "y"}})
 	for ref, want := range map[string]string{
 		"nginx":                     "hub",
 		"index.docker.io/org/app":   "hub",
@@ -134,7 +134,7 @@ func TestKeyringResolve(t *testing.T) {
 			t.Errorf("%s: got %+v %v, want %s", ref, ac, err, want)
 		}
 	}
-	var empty *Keyring
+	var empty *keyring
 	if a, _ := empty.Resolve(name.MustParseReference("nginx").Context()); a != authn.Anonymous {
 		t.Error("nil keyring is not anonymous")
 	}

@@ -4,38 +4,41 @@ package auth
 
 import (
 	"fmt"
-	"strings"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 
-	"github.com/k8s-image-swapper/k8s-image-swapper/internal/config"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/registry"
 )
 
-// Sources holds what the config says about source registries: credentials
-// and which hosts speak plain HTTP.
+// Source is a source registry with credentials of its own (a generic one:
+// cloud sources get their tokens from their own keychains).
+type Source struct {
+	Registry           string // HOST[:PORT][/PREFIX]; the prefix is ignored
+	Username, Password string // "" for anonymous
+	Insecure           bool   // plain HTTP
+}
+
+// Sources holds what is known of source registries: credentials and which
+// hosts speak plain HTTP.
 type Sources struct {
 	creds    map[string]authn.Authenticator
 	insecure map[string]bool
 }
 
-// NewSources reads the generic source registries of the config. Cloud
-// (aws, gcp) sources get their tokens from their own keychains.
-func NewSources(regs []config.Registry) (*Sources, error) {
+// NewSources reads the source registries with credentials of their own.
+func NewSources(srcs []Source) (*Sources, error) {
 	s := &Sources{creds: map[string]authn.Authenticator{}, insecure: map[string]bool{}}
-	for i, r := range regs {
-		if r.Type != "generic" {
-			continue
-		}
-		host, _, err := config.SplitRegistry(r.Generic.Registry)
+	for _, r := range srcs {
+		b, err := registry.ParseBase(r.Registry)
 		if err != nil {
-			return nil, fmt.Errorf("source.registries[%d]: %w", i, err)
+			return nil, fmt.Errorf("source registry: %w", err)
 		}
-		host = CanonicalHost(host)
-		if r.Generic.Username != "" {
-			s.creds[host] = &authn.Basic{Username: r.Generic.Username, Password: r.Generic.Password}
+		host := registry.Canonical(b.Host)
+		if r.Username != "" {
+			s.creds[host] = &authn.Basic{Username: r.Username, Password: r.Password}
 		}
-		s.insecure[host] = r.Generic.Insecure
+		s.insecure[host] = r.Insecure
 	}
 	return s, nil
 }
@@ -45,7 +48,7 @@ func (s *Sources) Resolve(r authn.Resource) (authn.Authenticator, error) {
 	if s == nil {
 		return authn.Anonymous, nil
 	}
-	if a, ok := s.creds[CanonicalHost(r.RegistryStr())]; ok {
+	if a, ok := s.creds[registry.Canonical(r.RegistryStr())]; ok {
 		return a, nil
 	}
 	return authn.Anonymous, nil
@@ -53,7 +56,7 @@ func (s *Sources) Resolve(r authn.Resource) (authn.Authenticator, error) {
 
 // Insecure tells whether host is reached over plain HTTP.
 func (s *Sources) Insecure(host string) bool {
-	return s != nil && s.insecure[CanonicalHost(host)]
+	return s != nil && s.insecure[registry.Canonical(host)]
 }
 
 // NameOptions parse references on host.
@@ -62,14 +65,4 @@ func (s *Sources) NameOptions(host string) []name.Option {
 		return []name.Option{name.Insecure}
 	}
 	return nil
-}
-
-// CanonicalHost folds Docker Hub's names into one, lower case.
-func CanonicalHost(h string) string {
-	h = strings.ToLower(h)
-	switch h {
-	case "index.docker.io", "registry-1.docker.io", "docker.io":
-		return "docker.io"
-	}
-	return h
 }

@@ -5,12 +5,11 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 )
 
 func mustLoad(t *testing.T, path string) *Config {
 	t.Helper()
-	c, _, err := Load(path)
+	c, _, err := Load(path, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,7 +105,7 @@ func TestEnvironmentOverrides(t *testing.T) {
 	t.Setenv("IMAGESWAPPOLICY", "always") // not in the file: not read
 	t.Setenv("LOGFORMAT", "")             // empty: not read
 	c := mustLoad(t, "testdata/original-helm-config.yml")
-	if c.DryRun || c.LogLevel != "info" || c.ImageCopyDeadline.D() != 8*time.Second || c.Target.AWS.Region != "eu-west-1" {
+	if c.DryRun || c.LogLevel != "info" || c.ImageCopyDeadline != 0 || c.Target.AWS.Region != "eu-west-1" {
 		t.Errorf("overrides not applied: dryRun=%t logLevel=%s region=%s", c.DryRun, c.LogLevel, c.Target.AWS.Region)
 	}
 	if c.ImageSwapPolicy != "exists" || c.LogFormat != "console" {
@@ -122,7 +121,7 @@ func TestEnvironmentOverrides(t *testing.T) {
 
 	// A key the file writes, from the environment, with a bad value.
 	t.Setenv("DRYRUN", "sometimes")
-	_, _, err := Load("testdata/original-helm-config.yml")
+	_, _, err := Load("testdata/original-helm-config.yml", Options{})
 	if err == nil || !strings.Contains(err.Error(), `line 3: dryRun: expected true or false, got "sometimes" (from the environment variable DRYRUN)`) {
 		t.Errorf("bad value from the environment: %v", err)
 	}

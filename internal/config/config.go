@@ -4,33 +4,24 @@
 package config
 
 import (
-	"fmt"
 	"time"
-)
 
-// Defaults, as the original k8s-image-swapper has them.
-const (
-	DefaultImageSwapPolicy   = "exists"
-	DefaultImageCopyPolicy   = "delayed"
-	DefaultImageCopyDeadline = 8 * time.Second
-	DefaultLogLevel          = "info"
-	DefaultLogFormat         = "json"
-	DefaultListenAddress     = ":8443"
-	DefaultProxyAddress      = "127.0.0.1:7439"
-	DefaultLocalPath         = "./data"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/logging"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/policy"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/registry"
 )
 
 // Config is the whole file.
 type Config struct {
-	DryRun            bool     `yaml:"dryRun"`
-	LogLevel          string   `yaml:"logLevel"`
-	LogFormat         string   `yaml:"logFormat"`
-	ListenAddress     string   `yaml:"listenAddress"`
-	TLSCertFile       string   `yaml:"tlsCertFile"`
-	TLSKeyFile        string   `yaml:"tlsKeyFile"`
-	ImageSwapPolicy   string   `yaml:"imageSwapPolicy"`
-	ImageCopyPolicy   string   `yaml:"imageCopyPolicy"`
-	ImageCopyDeadline Duration `yaml:"imageCopyDeadline"`
+	DryRun            bool           `yaml:"dryRun"`
+	LogLevel          string         `yaml:"logLevel"`
+	LogFormat         logging.Format `yaml:"logFormat"`
+	ListenAddress     string         `yaml:"listenAddress"`
+	TLSCertFile       string         `yaml:"tlsCertFile"`
+	TLSKeyFile        string         `yaml:"tlsKeyFile"`
+	ImageSwapPolicy   policy.Swap    `yaml:"imageSwapPolicy"`
+	ImageCopyPolicy   policy.Copy    `yaml:"imageCopyPolicy"`
+	ImageCopyDeadline Duration       `yaml:"imageCopyDeadline"`
 	// SecretReader reads pods' imagePullSecrets for copies (the chart's secretReader.enabled).
 	SecretReader bool   `yaml:"secretReader"`
 	Source       Source `yaml:"source"`
@@ -163,16 +154,16 @@ type Mirror struct {
 
 // Proxy configures the node proxy.
 type Proxy struct {
-	ListenAddress   string   `yaml:"listenAddress"`
-	Registries      []string `yaml:"registries"`
-	OnMiss          string   `yaml:"onMiss"`
-	WaitTimeout     Duration `yaml:"waitTimeout"`
-	TagTTL          Duration `yaml:"tagTTL"`
-	UpstreamTimeout Duration `yaml:"upstreamTimeout"`
+	ListenAddress   string        `yaml:"listenAddress"`
+	Registries      []string      `yaml:"registries"`
+	OnMiss          policy.OnMiss `yaml:"onMiss"`
+	WaitTimeout     Duration      `yaml:"waitTimeout"`
+	TagTTL          Duration      `yaml:"tagTTL"`
+	UpstreamTimeout Duration      `yaml:"upstreamTimeout"`
 	// Private decides who may pull, from the target, an image the source
 	// does not serve anonymously: deny (default) serves it only to a pull
 	// whose credentials the source accepts; allow serves it to every pull.
-	Private string `yaml:"private"`
+	Private policy.Private `yaml:"private"`
 	// SharedRepositories are source repositories (path.Match globs on
 	// host/repo, e.g. "ghcr.io/acme/*") served to every pull however private.
 	SharedRepositories []string `yaml:"sharedRepositories"`
@@ -184,24 +175,25 @@ type Duration time.Duration
 // D returns the value as a time.Duration.
 func (d Duration) D() time.Duration { return time.Duration(d) }
 
-// Summary is the one-line description `config validate` prints.
-func (c *Config) Summary() string {
-	return fmt.Sprintf("target=%s swap=%s copy=%s deadline=%s sources=%d filters=%d platforms=%d dryRun=%t",
-		c.TargetName(), c.ImageSwapPolicy, c.ImageCopyPolicy, c.ImageCopyDeadline.D(),
-		len(c.Source.Registries), len(c.Source.Filters), len(c.Source.Platforms), c.DryRun)
-}
+// Host is the registry a source entry names, as hosts.toml and the proxy
+// name it; "" when the entry does not parse (validation says why).
+func (r Registry) Host() string { return kindHost(r.Type, r.AWS, r.GCP, r.Generic, Local{}) }
 
-// TargetName describes the target for logs: its type and where it is.
-func (c *Config) TargetName() string {
-	t := c.Target
-	switch t.Type {
+// Host is the target's registry host; for local, the name its references use.
+func (t Target) Host() string { return kindHost(t.Type, t.AWS, t.GCP, t.Generic, t.Local) }
+
+func kindHost(kind string, a AWS, g GCP, gen Generic, l Local) string {
+	switch kind {
 	case "aws":
-		return fmt.Sprintf("aws(%s/%s)", t.AWS.AccountID, t.AWS.Region)
+		return registry.ECRHost(a.AccountID, a.Region)
 	case "gcp":
-		return fmt.Sprintf("gcp(%s/%s/%s)", t.GCP.Location, t.GCP.ProjectID, t.GCP.RepositoryID)
+		return registry.ArtifactRegistryHost(g.Location)
 	case "generic":
-		return fmt.Sprintf("generic(%s)", t.Generic.Registry)
-	default:
-		return fmt.Sprintf("local(%s)", t.Local.Path)
+		if b, err := registry.ParseBase(gen.Registry); err == nil {
+			return b.Host
+		}
+	case "local":
+		return l.Registry
 	}
+	return ""
 }

@@ -12,7 +12,7 @@ import (
 
 func mustParse(t *testing.T, doc string) *Config {
 	t.Helper()
-	c, err := Parse([]byte(doc))
+	c, err := Parse([]byte(doc), Options{})
 	if err != nil {
 		t.Fatalf("parse: %v", err)
 	}
@@ -21,7 +21,7 @@ func mustParse(t *testing.T, doc string) *Config {
 
 func problems(t *testing.T, doc string) []Problem {
 	t.Helper()
-	_, err := Parse([]byte(doc))
+	_, err := Parse([]byte(doc), Options{})
 	var ce *Error
 	if !errors.As(err, &ce) {
 		t.Fatalf("want a config error, got %v", err)
@@ -29,22 +29,24 @@ func problems(t *testing.T, doc string) []Problem {
 	return ce.Problems
 }
 
+// With no file the target is the embedded store and the policies are the
+// original's. What the components default (the mirror block, the proxy's
+// timeouts, the log level, ...) is left zero here: each component has its
+// defaults in one place, tested there, and cmd's TestDefaults checks that
+// an empty config reaches them.
 func TestDefaults(t *testing.T) {
 	c := mustParse(t, "")
-	if c.ImageSwapPolicy != "exists" || c.ImageCopyPolicy != "delayed" || c.ImageCopyDeadline.D() != 8*time.Second {
-		t.Errorf("policies: got %s/%s/%s", c.ImageSwapPolicy, c.ImageCopyPolicy, c.ImageCopyDeadline.D())
+	if c.ImageSwapPolicy != "exists" || c.ImageCopyPolicy != "delayed" {
+		t.Errorf("policies: got %s/%s", c.ImageSwapPolicy, c.ImageCopyPolicy)
 	}
-	if c.LogLevel != "info" || c.LogFormat != "json" {
-		t.Errorf("logging: got %s/%s", c.LogLevel, c.LogFormat)
+	if c.LogFormat != "json" || c.Proxy.OnMiss != "passthrough" || c.Proxy.Private != "deny" {
+		t.Errorf("logFormat %s, onMiss %s, private %s", c.LogFormat, c.Proxy.OnMiss, c.Proxy.Private)
 	}
-	if c.Target.Type != "local" || c.Target.Local.Path != "./data" || c.Target.Local.Registry != "127.0.0.1:7439" {
+	if c.Target.Type != "local" {
 		t.Errorf("target: got %+v", c.Target)
 	}
-	if len(c.Proxy.Registries) != len(DefaultProxyRegistries) || c.Proxy.OnMiss != "passthrough" || c.Proxy.TagTTL.D() != 5*time.Minute {
-		t.Errorf("proxy: got %+v", c.Proxy)
-	}
-	if c.Mirror.ExistsTTL.D() != time.Hour || c.Mirror.MissingTTL.D() != 30*time.Second {
-		t.Errorf("mirror: got %+v", c.Mirror)
+	if c.Mirror != (Mirror{}) || c.Proxy.TagTTL != 0 || len(c.Proxy.Registries) != 0 || c.LogLevel != "" || c.ImageCopyDeadline != 0 {
+		t.Errorf("a component's default was filled in by the config: %+v", c)
 	}
 }
 
@@ -56,7 +58,7 @@ func TestOriginalExamples(t *testing.T) {
 	}
 	for _, f := range files {
 		t.Run(filepath.Base(f), func(t *testing.T) {
-			c, _, err := Load(f)
+			c, _, err := Load(f, Options{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -68,7 +70,7 @@ func TestOriginalExamples(t *testing.T) {
 }
 
 func TestOriginalValues(t *testing.T) {
-	c, _, err := Load("testdata/original-ecroptions.yml")
+	c, _, err := Load("testdata/original-ecroptions.yml", Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,7 +91,7 @@ func TestOriginalValues(t *testing.T) {
 	}
 
 	// accessPolicy written directly under aws reaches ecrOptions.
-	c, _, err = Load("testdata/original-access-policy.yml")
+	c, _, err = Load("testdata/original-access-policy.yml", Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +99,7 @@ func TestOriginalValues(t *testing.T) {
 		t.Errorf("accessPolicy not carried into ecrOptions")
 	}
 	// privateRegistries become aws source registries.
-	c, _, err = Load("testdata/original-private-registries.yml")
+	c, _, err = Load("testdata/original-private-registries.yml", Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,7 +110,7 @@ func TestOriginalValues(t *testing.T) {
 
 func TestGenericAndEnv(t *testing.T) {
 	t.Setenv("TEST_SOURCE_PASSWORD", "from-env")
-	c, _, err := Load("testdata/generic.yml")
+	c, _, err := Load("testdata/generic.yml", Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,7 +125,7 @@ func TestGenericAndEnv(t *testing.T) {
 	}
 
 	os.Unsetenv("TEST_SOURCE_PASSWORD")
-	_, _, err = Load("testdata/generic.yml")
+	_, _, err = Load("testdata/generic.yml", Options{})
 	if err == nil || !strings.Contains(err.Error(), "TEST_SOURCE_PASSWORD is not set") || !strings.Contains(err.Error(), "line 10") {
 		t.Errorf("unset env: got %v", err)
 	}
@@ -132,7 +134,7 @@ func TestGenericAndEnv(t *testing.T) {
 // report parses doc and returns its errors and warnings.
 func report(t *testing.T, doc string, o Options) (errs, warns []Problem) {
 	t.Helper()
-	c, err := ParseWith([]byte(doc), o)
+	c, err := Parse([]byte(doc), o)
 	if err == nil {
 		return nil, c.Warnings
 	}
@@ -237,7 +239,7 @@ func TestRequiredFields(t *testing.T) {
 
 func TestBadYAML(t *testing.T) {
 	for _, doc := range []string{"target: [", "\t- x", "target: 3", "source:\n  registries: {a: b}", "[1, 2]"} {
-		if _, err := Parse([]byte(doc)); err == nil {
+		if _, err := Parse([]byte(doc), Options{}); err == nil {
 			t.Errorf("%q: want an error", doc)
 		}
 	}
@@ -247,22 +249,22 @@ func TestFind(t *testing.T) {
 	dir := t.TempDir()
 	t.Chdir(dir)
 	t.Setenv("HOME", t.TempDir())
-	if p, err := Find(""); err != nil || p != "" {
+	if p, err := find(""); err != nil || p != "" {
 		t.Fatalf("no file: %q %v", p, err)
 	}
 	if err := os.WriteFile(filepath.Join(os.Getenv("HOME"), ".k8s-image-swapper.yaml"), []byte("dryRun: true\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if p, _ := Find(""); !strings.HasSuffix(p, ".k8s-image-swapper.yaml") || !strings.HasPrefix(p, os.Getenv("HOME")) {
+	if p, _ := find(""); !strings.HasSuffix(p, ".k8s-image-swapper.yaml") || !strings.HasPrefix(p, os.Getenv("HOME")) {
 		t.Errorf("home: %q", p)
 	}
 	if err := os.WriteFile(".k8s-image-swapper.yml", []byte("dryRun: false\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if p, _ := Find(""); p != ".k8s-image-swapper.yml" {
+	if p, _ := find(""); p != ".k8s-image-swapper.yml" {
 		t.Errorf("working folder first: %q", p)
 	}
-	if _, err := Find("missing.yml"); err == nil {
+	if _, err := find("missing.yml"); err == nil {
 		t.Errorf("explicit missing file: want error")
 	}
 }
@@ -295,4 +297,15 @@ func TestLocalPush(t *testing.T) {
 	if len(got) != 1 || got[0].Key != "target.local.push" || got[0].Line != 3 || !strings.Contains(got[0].Msg, "htpasswd or tokenFile") {
 		t.Errorf("enabled without credentials: %v", got)
 	}
+}
+
+// The store is named after the proxy's address when target.local.registry
+// is not set: a listen address that names no host is refused there.
+func TestLocalRegistryFromProxyAddress(t *testing.T) {
+	ps := problems(t, "proxy:\n  listenAddress: \":7439\"\n")
+	if len(ps) != 1 || ps[0].Key != "target.local.registry" {
+		t.Fatalf("problems %v", ps)
+	}
+	mustParse(t, "proxy:\n  listenAddress: \"0.0.0.0:7439\"\n")
+	mustParse(t, "proxy:\n  listenAddress: \":7439\"\ntarget:\n  local:\n    registry: mirror.local:7439\n")
 }

@@ -19,7 +19,7 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("target: {type: generic, generic: {registry: a.b:5000/x}}"))
 	f.Add([]byte("source: {filters: [{jmespath: '`true`'}]}"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		c, err := Parse(data)
+		c, err := Parse(data, Options{})
 		if err != nil {
 			var ce *Error
 			if !errors.As(err, &ce) || len(ce.Problems) == 0 {

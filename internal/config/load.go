@@ -15,8 +15,8 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-// FileNames are looked up, in order, in the working folder and then $HOME.
-var FileNames = []string{".k8s-image-swapper.yml", ".k8s-image-swapper.yaml"}
+// fileNames are looked up, in order, in the working folder and then $HOME.
+var fileNames = []string{".k8s-image-swapper.yml", ".k8s-image-swapper.yaml"}
 
 // Problem is one thing wrong with a config file.
 type Problem struct {
@@ -67,9 +67,9 @@ type Options struct {
 	Strict bool
 }
 
-// Find returns the config file to use: explicit if set, else the first of
-// FileNames in the working folder, then in $HOME. "" means none was found.
-func Find(explicit string) (string, error) {
+// find returns the config file to use: explicit if set, else the first of
+// fileNames in the working folder, then in $HOME. "" means none was found.
+func find(explicit string) (string, error) {
 	if explicit != "" {
 		if _, err := os.Stat(explicit); err != nil {
 			return "", fmt.Errorf("config file: %w", err)
@@ -81,7 +81,7 @@ func Find(explicit string) (string, error) {
 		dirs = append(dirs, home)
 	}
 	for _, d := range dirs {
-		for _, n := range FileNames {
+		for _, n := range fileNames {
 			p := filepath.Join(d, n)
 			if _, err := os.Stat(p); err == nil {
 				return p, nil
@@ -93,23 +93,20 @@ func Find(explicit string) (string, error) {
 
 // Load finds and reads the config file; with none found it returns the
 // defaults (a local target), which is the embedded default mode.
-func Load(explicit string) (*Config, string, error) { return LoadWith(explicit, Options{}) }
-
-// LoadWith is Load with options.
-func LoadWith(explicit string, o Options) (*Config, string, error) {
-	path, err := Find(explicit)
+func Load(explicit string, o Options) (*Config, string, error) {
+	path, err := find(explicit)
 	if err != nil {
 		return nil, "", err
 	}
 	if path == "" {
-		c, err := ParseWith(nil, o)
+		c, err := Parse(nil, o)
 		return c, "", err
 	}
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, path, fmt.Errorf("read config: %w", err)
 	}
-	c, err := ParseWith(data, o)
+	c, err := Parse(data, o)
 	var ce *Error
 	if errors.As(err, &ce) {
 		ce.File = path
@@ -122,10 +119,7 @@ func LoadWith(explicit string, o Options) (*Config, string, error) {
 // keys, keys in another case, values it ignored or fell back from) are
 // warnings, in Config.Warnings. All are reported together, each with its
 // key and line.
-func Parse(data []byte) (*Config, error) { return ParseWith(data, Options{}) }
-
-// ParseWith is Parse with options.
-func ParseWith(data []byte, o Options) (*Config, error) {
+func Parse(data []byte, o Options) (*Config, error) {
 	c := &Config{lines: map[string]int{}}
 	// The original's viper default; an explicit false is kept.
 	c.Target.AWS.ECROptions.ImageScanningConfiguration.ImageScanOnPush = true

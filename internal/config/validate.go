@@ -9,53 +9,30 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/distribution/reference"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/jmespath/go-jmespath"
 
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/filter"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/logging"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/policy"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/registry"
 )
 
-// DefaultProxyRegistries are the public registries the node proxy serves
-// when proxy.registries is not set.
-var DefaultProxyRegistries = []string{
-	"docker.io", "ghcr.io", "quay.io", "registry.k8s.io", "gcr.io", "public.ecr.aws", "mcr.microsoft.com",
-}
-
 var (
-	logFormats    = []string{"json", "console"}
-	swapPolicies  = []string{"always", "exists"}
-	copyPolicies  = []string{"delayed", "immediate", "force", "none"}
 	targetTypes   = []string{"aws", "gcp", "generic", "local"}
 	sourceTypes   = []string{"aws", "gcp", "generic"}
 	mutabilities  = []string{"MUTABLE", "IMMUTABLE", "MUTABLE_WITH_EXCLUSION", "IMMUTABLE_WITH_EXCLUSION"}
 	encryptions   = []string{"AES256", "KMS", "KMS_DSSE"}
-	onMissModes   = []string{"passthrough", "wait"}
-	privateModes  = []string{"deny", "allow"}
 	accountIDExpr = regexp.MustCompile(`^[0-9]{1,12}$`)
 	envRefExpr    = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
 )
 
+// applyDefaults fills in what the file leaves to the config itself: the
+// kind of a registry it does not name (the original's files set target.aws
+// with no type), the original's older keys. A value the file does not set
+// stays zero: each component has its own defaults, in one place.
 func (c *Config) applyDefaults() {
-	def := func(s *string, v string) {
-		if *s == "" {
-			*s = v
-		}
-	}
-	defD := func(d *Duration, v time.Duration) {
-		if *d == 0 {
-			*d = Duration(v)
-		}
-	}
-	def(&c.LogLevel, DefaultLogLevel)
-	def(&c.LogFormat, DefaultLogFormat)
-	def(&c.ListenAddress, DefaultListenAddress)
-	def(&c.ImageSwapPolicy, DefaultImageSwapPolicy)
-	def(&c.ImageCopyPolicy, DefaultImageCopyPolicy)
-	defD(&c.ImageCopyDeadline, DefaultImageCopyDeadline)
-
 	for _, r := range c.Source.PrivateRegistries {
 		if r.Type == "" {
 			r.Type = "aws"
@@ -76,31 +53,6 @@ func (c *Config) applyDefaults() {
 		t.Type = inferType(t.AWS, t.GCP, t.Generic, t.Local)
 	}
 	t.AWS.mergeTopLevelPolicies()
-	def(&t.Local.Path, DefaultLocalPath)
-
-	def(&c.Proxy.ListenAddress, DefaultProxyAddress)
-	def(&t.Local.Registry, c.Proxy.ListenAddress)
-	if len(c.Proxy.Registries) == 0 {
-		c.Proxy.Registries = slices.Clone(DefaultProxyRegistries)
-	}
-	def(&c.Proxy.OnMiss, "passthrough")
-	defD(&c.Proxy.WaitTimeout, 30*time.Second)
-	defD(&c.Proxy.TagTTL, 5*time.Minute)
-	defD(&c.Proxy.UpstreamTimeout, 30*time.Second)
-	def(&c.Proxy.Private, "deny")
-
-	if c.Mirror.Workers == 0 {
-		c.Mirror.Workers = 4
-	}
-	if c.Mirror.QueueSize == 0 {
-		c.Mirror.QueueSize = 1000
-	}
-	if c.Mirror.MaxRetries == 0 {
-		c.Mirror.MaxRetries = 5
-	}
-	defD(&c.Mirror.ExistsTTL, time.Hour)
-	defD(&c.Mirror.MissingTTL, 30*time.Second)
-	defD(&c.Mirror.RetryWaitMax, 30*time.Second)
 }
 
 // inferType keeps the original's files working: they set target.aws with no type.
@@ -179,12 +131,23 @@ func (ch *checker) warn(key, format string, args ...any) {
 	ch.warnings = append(ch.warnings, Problem{Key: key, Line: ch.line(key), Msg: fmt.Sprintf(format, args...)})
 }
 
-// fallBack replaces a value the original did not know by what it used instead.
-func (ch *checker) fallBack(key string, val *string, allowed []string, fallback string) {
-	if !slices.Contains(allowed, *val) {
-		ch.warn(key, "invalid value %q, must be one of: %s; using %s, as the original did", *val, strings.Join(allowed, ", "), fallback)
-		*val = fallback
+// fallBack parses a value with its one Parse; one the original did not know
+// is replaced by what it used instead (what Parse returns with the error).
+func fallBack[T ~string](ch *checker, key string, val *T, parse func(string) (T, error)) {
+	v, err := parse(string(*val))
+	if err != nil {
+		ch.warn(key, "%v; using %s, as the original did", err, v)
 	}
+	*val = v
+}
+
+// parsed parses a value with its one Parse; an unknown one is an error.
+func parsed[T ~string](ch *checker, key string, val *T, parse func(string) (T, error)) {
+	v, err := parse(string(*val))
+	if err != nil {
+		ch.add(key, "%v", err)
+	}
+	*val = v
 }
 
 func (ch *checker) oneOf(key, val string, allowed []string) {
@@ -204,21 +167,21 @@ func (ch *checker) required(key, val string) {
 // dropped), what no copy could work with is an error.
 func (c *Config) validate(lines map[string]int) (errs, warns []Problem) {
 	ch := &checker{lines: lines}
-	if _, ok := logging.ParseLevel(c.LogLevel); !ok {
+	if _, ok := logging.ParseLevel(c.LogLevel); c.LogLevel != "" && !ok {
 		ch.warn("logLevel", "invalid value %q, must be one of: %s; using info, as the original did",
 			c.LogLevel, strings.Join(logging.LevelNames(), ", "))
-		c.LogLevel = DefaultLogLevel
+		c.LogLevel = ""
 	}
-	ch.fallBack("logFormat", &c.LogFormat, logFormats, DefaultLogFormat)
-	ch.fallBack("imageSwapPolicy", &c.ImageSwapPolicy, swapPolicies, DefaultImageSwapPolicy)
-	ch.fallBack("imageCopyPolicy", &c.ImageCopyPolicy, copyPolicies, DefaultImageCopyPolicy)
+	fallBack(ch, "logFormat", &c.LogFormat, logging.ParseFormat)
+	fallBack(ch, "imageSwapPolicy", &c.ImageSwapPolicy, policy.ParseSwap)
+	fallBack(ch, "imageCopyPolicy", &c.ImageCopyPolicy, policy.ParseCopy)
 
 	for i, f := range c.Source.Filters {
 		key := fmt.Sprintf("source.filters[%d].jmespath", i)
 		const asOriginal = "; like the original, evaluating it fails for every pod, which leaves the pod unfiltered and skips the filters after it"
 		if strings.TrimSpace(f.JMESPath) == "" {
 			ch.warn(key, "empty expression"+asOriginal)
-		} else if _, err := jmespath.Compile(f.JMESPath); err != nil {
+		} else if err := filter.Check(f.JMESPath); err != nil {
 			ch.warn(key, "invalid JMESPath expression: %v"+asOriginal, err)
 		}
 	}
@@ -252,27 +215,30 @@ func (c *Config) validate(lines map[string]int) (errs, warns []Problem) {
 	case "generic":
 		ch.generic("target.generic", t.Generic)
 	case "local":
-		ch.required("target.local.path", t.Local.Path)
-		ch.host("target.local.registry", t.Local.Registry)
+		// Unset, the store is named after the proxy's address.
+		if reg := cmp.Or(t.Local.Registry, c.Proxy.ListenAddress); reg != "" {
+			ch.host("target.local.registry", reg)
+		}
 		if p := t.Local.Push; p.Enabled && p.Htpasswd == "" && p.TokenFile == "" {
 			ch.add("target.local.push", "enabled without credentials: set htpasswd or tokenFile")
 		}
 	}
 
-	ch.oneOf("proxy.onMiss", c.Proxy.OnMiss, onMissModes)
+	parsed(ch, "proxy.onMiss", &c.Proxy.OnMiss, policy.ParseOnMiss)
 	for i, r := range c.Proxy.Registries {
 		ch.host(fmt.Sprintf("proxy.registries[%d]", i), r)
 	}
-	ch.oneOf("proxy.private", c.Proxy.Private, privateModes)
+	parsed(ch, "proxy.private", &c.Proxy.Private, policy.ParsePrivate)
 	for i, g := range c.Proxy.SharedRepositories {
 		if _, err := path.Match(g, ""); err != nil || strings.TrimSpace(g) == "" {
 			ch.add(fmt.Sprintf("proxy.sharedRepositories[%d]", i), "invalid pattern %q, want a glob like ghcr.io/acme/*", g)
 		}
 	}
-	if c.Mirror.Workers < 1 {
+	// 0 takes the engine's default, as it always did.
+	if c.Mirror.Workers < 0 {
 		ch.add("mirror.workers", "must be at least 1")
 	}
-	if c.Mirror.QueueSize < 1 {
+	if c.Mirror.QueueSize < 0 {
 		ch.add("mirror.queueSize", "must be at least 1")
 	}
 	if c.Mirror.MaxRetries < 0 {
@@ -367,7 +333,7 @@ func (ch *checker) generic(key string, g Generic) {
 	if g.Registry != "" {
 		if strings.Contains(g.Registry, "://") {
 			ch.add(key+".registry", "give HOST[:PORT][/PREFIX] without a scheme (use insecure: true for plain HTTP), got %q", g.Registry)
-		} else if _, _, err := SplitRegistry(g.Registry); err != nil {
+		} else if _, err := registry.ParseBase(g.Registry); err != nil {
 			ch.add(key+".registry", "%v", err)
 		}
 	}
@@ -386,22 +352,7 @@ func (ch *checker) host(key, h string) {
 		ch.add(key, "required")
 		return
 	}
-	host, prefix, err := SplitRegistry(h)
-	if err != nil || prefix != "" || host != h {
-		ch.add(key, "invalid registry host %q, want HOST[:PORT]", h)
+	if _, err := registry.ParseHost(h); err != nil {
+		ch.add(key, "%v", err)
 	}
-}
-
-// SplitRegistry splits HOST[:PORT][/PREFIX] and checks both parts.
-func SplitRegistry(s string) (host, prefix string, err error) {
-	host, prefix, _ = strings.Cut(strings.TrimSuffix(s, "/"), "/")
-	probe := host + "/probe/x"
-	if prefix != "" {
-		probe = host + "/" + prefix + "/x"
-	}
-	named, err := reference.ParseNamed(probe)
-	if err != nil || reference.Domain(named) != host || !strings.ContainsAny(host, ".:") && host != "localhost" {
-		return "", "", fmt.Errorf("invalid registry %q, want HOST[:PORT][/PREFIX] such as registry.example.com/mirror", s)
-	}
-	return host, prefix, nil
 }

@@ -22,8 +22,7 @@ type expr struct {
 }
 
 // New compiles the expressions. One that does not compile is kept, as the
-// original kept it: it fails each time it is reached (see Match); Invalid
-// lists them.
+// original kept it: it fails each time it is reached (see Match).
 func New(exprs []string) *Filter {
 	f := &Filter{}
 	for i, s := range exprs {
@@ -41,24 +40,18 @@ func New(exprs []string) *Filter {
 	return f
 }
 
-// Invalid lists the expressions that do not compile.
-func (f *Filter) Invalid() []error {
-	if f == nil {
-		return nil
-	}
-	var out []error
-	for _, e := range f.exprs {
-		if e.err != nil {
-			out = append(out, e.err)
-		}
-	}
-	return out
+// Check tells why expr does not compile, as New compiles it; nil when it
+// does. Config validation asks it.
+func Check(expr string) error {
+	_, err := compile(expr)
+	return err
 }
 
+// compile guards against go-jmespath panicking on an odd expression.
 func compile(s string) (jp *jmespath.JMESPath, err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			jp, err = nil, fmt.Errorf("invalid JMESPath expression: %v", r)
+			jp, err = nil, fmt.Errorf("compiling panicked: %v", r)
 		}
 	}()
 	return jmespath.Compile(s)

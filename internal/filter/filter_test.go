@@ -46,14 +46,22 @@ func TestMatch(t *testing.T) {
 	}
 }
 
-// Invalid expressions are kept (the config warned about them) and listed.
+// Invalid expressions are kept (the config warned about them, with Check)
+// and fail where they are reached.
 func TestInvalid(t *testing.T) {
-	f := New([]string{"", "obj.[", "a ===", "container.name == 'c'"})
-	if errs := f.Invalid(); len(errs) != 3 {
-		t.Fatalf("Invalid() = %v, want 3", errs)
+	for _, bad := range []string{"obj.[", "a ==="} {
+		if Check(bad) == nil {
+			t.Errorf("Check(%q): no error", bad)
+		}
+		if _, err := New([]string{bad, "container.name == 'c'"}).Match(nil, map[string]any{"name": "c"}); err == nil {
+			t.Errorf("%q was not kept: Match went on past it", bad)
+		}
 	}
-	if errs := New([]string{"container.name == 'c'"}).Invalid(); len(errs) != 0 {
-		t.Fatalf("a valid expression listed: %v", errs)
+	if err := Check("container.name == 'c'"); err != nil {
+		t.Fatalf("a valid expression: %v", err)
+	}
+	if _, err := New([]string{""}).Match(nil, nil); err == nil {
+		t.Error("an empty expression was not kept")
 	}
 }
 

@@ -14,6 +14,8 @@ import (
 	"strings"
 
 	"github.com/distribution/reference"
+
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/registry"
 )
 
 // Parse normalises s: "nginx" -> docker.io/library/nginx:latest. A reference
@@ -45,8 +47,8 @@ func Digest(r reference.Named) string {
 	return ""
 }
 
-// WithRef gives name the tag and digest of from.
-func WithRef(name reference.Named, from reference.Named) (reference.Named, error) {
+// withRef gives name the tag and digest of from.
+func withRef(name reference.Named, from reference.Named) (reference.Named, error) {
 	out := name
 	var err error
 	if t, ok := from.(reference.Tagged); ok {
@@ -62,16 +64,16 @@ func WithRef(name reference.Named, from reference.Named) (reference.Named, error
 	return out, nil
 }
 
-// MirrorPath is the repository path a source repository gets under the
+// mirrorPath is the repository path a source repository gets under the
 // target: docker.io/library/nginx, registry.local_5000/team/app.
-func MirrorPath(src reference.Named) (string, error) {
+func mirrorPath(src reference.Named) (string, error) {
 	domain := reference.Domain(src)
 	if strings.HasPrefix(domain, "[") {
 		return "", fmt.Errorf("mirror %s: an IPv6 registry host cannot be a repository path", src.Name())
 	}
 	// DNS is case-insensitive and repository paths must be lower case.
 	host := strings.ToLower(domain)
-	if !isHost(host) {
+	if !registry.IsHost(host) {
 		// Only an upper-case letter made the library read "A/x" as a host;
 		// lower-cased it would read as a path, so there is no way back.
 		return "", fmt.Errorf("mirror %s: registry host %q needs a dot or a port", src.Name(), domain)
@@ -79,14 +81,14 @@ func MirrorPath(src reference.Named) (string, error) {
 	return strings.ReplaceAll(host, ":", "_") + "/" + reference.Path(src), nil
 }
 
-// SourceName reverses MirrorPath: registry.local_5000/team/app -> registry.local:5000/team/app.
-func SourceName(path string) (reference.Named, error) {
+// sourceName reverses mirrorPath: registry.local_5000/team/app -> registry.local:5000/team/app.
+func sourceName(path string) (reference.Named, error) {
 	first, rest, ok := strings.Cut(path, "/")
 	if !ok || rest == "" {
 		return nil, fmt.Errorf("%q is not a mirrored repository path: want HOST/PATH", path)
 	}
-	host := strings.Replace(first, "_", ":", 1)
-	if !isHost(host) {
+	host, ok := MirrorHost(first)
+	if !ok {
 		return nil, fmt.Errorf("%q is not a mirrored repository path: %q is not a registry host", path, first)
 	}
 	named, err := reference.ParseNamed(host + "/" + rest)
@@ -99,12 +101,29 @@ func SourceName(path string) (reference.Named, error) {
 	return named, nil
 }
 
-// IsMirrorPath tells whether a repository path is in the mirror layout: its
-// first component names a registry host (docker.io, registry.local_5000,
-// localhost), so that only copies belong there.
+// MirrorHost reads the registry host that the first component of a mirror
+// path names, as mirrorPath writes it: a host by Docker's rule, with its
+// port's ':' as '_' (registry.local_5000, localhost_5000). ok is false for
+// a component that names no registry (library, my_team).
+func MirrorHost(first string) (host string, ok bool) {
+	host = first
+	if i := strings.LastIndexByte(first, '_'); i > 0 && isPort(first[i+1:]) {
+		host = first[:i] + ":" + first[i+1:]
+	}
+	return host, registry.IsHost(host)
+}
+
+func isPort(s string) bool {
+	return s != "" && strings.Trim(s, "0123456789") == ""
+}
+
+// IsMirrorPath tells whether a repository path is in the mirror layout, so
+// that only copies belong there. It is the fence against writes and errs on
+// the safe side: a first component that could name a registry (a '.', a
+// port in any spelling, localhost) counts, wider than MirrorHost.
 func IsMirrorPath(path string) bool {
 	first, _, _ := strings.Cut(path, "/")
-	return isHost(strings.ToLower(strings.Replace(first, "_", ":", 1)))
+	return registry.IsHost(strings.ToLower(strings.Replace(first, "_", ":", 1)))
 }
 
 // Mapper maps between source references and target references for one
@@ -114,30 +133,22 @@ type Mapper struct {
 	Prefix string // repository prefix inside the host, may be empty
 }
 
-// NewMapper checks base and returns its Mapper.
+// NewMapper checks base, HOST[:PORT][/PREFIX], and returns its Mapper.
 func NewMapper(base string) (Mapper, error) {
-	base = strings.TrimSuffix(base, "/")
-	host, prefix, _ := strings.Cut(base, "/")
-	probe := base + "/docker.io/x"
-	named, err := reference.ParseNamed(probe)
-	if err != nil || reference.Domain(named) != host {
-		return Mapper{}, fmt.Errorf("invalid target registry %q: want HOST[:PORT][/PREFIX]", base)
+	b, err := registry.ParseBase(base)
+	if err != nil {
+		return Mapper{}, fmt.Errorf("target: %w", err)
 	}
-	return Mapper{Host: host, Prefix: prefix}, nil
+	return Mapper{Host: b.Host, Prefix: b.Prefix}, nil
 }
 
 // Base is HOST[:PORT][/PREFIX].
-func (m Mapper) Base() string {
-	if m.Prefix == "" {
-		return m.Host
-	}
-	return m.Host + "/" + m.Prefix
-}
+func (m Mapper) Base() string { return registry.Base{Host: m.Host, Prefix: m.Prefix}.String() }
 
 // Repository is the target repository (inside the host) for a source:
 // [prefix/]docker.io/library/nginx. ECR and GAR repository names are this.
 func (m Mapper) Repository(src reference.Named) (string, error) {
-	p, err := MirrorPath(src)
+	p, err := mirrorPath(src)
 	if err != nil {
 		return "", err
 	}
@@ -158,7 +169,7 @@ func (m Mapper) ToTarget(src reference.Named) (reference.Named, error) {
 	if err != nil {
 		return nil, fmt.Errorf("map %s to target %s: %w", src, m.Base(), err)
 	}
-	return WithRef(named, src)
+	return withRef(named, src)
 }
 
 // IsTarget tells whether r already names an image in the target.
@@ -178,15 +189,9 @@ func (m Mapper) ToSource(t reference.Named) (reference.Named, error) {
 	if m.Prefix != "" {
 		p = strings.TrimPrefix(p, m.Prefix+"/")
 	}
-	named, err := SourceName(p)
+	named, err := sourceName(p)
 	if err != nil {
 		return nil, fmt.Errorf("map %s back to its source: %w", t, err)
 	}
-	return WithRef(named, t)
-}
-
-// isHost tells whether the first path component names a registry, as the
-// reference library decides it for lower-case names.
-func isHost(s string) bool {
-	return strings.ContainsAny(s, ".:") || s == "localhost"
+	return withRef(named, t)
 }

@@ -14,8 +14,8 @@ import (
 	"unicode/utf8"
 )
 
-// Options configure a Handler.
-type Options struct {
+// handlerOptions configure a handler.
+type handlerOptions struct {
 	Level slog.Leveler
 	// Console writes zerolog's console format instead of its JSON.
 	Console bool
@@ -23,33 +23,33 @@ type Options struct {
 	Caller bool
 }
 
-// Handler is a slog.Handler writing what zerolog writes: one JSON object a
+// handler is a slog.Handler writing what zerolog writes: one JSON object a
 // line with "level" first, then the fields in the order they were added,
 // then "time" (RFC 3339) and "message"; or that object in zerolog's
 // console format.
-type Handler struct {
+type handler struct {
 	w      io.Writer
 	mu     *sync.Mutex
-	opts   Options
+	opts   handlerOptions
 	fields []byte // the fields of With, encoded, each with a leading comma
 	open   int    // groups of WithGroup opened in fields
 }
 
-// NewHandler returns a handler writing to w.
-func NewHandler(w io.Writer, o Options) *Handler {
+// newHandler returns a handler writing to w.
+func newHandler(w io.Writer, o handlerOptions) *handler {
 	if o.Level == nil {
 		o.Level = slog.LevelInfo
 	}
-	return &Handler{w: w, mu: &sync.Mutex{}, opts: o}
+	return &handler{w: w, mu: &sync.Mutex{}, opts: o}
 }
 
 // Enabled implements slog.Handler.
-func (h *Handler) Enabled(_ context.Context, l slog.Level) bool {
-	return l >= h.opts.Level.Level() && h.opts.Level.Level() < LevelDisabled
+func (h *handler) Enabled(_ context.Context, l slog.Level) bool {
+	return l >= h.opts.Level.Level() && h.opts.Level.Level() < levelDisabled
 }
 
 // WithAttrs implements slog.Handler.
-func (h *Handler) WithAttrs(attrs []slog.Attr) slog.Handler {
+func (h *handler) WithAttrs(attrs []slog.Attr) slog.Handler {
 	if len(attrs) == 0 {
 		return h
 	}
@@ -59,7 +59,7 @@ func (h *Handler) WithAttrs(attrs []slog.Attr) slog.Handler {
 }
 
 // WithGroup implements slog.Handler: later fields nest under name.
-func (h *Handler) WithGroup(name string) slog.Handler {
+func (h *handler) WithGroup(name string) slog.Handler {
 	if name == "" {
 		return h
 	}
@@ -70,10 +70,10 @@ func (h *Handler) WithGroup(name string) slog.Handler {
 }
 
 // Handle implements slog.Handler.
-func (h *Handler) Handle(_ context.Context, r slog.Record) error {
+func (h *handler) Handle(_ context.Context, r slog.Record) error {
 	buf := make([]byte, 0, 256)
 	buf = append(buf, `{"level":`...)
-	buf = appendString(buf, LevelName(r.Level))
+	buf = appendString(buf, levelName(r.Level))
 	buf = append(buf, h.fields...)
 	var attrs []slog.Attr
 	r.Attrs(func(a slog.Attr) bool { attrs = append(attrs, a); return true })
@@ -104,8 +104,8 @@ func (h *Handler) Handle(_ context.Context, r slog.Record) error {
 	return err
 }
 
-// LevelName is zerolog's name of l.
-func LevelName(l slog.Level) string {
+// levelName is zerolog's name of l.
+func levelName(l slog.Level) string {
 	switch {
 	case l < slog.LevelDebug:
 		return "trace"
@@ -115,9 +115,9 @@ func LevelName(l slog.Level) string {
 		return "info"
 	case l < slog.LevelError:
 		return "warn"
-	case l < LevelFatal:
+	case l < levelFatal:
 		return "error"
-	case l < LevelPanic:
+	case l < levelPanic:
 		return "fatal"
 	default:
 		return "panic"

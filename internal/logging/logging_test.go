@@ -35,12 +35,12 @@ func logAll(h slog.Handler) {
 		"f", 0.0000001, "d", 1500*time.Microsecond, "error", errors.New("boom"), "regs", []string{"a", "b"}, "s", pair{1, "x"})
 	emit(slog.LevelDebug, "debug line")
 	emit(slog.LevelWarn, "", "k", "v v")
-	emit(LevelTrace, "t")
+	emit(levelTrace, "t")
 }
 
 func TestJSONIsZerologs(t *testing.T) {
 	var b bytes.Buffer
-	logAll(NewHandler(&b, Options{Level: LevelTrace}))
+	logAll(newHandler(&b, handlerOptions{Level: levelTrace}))
 	want := `{"level":"info","uid":"u1","n":3,"image":"docker.io/library/nginx:1 <x>&\"q\"\n\u0001\u007f é","ok":true,"f":1e-7,"d":1.5,"error":"boom","regs":["a","b"],"s":{"a":1,"b":"x"},"time":"2026-12-01T17:16:31Z","message":"pod reviewed"}
 {"level":"debug","uid":"u1","n":3,"time":"2026-12-01T17:16:31Z","message":"debug line"}
 {"level":"warn","uid":"u1","n":3,"k":"v v","time":"2026-12-01T17:16:31Z"}
@@ -55,7 +55,7 @@ func TestConsoleIsZerologs(t *testing.T) {
 	t.Setenv("NO_COLOR", "")
 	kitchen := at.In(time.Local).Format(time.Kitchen)
 	var b bytes.Buffer
-	logAll(NewHandler(&b, Options{Level: LevelTrace, Console: true}))
+	logAll(newHandler(&b, handlerOptions{Level: levelTrace, Console: true}))
 	want := "\x1b[90mK\x1b[0m \x1b[32mINF\x1b[0m \x1b[1mpod reviewed\x1b[0m \x1b[36merror=\x1b[0m\x1b[31m\x1b[1mboom\x1b[0m\x1b[0m " +
 		"\x1b[36md=\x1b[0m1.5 \x1b[36mf=\x1b[0m1e-7 \x1b[36mimage=\x1b[0m\"docker.io/library/nginx:1 <x>&\\\"q\\\"\\n\\x01\\x7f é\" " +
 		"\x1b[36mn=\x1b[0m3 \x1b[36mok=\x1b[0mtrue \x1b[36mregs=\x1b[0m[\"a\",\"b\"] \x1b[36ms=\x1b[0m{\"a\":1,\"b\":\"x\"} \x1b[36muid=\x1b[0mu1\n" +
@@ -69,7 +69,7 @@ func TestConsoleIsZerologs(t *testing.T) {
 
 	t.Setenv("NO_COLOR", "1")
 	b.Reset()
-	logAll(NewHandler(&b, Options{Level: slog.LevelWarn, Console: true}))
+	logAll(newHandler(&b, handlerOptions{Level: slog.LevelWarn, Console: true}))
 	if got, want := b.String(), kitchen+" WRN k=\"v v\" n=3 uid=u1\n"; got != want {
 		t.Errorf("NO_COLOR: got %q, want %q", got, want)
 	}
@@ -77,9 +77,9 @@ func TestConsoleIsZerologs(t *testing.T) {
 
 func TestLevels(t *testing.T) {
 	for name, want := range map[string]slog.Level{
-		"trace": LevelTrace, "DEBUG": slog.LevelDebug, "Info": slog.LevelInfo, "warn": slog.LevelWarn,
-		"error": slog.LevelError, "fatal": LevelFatal, "panic": LevelPanic, "disabled": LevelDisabled,
-		"-1": LevelTrace, "5": LevelPanic,
+		"trace": levelTrace, "DEBUG": slog.LevelDebug, "Info": slog.LevelInfo, "warn": slog.LevelWarn,
+		"error": slog.LevelError, "fatal": levelFatal, "panic": levelPanic, "disabled": levelDisabled,
+		"-1": levelTrace, "5": levelPanic,
 	} {
 		if got, ok := ParseLevel(name); !ok || got != want {
 			t.Errorf("ParseLevel(%q) = %v %v, want %v", name, got, ok, want)
@@ -94,8 +94,8 @@ func TestLevels(t *testing.T) {
 	var b bytes.Buffer
 	l := New(&b, "panic", "json")
 	l.Warn("dropped")
-	l.Log(context.Background(), LevelPanic, "kept")
-	New(&b, "disabled", "json").Log(context.Background(), LevelPanic, "dropped")
+	l.Log(context.Background(), levelPanic, "kept")
+	New(&b, "disabled", "json").Log(context.Background(), levelPanic, "dropped")
 	if got := b.String(); strings.Count(got, "\n") != 1 || !strings.Contains(got, `{"level":"panic","time":`) {
 		t.Errorf("panic level: %q", got)
 	}
@@ -118,7 +118,7 @@ func TestTraceCaller(t *testing.T) {
 
 func TestGroups(t *testing.T) {
 	var b bytes.Buffer
-	l := slog.New(NewHandler(&b, Options{})).WithGroup("req").With("id", 1)
+	l := slog.New(newHandler(&b, handlerOptions{})).WithGroup("req").With("id", 1)
 	l.Info("m", slog.Group("containers.app", "image", "nginx"), slog.Group("empty"))
 	want := `{"level":"info","req":{"id":1,"containers.app":{"image":"nginx"}},"time":"`
 	if !strings.HasPrefix(b.String(), want) {

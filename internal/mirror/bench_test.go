@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"testing"
 
-	"github.com/k8s-image-swapper/k8s-image-swapper/internal/config"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/target"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/testutil/images"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/testutil/registryproc"
@@ -26,7 +25,7 @@ func benchSetup(b *testing.B) (*registryproc.Registry, *registryproc.Registry, s
 }
 
 func benchEngine(b *testing.B, src, dst, prefix string) *Engine {
-	tgt, err := target.NewGeneric(config.Generic{Registry: dst + "/" + prefix, Insecure: true})
+	tgt, err := target.NewGeneric(target.GenericSpec{Registry: dst + "/" + prefix, Insecure: true})
 	if err != nil {
 		b.Fatal(err)
 	}

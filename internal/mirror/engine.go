@@ -4,6 +4,7 @@
 package mirror
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -14,19 +15,14 @@ import (
 
 	"github.com/distribution/reference"
 	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/auth"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/metrics"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/policy"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/target"
-)
-
-// Copy policies, as imageCopyPolicy names them.
-const (
-	PolicyDelayed   = "delayed"
-	PolicyImmediate = "immediate"
-	PolicyForce     = "force"
-	PolicyNone      = "none"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/ttlcache"
 )
 
 // Copy results, counted in k8s_image_swapper_copies_total.
@@ -37,26 +33,43 @@ const (
 	resultDropped = "dropped"
 )
 
-// ErrQueueFull is returned when a delayed copy was dropped.
-var ErrQueueFull = errors.New("copy queue is full")
+// errQueueFull is returned when a delayed copy was dropped.
+var errQueueFull = errors.New("copy queue is full")
 
-// Options tune an Engine. Zero values take the defaults.
+// Options tune an Engine. A zero value takes its default (see defaults).
 type Options struct {
-	Workers     int
-	QueueSize   int
+	Workers     int           // copies at once (default 4)
+	QueueSize   int           // copies waiting (default 1000)
 	ExistsTTL   time.Duration // how long "present" is believed (default 1h)
 	MissingTTL  time.Duration // how long "missing" is believed (default 30s)
 	CopyTimeout time.Duration // bound on a queued copy (default 15m)
-	Retries     int           // retries of a registry request on 429/5xx (default 5)
+	Retries     int           // retries of a registry request on 429/5xx (default 5; negative: none)
 	RetryWait   time.Duration // cap on one retry wait (default 30s)
 	Jobs        int           // blobs uploaded at once per copy (default 4)
 	Platforms   []v1.Platform // copy only these; empty means all
 	Sources     *auth.Sources
 	// SourceKeychain adds credentials for sources (cloud registries).
 	SourceKeychain authn.Keychain
-	// SourceTransport reaches sources; default http.DefaultTransport.
+	// SourceTransport reaches sources; default target.NewTransport(false).
 	SourceTransport http.RoundTripper
 	Logger          *slog.Logger
+}
+
+// defaults fills what o leaves zero: every default of the engine.
+func (o Options) defaults() Options {
+	o.Workers = cmp.Or(o.Workers, 4)
+	o.QueueSize = cmp.Or(o.QueueSize, 1000)
+	o.ExistsTTL = cmp.Or(o.ExistsTTL, time.Hour)
+	o.MissingTTL = cmp.Or(o.MissingTTL, 30*time.Second)
+	o.CopyTimeout = cmp.Or(o.CopyTimeout, 15*time.Minute)
+	o.Retries = cmp.Or(o.Retries, 5)
+	o.RetryWait = cmp.Or(o.RetryWait, 30*time.Second)
+	o.Jobs = cmp.Or(o.Jobs, 4)
+	if o.SourceTransport == nil {
+		o.SourceTransport = target.NewTransport(false)
+	}
+	o.Logger = cmp.Or(o.Logger, slog.Default())
+	return o
 }
 
 // Request asks for one image to be mirrored.
@@ -85,7 +98,7 @@ type Engine struct {
 	log     *slog.Logger
 	srcRT   http.RoundTripper
 	tgtRT   http.RoundTripper
-	cache   *existsCache
+	cache   existsCache
 	homes   blobHomes
 	queue   chan *Job
 	mu      sync.Mutex
@@ -118,33 +131,7 @@ func (j *Job) Done() <-chan struct{} { return j.done }
 
 // New returns an engine; call Start to run its workers.
 func New(t target.Target, o Options) *Engine {
-	if o.Workers <= 0 {
-		o.Workers = 4
-	}
-	if o.QueueSize <= 0 {
-		o.QueueSize = 1000
-	}
-	if o.ExistsTTL <= 0 {
-		o.ExistsTTL = time.Hour
-	}
-	if o.MissingTTL <= 0 {
-		o.MissingTTL = 30 * time.Second
-	}
-	if o.CopyTimeout <= 0 {
-		o.CopyTimeout = 15 * time.Minute
-	}
-	if o.Retries == 0 {
-		o.Retries = 5
-	}
-	if o.Jobs <= 0 {
-		o.Jobs = 4
-	}
-	if o.SourceTransport == nil {
-		o.SourceTransport = target.NewTransport(false)
-	}
-	if o.Logger == nil {
-		o.Logger = slog.Default()
-	}
+	o = o.defaults()
 	metrics.Zero(metrics.CopiesTotal, []string{resultCopied, resultPresent, resultFailed, resultDropped})
 	metrics.Zero(metrics.CopyDuration, []string{resultCopied, resultPresent, resultFailed})
 	metrics.Zero(metrics.ExistsCache, []string{cacheHit, cacheMiss})
@@ -152,9 +139,10 @@ func New(t target.Target, o Options) *Engine {
 		target: t,
 		opts:   o,
 		log:    o.Logger,
-		srcRT:  &RetryTransport{Next: o.SourceTransport, Retries: o.Retries, WaitMax: o.RetryWait},
-		tgtRT:  &RetryTransport{Next: t.Transport(), Retries: o.Retries, WaitMax: o.RetryWait},
+		srcRT:  &retryTransport{next: o.SourceTransport, retries: o.Retries, waitMax: o.RetryWait},
+		tgtRT:  &retryTransport{next: t.Transport(), retries: o.Retries, waitMax: o.RetryWait},
 		cache:  newExistsCache(o.ExistsTTL, o.MissingTTL),
+		homes:  blobHomes{ttlcache.New[v1.Hash, name.Repository](maxBlobHomes)},
 		queue:  make(chan *Job, o.QueueSize),
 		jobs:   map[string]*Job{},
 	}
@@ -214,14 +202,14 @@ func (e *Engine) Close() {
 // Mirror applies an imageCopyPolicy: delayed queues and returns, immediate
 // queues and waits up to deadline, force copies in the caller within
 // deadline, none does nothing.
-func (e *Engine) Mirror(ctx context.Context, policy string, deadline time.Duration, req Request) error {
-	switch policy {
-	case PolicyNone:
+func (e *Engine) Mirror(ctx context.Context, how policy.Copy, deadline time.Duration, req Request) error {
+	switch how {
+	case policy.CopyNone:
 		return nil
-	case PolicyDelayed:
+	case policy.CopyDelayed:
 		_, err := e.Submit(req)
 		return err
-	case PolicyImmediate:
+	case policy.CopyImmediate:
 		j, err := e.Submit(req)
 		if err != nil {
 			return err
@@ -230,13 +218,13 @@ func (e *Engine) Mirror(ctx context.Context, policy string, deadline time.Durati
 		defer cancel()
 		_, err = j.Wait(ctx)
 		return err
-	case PolicyForce:
+	case policy.CopyForce:
 		ctx, cancel := withDeadline(ctx, deadline)
 		defer cancel()
 		_, err := e.Copy(ctx, req)
 		return err
 	default:
-		return fmt.Errorf("unknown image copy policy %q", policy)
+		return fmt.Errorf("unknown image copy policy %q", how)
 	}
 }
 
@@ -249,7 +237,7 @@ func withDeadline(ctx context.Context, d time.Duration) (context.Context, contex
 
 // Submit queues a copy and returns at once. A copy of the same image
 // already queued or running is shared. When the queue is full the request
-// is dropped (ErrQueueFull), never blocking the caller.
+// is dropped (errQueueFull), never blocking the caller.
 func (e *Engine) Submit(req Request) (*Job, error) {
 	j, fresh := e.claim(req)
 	if !fresh {
@@ -262,7 +250,7 @@ func (e *Engine) Submit(req Request) (*Job, error) {
 	default:
 		metrics.CopiesTotal.WithLabelValues(resultDropped).Inc()
 		e.log.Warn("copy queue full, copy dropped", "image", req.Source.String(), "queue", cap(e.queue))
-		err := fmt.Errorf("mirror %s: %w", req.Source, ErrQueueFull)
+		err := fmt.Errorf("mirror %s: %w", req.Source, errQueueFull)
 		e.finish(j, Result{}, err)
 		return j, err
 	}

@@ -23,8 +23,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/auth"
-	"github.com/k8s-image-swapper/k8s-image-swapper/internal/config"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/imageref"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/policy"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/target"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/testutil/images"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/testutil/registryproc"
@@ -41,7 +41,7 @@ func newEnv(t *testing.T) *env {
 	t.Helper()
 	e := &env{src: registryproc.Start(t, registryproc.Options{}), dst: registryproc.Start(t, registryproc.Options{})}
 	var err error
-	e.tgt, err = target.NewGeneric(config.Generic{Registry: e.dst.Addr + "/mirror", Insecure: true})
+	e.tgt, err = target.NewGeneric(target.GenericSpec{Registry: e.dst.Addr + "/mirror", Insecure: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,9 +51,9 @@ func newEnv(t *testing.T) *env {
 
 func insecureSources(t testing.TB, hosts ...string) *auth.Sources {
 	t.Helper()
-	var regs []config.Registry
+	var regs []auth.Source
 	for _, h := range hosts {
-		regs = append(regs, config.Registry{Type: "generic", Generic: config.Generic{Registry: h, Insecure: true}})
+		regs = append(regs, auth.Source{Registry: h, Insecure: true})
 	}
 	s, err := auth.NewSources(regs)
 	if err != nil {
@@ -280,7 +280,7 @@ func TestConcurrentCopiesShareOne(t *testing.T) {
 			if i%2 == 0 {
 				_, err = eng.Copy(context.Background(), Request{Source: src})
 			} else {
-				err = eng.Mirror(context.Background(), PolicyImmediate, time.Minute, Request{Source: src})
+				err = eng.Mirror(context.Background(), policy.CopyImmediate, time.Minute, Request{Source: src})
 			}
 			errs <- err
 		}()
@@ -415,24 +415,24 @@ func TestQueueFullDrops(t *testing.T) {
 	}
 	start := time.Now()
 	_, err = eng.Submit(Request{Source: ref(t, host+"/c:1")})
-	if !errors.Is(err, ErrQueueFull) {
-		t.Errorf("third submit: got %v, want ErrQueueFull", err)
+	if !errors.Is(err, errQueueFull) {
+		t.Errorf("third submit: got %v, want errQueueFull", err)
 	}
 	if time.Since(start) > time.Second {
 		t.Errorf("a full queue blocked the caller")
 	}
 	// Delayed returns at once whatever the queue holds.
-	if err := eng.Mirror(context.Background(), PolicyDelayed, 0, Request{Source: ref(t, host+"/a:1")}); err != nil {
+	if err := eng.Mirror(context.Background(), policy.CopyDelayed, 0, Request{Source: ref(t, host+"/a:1")}); err != nil {
 		t.Errorf("delayed submit of a job in flight: %v", err)
 	}
 	// Immediate gives up at its deadline.
-	err = eng.Mirror(context.Background(), PolicyImmediate, 200*time.Millisecond, Request{Source: ref(t, host+"/a:1")})
+	err = eng.Mirror(context.Background(), policy.CopyImmediate, 200*time.Millisecond, Request{Source: ref(t, host+"/a:1")})
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("immediate past its deadline: got %v", err)
 	}
 	_ = first
 	// None copies nothing.
-	if err := eng.Mirror(context.Background(), PolicyNone, 0, Request{Source: ref(t, host+"/z:1")}); err != nil {
+	if err := eng.Mirror(context.Background(), policy.CopyNone, 0, Request{Source: ref(t, host+"/z:1")}); err != nil {
 		t.Error(err)
 	}
 }
@@ -489,7 +489,7 @@ func TestLocalTargetSurvivesRestart(t *testing.T) {
 	want := images.Push(t, src.Addr+"/library/app:1", images.Index(t, 1024, 2, "linux/amd64", "linux/arm64"))
 	dir := t.TempDir()
 	open := func() *target.Local {
-		l, err := target.NewLocal(context.Background(), config.Local{Path: dir, Registry: "127.0.0.1:7439"})
+		l, err := target.NewLocal(context.Background(), target.LocalSpec{Path: dir, Registry: "127.0.0.1:7439"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -506,7 +506,7 @@ func TestLocalTargetSurvivesRestart(t *testing.T) {
 	// A new process on the same folder still has the image, manifest and blobs.
 	l = open()
 	defer l.Close()
-	r, err := target.Reference(l, res.Target)
+	r, err := name.ParseReference(res.Target.String(), l.NameOptions()...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -592,7 +592,7 @@ func TestExistsHungTarget(t *testing.T) {
 	hang := make(chan struct{})
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-hang }))
 	t.Cleanup(func() { close(hang); srv.Close() })
-	tgt, err := target.NewGeneric(config.Generic{Registry: strings.TrimPrefix(srv.URL, "http://"), Insecure: true})
+	tgt, err := target.NewGeneric(target.GenericSpec{Registry: strings.TrimPrefix(srv.URL, "http://"), Insecure: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -605,5 +605,32 @@ func TestExistsHungTarget(t *testing.T) {
 	ok, err = eng.Exists(context.Background(), src)
 	if ok || err != nil {
 		t.Fatalf("second check: %v %v, want a cached miss", ok, err)
+	}
+}
+
+// The engine's defaults, as README's mirror block documents them.
+func TestDefaults(t *testing.T) {
+	o := Options{}.defaults()
+	if o.Workers != 4 || o.QueueSize != 1000 || o.ExistsTTL != time.Hour || o.MissingTTL != 30*time.Second ||
+		o.Retries != 5 || o.RetryWait != 30*time.Second {
+		t.Errorf("defaults: %+v", o)
+	}
+	if o := (Options{Retries: -1}).defaults(); o.Retries != -1 {
+		t.Errorf("no retries became %d", o.Retries)
+	}
+}
+
+// With no retries (mirror.maxRetries: 0) a 429 fails the copy at once.
+func TestNoRetries(t *testing.T) {
+	e := newEnv(t)
+	images.Push(t, e.src.Addr+"/library/app:1", images.Image(t, 1024, 1, ""))
+	srv, refused := flaky(t, e.src.Addr, 1, func(r *http.Request) bool { return strings.Contains(r.URL.Path, "/manifests/") }, http.StatusTooManyRequests)
+	host := strings.TrimPrefix(srv.URL, "http://")
+	eng := e.engine(t, Options{Sources: insecureSources(t, host), Retries: -1})
+	if _, err := eng.Copy(context.Background(), Request{Source: ref(t, host+"/library/app:1")}); err == nil {
+		t.Fatal("copy succeeded through a 429 without retries")
+	}
+	if refused.Load() != 1 {
+		t.Errorf("the source was asked %d times", refused.Load())
 	}
 }

@@ -1,29 +1,24 @@
 package mirror
 
 import (
-	"sync"
-
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/ttlcache"
 )
 
 // blobHomes remembers a target repository that holds each blob copied, so
 // the next image sharing a layer (another image on the same base) gets it
 // by a cross-repository mount instead of an upload.
 type blobHomes struct {
-	mu    sync.Mutex
-	repos map[v1.Hash]name.Repository
+	repos *ttlcache.Cache[v1.Hash, name.Repository]
 }
 
+// maxBlobHomes bounds what is remembered; a blob forgotten costs an upload.
 const maxBlobHomes = 50_000
 
-func (b *blobHomes) get(h v1.Hash) (name.Repository, bool) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	r, ok := b.repos[h]
-	return r, ok
-}
+func (b *blobHomes) get(h v1.Hash) (name.Repository, bool) { return b.repos.Get(h) }
 
 // remember records img's layers as held by repo.
 func (b *blobHomes) remember(repo name.Repository, img v1.Image) {
@@ -31,23 +26,10 @@ func (b *blobHomes) remember(repo name.Repository, img v1.Image) {
 	if err != nil {
 		return
 	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.repos == nil {
-		b.repos = map[v1.Hash]name.Repository{}
-	}
 	for _, l := range layers {
-		h, err := l.Digest()
-		if err != nil {
-			continue
+		if h, err := l.Digest(); err == nil {
+			b.repos.Set(h, repo, 0)
 		}
-		if len(b.repos) >= maxBlobHomes {
-			for k := range b.repos { // drop an arbitrary entry: a miss only costs an upload
-				delete(b.repos, k)
-				break
-			}
-		}
-		b.repos[h] = repo
 	}
 }
 

@@ -11,13 +11,13 @@ import (
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/metrics"
 )
 
-// RetryTransport retries requests a registry answered with 429 or a 5xx,
+// retryTransport retries requests a registry answered with 429 or a 5xx,
 // honouring Retry-After, and holds back every request to a host that asked
 // for a pause (Docker Hub's rate limit is per client, not per request).
-type RetryTransport struct {
-	Next    http.RoundTripper
-	Retries int           // extra attempts after the first
-	WaitMax time.Duration // cap on one wait
+type retryTransport struct {
+	next    http.RoundTripper
+	retries int           // extra attempts after the first
+	waitMax time.Duration // cap on one wait
 
 	mu     sync.Mutex
 	paused map[string]time.Time // host -> no requests before
@@ -32,7 +32,7 @@ func retryable(code int) bool {
 	return false
 }
 
-func (t *RetryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	ctx := req.Context()
 	for attempt := 0; ; attempt++ {
 		if err := t.waitHost(ctx, req.URL.Host); err != nil {
@@ -53,8 +53,8 @@ func (t *RetryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 				r.Body = body
 			}
 		}
-		resp, err := t.Next.RoundTrip(r)
-		if err != nil || !retryable(resp.StatusCode) || attempt >= t.Retries ||
+		resp, err := t.next.RoundTrip(r)
+		if err != nil || !retryable(resp.StatusCode) || attempt >= t.retries ||
 			(req.Body != nil && req.Body != http.NoBody && req.GetBody == nil) {
 			return resp, err
 		}
@@ -77,17 +77,13 @@ func (replayError) Error() string { return "request body cannot be replayed for 
 var errNotReplayable error = replayError{}
 
 // backoff is Retry-After when given, else exponential with jitter.
-func (t *RetryTransport) backoff(attempt int, resp *http.Response) time.Duration {
-	max := t.WaitMax
-	if max <= 0 {
-		max = 30 * time.Second
-	}
+func (t *retryTransport) backoff(attempt int, resp *http.Response) time.Duration {
 	if d, ok := retryAfter(resp.Header.Get("Retry-After")); ok {
-		return min(d, max)
+		return min(d, t.waitMax)
 	}
 	d := time.Duration(100<<min(attempt, 10)) * time.Millisecond
 	d += time.Duration(rand.Int64N(int64(d) / 2))
-	return min(d, max)
+	return min(d, t.waitMax)
 }
 
 func retryAfter(v string) (time.Duration, bool) {
@@ -103,7 +99,7 @@ func retryAfter(v string) (time.Duration, bool) {
 	return 0, false
 }
 
-func (t *RetryTransport) pause(host string, d time.Duration) {
+func (t *retryTransport) pause(host string, d time.Duration) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.paused == nil {
@@ -114,7 +110,7 @@ func (t *RetryTransport) pause(host string, d time.Duration) {
 	}
 }
 
-func (t *RetryTransport) waitHost(ctx context.Context, host string) error {
+func (t *retryTransport) waitHost(ctx context.Context, host string) error {
 	t.mu.Lock()
 	until := t.paused[host]
 	t.mu.Unlock()

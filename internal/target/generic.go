@@ -9,7 +9,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 
-	"github.com/k8s-image-swapper/k8s-image-swapper/internal/config"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/imageref"
 )
 
@@ -22,8 +21,16 @@ type Generic struct {
 	transport http.RoundTripper
 }
 
-// NewGeneric checks the generic block and returns its target.
-func NewGeneric(g config.Generic) (*Generic, error) {
+// GenericSpec is a generic target.
+type GenericSpec struct {
+	Registry string // HOST[:PORT][/PREFIX]
+	// Insecure reaches it over plain HTTP, or tolerates an untrusted certificate.
+	Insecure           bool
+	Username, Password string // "" for anonymous
+}
+
+// NewGeneric checks g and returns its target.
+func NewGeneric(g GenericSpec) (*Generic, error) {
 	m, err := imageref.NewMapper(g.Registry)
 	if err != nil {
 		return nil, fmt.Errorf("generic target: %w", err)

@@ -10,11 +10,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/opencontainers/go-digest"
+
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/registry"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/ttlcache"
 )
 
 // TagLedger is a target that knows which digest each tag had when the copy
@@ -32,8 +34,7 @@ type ledger struct {
 	root    string
 	adopted string // marker: the tags a store held before the ledger are recorded
 
-	mu    sync.Mutex
-	cache map[string]digest.Digest // repo:tag -> digest, as read or written
+	cache *ttlcache.Cache[string, digest.Digest] // repo:tag -> digest, as read or written
 }
 
 func (l *ledger) file(repo, tag string) string {
@@ -60,34 +61,24 @@ func (l *ledger) record(repo, tag string, d digest.Digest) error {
 		_ = os.Remove(tmp.Name())
 		return fmt.Errorf("tag ledger %s:%s: %w", repo, tag, werr)
 	}
-	l.mu.Lock()
-	l.cache[repo+":"+tag] = d
-	l.mu.Unlock()
+	l.cache.Set(repo+":"+tag, d, 0)
 	return nil
 }
 
 func (l *ledger) lookup(repo, tag string) (digest.Digest, bool) {
 	key := repo + ":" + tag
-	l.mu.Lock()
-	d, ok := l.cache[key]
-	l.mu.Unlock()
-	if ok {
+	if d, ok := l.cache.Get(key); ok {
 		return d, true
 	}
 	b, err := os.ReadFile(l.file(repo, tag))
 	if err != nil {
 		return "", false
 	}
-	d, err = digest.Parse(strings.TrimSpace(string(b)))
+	d, err := digest.Parse(strings.TrimSpace(string(b)))
 	if err != nil {
 		return "", false
 	}
-	l.mu.Lock()
-	if len(l.cache) >= 100_000 {
-		clear(l.cache)
-	}
-	l.cache[key] = d
-	l.mu.Unlock()
+	l.cache.Set(key, d, 0)
 	return d, true
 }
 
@@ -168,17 +159,9 @@ func (t ledgerTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 
 // taggedManifestPath splits /v2/<repo>/manifests/<tag>; a digest is no tag.
 func taggedManifestPath(p string) (repo, tag string, ok bool) {
-	rest, ok := strings.CutPrefix(p, "/v2/")
-	if !ok {
+	c, ok := registry.ParsePath(p)
+	if !ok || c.Kind != registry.Manifests || c.Digest != "" {
 		return "", "", false
 	}
-	i := strings.LastIndex(rest, "/manifests/")
-	if i <= 0 {
-		return "", "", false
-	}
-	repo, tag = rest[:i], rest[i+len("/manifests/"):]
-	if tag == "" || strings.ContainsAny(tag, ":/") {
-		return "", "", false
-	}
-	return repo, tag, true
+	return c.Repo, c.Ref, true
 }

@@ -11,8 +11,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/opencontainers/go-digest"
-
-	"github.com/k8s-image-swapper/k8s-image-swapper/internal/config"
 )
 
 // Tags written through the store's in-process transport (the copy engine's
@@ -22,7 +20,7 @@ import (
 func TestTagLedger(t *testing.T) {
 	dir := t.TempDir()
 	open := func() *Local {
-		l, err := NewLocal(context.Background(), config.Local{Path: dir, Registry: "127.0.0.1:7439"})
+		l, err := NewLocal(context.Background(), LocalSpec{Path: dir, Registry: "127.0.0.1:7439"})
 		if err != nil {
 			t.Fatal(err)
 		}

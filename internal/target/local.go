@@ -17,8 +17,8 @@ import (
 	"github.com/opencontainers/go-digest"
 	"github.com/sirupsen/logrus"
 
-	"github.com/k8s-image-swapper/k8s-image-swapper/internal/config"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/imageref"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/ttlcache"
 )
 
 // Local is the embedded on-disk store: distribution's registry library on
@@ -27,13 +27,21 @@ import (
 type Local struct {
 	mapper imageref.Mapper
 	app    *handlers.App
-	path   string
 	tags   *ledger
+}
+
+// DefaultLocalPath is target.local.path's default.
+const DefaultLocalPath = "./data"
+
+// LocalSpec is the embedded store.
+type LocalSpec struct {
+	Path     string // the store's folder
+	Registry string // the host name its references use: the address that serves it
 }
 
 // NewLocal opens (creating if needed) the store under l.Path. Its
 // references are named after l.Registry, the address that serves it.
-func NewLocal(ctx context.Context, l config.Local) (t *Local, err error) {
+func NewLocal(ctx context.Context, l LocalSpec) (t *Local, err error) {
 	m, err := imageref.NewMapper(l.Registry)
 	if err != nil {
 		return nil, fmt.Errorf("local target: %w", err)
@@ -69,12 +77,12 @@ func NewLocal(ctx context.Context, l config.Local) (t *Local, err error) {
 	}()
 	app := handlers.NewApp(ctx, cfg)
 	own := filepath.Join(dir, "k8s-image-swapper")
-	tags := &ledger{root: filepath.Join(own, "tags"), adopted: filepath.Join(own, "tags.adopted"), cache: map[string]digest.Digest{}}
+	tags := &ledger{root: filepath.Join(own, "tags"), adopted: filepath.Join(own, "tags.adopted"), cache: ttlcache.New[string, digest.Digest](100_000)}
 	if err := tags.adopt(ctx, m.Host, HandlerTransport(app)); err != nil {
 		_ = app.Shutdown()
 		return nil, fmt.Errorf("open local store %s: %w", dir, err)
 	}
-	return &Local{mapper: m, app: app, path: dir, tags: tags}, nil
+	return &Local{mapper: m, app: app, tags: tags}, nil
 }
 
 // httpSecret keeps the upload-state secret stable across restarts so that
@@ -117,9 +125,6 @@ func (l *Local) NameOptions() []name.Option {
 // Handler serves the store's full registry API (pull and push); tags
 // pushed through it are not copies.
 func (l *Local) Handler() http.Handler { return l.app }
-
-// Path is the store's folder.
-func (l *Local) Path() string { return l.path }
 
 // Close stops the store's background work.
 func (l *Local) Close() error { return l.app.Shutdown() }

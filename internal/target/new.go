@@ -6,10 +6,18 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/authn"
 
-	"github.com/k8s-image-swapper/k8s-image-swapper/internal/config"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/target/aws"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/target/gcp"
 )
+
+// Spec names a target: its kind and that kind's settings.
+type Spec struct {
+	Kind    string // aws, gcp, generic or local ("" is local)
+	AWS     aws.Config
+	GCP     gcp.Repository
+	Generic GenericSpec
+	Local   LocalSpec
+}
 
 // Option changes how New reaches cloud targets; production passes none.
 type Option func(*options)
@@ -25,14 +33,13 @@ func WithAWS(o aws.Options) Option { return func(n *options) { n.aws = o } }
 // WithGCP points the gcp target at other endpoints (tests: the stand-ins).
 func WithGCP(o gcp.Options) Option { return func(n *options) { n.gcp = o } }
 
-// New opens the target the config names. A gcp target checks its
-// repository first.
-func New(ctx context.Context, c config.Target, opts ...Option) (Target, error) {
+// New opens the target s names. A gcp target checks its repository first.
+func New(ctx context.Context, c Spec, opts ...Option) (Target, error) {
 	var o options
 	for _, f := range opts {
 		f(&o)
 	}
-	switch c.Type {
+	switch c.Kind {
 	case "generic":
 		return opened(NewGeneric(c.Generic))
 	case "local", "":
@@ -48,7 +55,7 @@ func New(ctx context.Context, c config.Target, opts ...Option) (Target, error) {
 		}
 		return opened(gcp.New(ctx, c.GCP, o.gcp))
 	default:
-		return nil, fmt.Errorf("unknown target type %q", c.Type)
+		return nil, fmt.Errorf("unknown target type %q", c.Kind)
 	}
 }
 
@@ -60,17 +67,27 @@ func opened[T Target](t T, err error) (Target, error) {
 	return t, nil
 }
 
-// SourceKeychain authenticates pulls from the cloud registries of
-// source.registries (type aws and gcp), and from any Artifact Registry host
-// when the target or a source is gcp; other hosts resolve anonymously.
-func SourceKeychain(ctx context.Context, regs []config.Registry, tgt config.Target, opts ...Option) (authn.Keychain, error) {
+// CloudSources are the source registries whose credentials come from a
+// cloud: ECR registries, and Artifact Registry locations.
+type CloudSources struct {
+	ECR []aws.Registry
+	GAR []string // locations
+	// AnyGAR serves every Artifact Registry host with Google's credentials,
+	// as the original did with a gcp target.
+	AnyGAR bool
+}
+
+// SourceKeychain authenticates pulls from the cloud source registries (and
+// from any Artifact Registry host when there is one, or AnyGAR); other
+// hosts resolve anonymously.
+func SourceKeychain(ctx context.Context, c CloudSources, opts ...Option) (authn.Keychain, error) {
 	var o options
 	for _, f := range opts {
 		f(&o)
 	}
-	ecr, err := aws.NewKeychain(ctx, regs, o.aws)
+	ecr, err := aws.NewKeychain(ctx, c.ECR, o.aws)
 	if err != nil {
 		return nil, err
 	}
-	return authn.NewMultiKeychain(ecr, gcp.NewKeychain(ctx, regs, tgt.Type == "gcp", o.gcp)), nil
+	return authn.NewMultiKeychain(ecr, gcp.NewKeychain(ctx, c.GAR, c.AnyGAR, o.gcp)), nil
 }

@@ -6,6 +6,7 @@
 package aws
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -17,9 +18,44 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"golang.org/x/sync/singleflight"
 
-	"github.com/k8s-image-swapper/k8s-image-swapper/internal/config"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/imageref"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/registry"
 )
+
+// Registry is one ECR registry: an account's, in a region, reached with the
+// SDK's default credential chain and then, when Role is set, as that role
+// (assumed through STS).
+type Registry struct {
+	AccountID string
+	Region    string
+	Role      string // an IAM role ARN; "" for none
+}
+
+// Config is the ECR target.
+type Config struct {
+	Registry
+	// Prefix is a repository path inside the registry that every mirror
+	// goes under; "" for none.
+	Prefix string
+	// Repositories is what the repositories the target creates get.
+	Repositories Repositories
+}
+
+// Repositories are the settings of the repositories the target creates and
+// the policies it keeps them at. An empty string is not sent: ECR's
+// default applies.
+type Repositories struct {
+	AccessPolicy    string // a JSON policy document
+	LifecyclePolicy string // a JSON lifecycle policy
+	Tags            []Tag
+	TagMutability   string // MUTABLE, IMMUTABLE, ...
+	ScanOnPush      bool
+	EncryptionType  string // AES256, KMS or KMS_DSSE
+	KMSKey          string // with KMS and KMS_DSSE
+}
+
+// Tag is an ECR resource tag.
+type Tag struct{ Key, Value string }
 
 // Options override where the target's requests go. Production leaves them
 // zero; tests point them at the stand-ins of internal/target/cloudtest.
@@ -33,30 +69,14 @@ type Options struct {
 	Insecure bool
 	// Transport carries registry requests; default a clone of http.DefaultTransport.
 	Transport http.RoundTripper
-	Logger    *slog.Logger
-}
-
-func (o Options) logger() *slog.Logger {
-	if o.Logger != nil {
-		return o.Logger
-	}
-	return slog.Default()
-}
-
-// Host is the ECR registry host of an account and region.
-func Host(accountID, region string) string {
-	domain := "amazonaws.com"
-	if strings.HasPrefix(region, "cn-") {
-		domain = "amazonaws.com.cn"
-	}
-	return fmt.Sprintf("%s.dkr.ecr.%s.%s", accountID, region, domain)
+	Logger    *slog.Logger // default slog.Default()
 }
 
 // Target is an ECR registry. Repositories are created on first use, named
 // [prefix/]docker.io/library/nginx, and their policies reconciled once per
 // process.
 type Target struct {
-	cfg       config.AWS
+	cfg       Config
 	mapper    imageref.Mapper
 	client    *ecr.Client
 	token     *tokenCache
@@ -69,8 +89,8 @@ type Target struct {
 }
 
 // New returns the ECR target of a. No request is made until one is needed.
-func New(ctx context.Context, a config.AWS, o Options) (*Target, error) {
-	host := Host(a.AccountID, a.Region)
+func New(ctx context.Context, a Config, o Options) (*Target, error) {
+	host := registry.ECRHost(a.AccountID, a.Region)
 	if o.RegistryHost != "" {
 		host = o.RegistryHost
 	}
@@ -82,7 +102,8 @@ func New(ctx context.Context, a config.AWS, o Options) (*Target, error) {
 	if err != nil {
 		return nil, fmt.Errorf("aws target: %w", err)
 	}
-	client, err := newClient(ctx, a, o)
+	o.Logger = cmp.Or(o.Logger, slog.Default())
+	client, err := newClient(ctx, a.Registry, o)
 	if err != nil {
 		return nil, err
 	}
@@ -94,10 +115,10 @@ func New(ctx context.Context, a config.AWS, o Options) (*Target, error) {
 		cfg:       a,
 		mapper:    m,
 		client:    client,
-		token:     newTokenCache(client, o.logger()),
+		token:     newTokenCache(client, o.Logger),
 		insecure:  o.Insecure,
 		transport: rt,
-		log:       o.logger(),
+		log:       o.Logger,
 	}, nil
 }
 

@@ -3,15 +3,14 @@ package aws_test
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"net/url"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
 
-	"github.com/k8s-image-swapper/k8s-image-swapper/internal/config"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/target"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/target/aws"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/target/cloudtest"
@@ -38,7 +37,7 @@ func standIn(t *testing.T) (*cloudtest.AWS, string) {
 	return s, s.UseEnvCredentials(t)
 }
 
-func open(t *testing.T, s *cloudtest.AWS, c config.AWS) *aws.Target {
+func open(t *testing.T, s *cloudtest.AWS, c aws.Config) *aws.Target {
 	t.Helper()
 	tg, err := aws.New(ctx(t), c, s.TargetOptions())
 	if err != nil {
@@ -55,22 +54,10 @@ func ops(calls []cloudtest.Call) []string {
 	return out
 }
 
-func TestHost(t *testing.T) {
-	for _, c := range []struct{ account, region, want string }{
-		{"123456789012", "eu-west-1", "123456789012.dkr.ecr.eu-west-1.amazonaws.com"},
-		{"123456789012", "cn-north-1", "123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn"},
-		{"123456789012", "cn-northwest-1", "123456789012.dkr.ecr.cn-northwest-1.amazonaws.com.cn"},
-	} {
-		if got := aws.Host(c.account, c.region); got != c.want {
-			t.Errorf("Host(%s, %s) = %s, want %s", c.account, c.region, got, c.want)
-		}
-	}
-}
-
 func TestMapperUsesPrefixForHostPathAndRepository(t *testing.T) {
 	t.Setenv("AWS_ACCESS_KEY_ID", "AKIAEXAMPLE")
 	t.Setenv("AWS_SECRET_ACCESS_KEY", "secret")
-	tg, err := aws.New(ctx(t), config.AWS{AccountID: "123456789012", Region: "cn-north-1", Prefix: "/mirror/"}, aws.Options{})
+	tg, err := aws.New(ctx(t), aws.Config{Registry: aws.Registry{AccountID: "123456789012", Region: "cn-north-1"}, Prefix: "/mirror/"}, aws.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,7 +65,7 @@ func TestMapperUsesPrefixForHostPathAndRepository(t *testing.T) {
 	if want := "123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn/mirror"; m.Base() != want {
 		t.Fatalf("Base() = %s, want %s", m.Base(), want)
 	}
-	src, _ := target.Reference(tg, mustNamed(t, m, "nginx"))
+	src, _ := name.ParseReference(mustNamed(t, m, "nginx").String(), tg.NameOptions()...)
 	if got, want := src.Context().RepositoryStr(), "mirror/docker.io/library/nginx"; got != want {
 		t.Fatalf("repository %s, want %s", got, want)
 	}
@@ -88,13 +75,14 @@ func TestCreateRepositoryWithEveryOption(t *testing.T) {
 	s, _ := standIn(t)
 	c := s.Config()
 	c.Prefix = "mirror"
-	c.ECROptions = config.ECROptions{
-		AccessPolicy:               accessPolicy,
-		LifecyclePolicy:            lifecyclePolicy,
-		Tags:                       []config.Tag{{Key: "team", Value: "platform"}, {Key: "empty", Value: ""}},
-		ImageTagMutability:         "IMMUTABLE",
-		ImageScanningConfiguration: config.ImageScanningConfiguration{ImageScanOnPush: true},
-		EncryptionConfiguration:    config.EncryptionConfiguration{EncryptionType: "KMS", KmsKey: "arn:aws:kms:eu-west-1:123456789012:key/abcd"},
+	c.Repositories = aws.Repositories{
+		AccessPolicy:    accessPolicy,
+		LifecyclePolicy: lifecyclePolicy,
+		Tags:            []aws.Tag{{Key: "team", Value: "platform"}, {Key: "empty", Value: ""}},
+		TagMutability:   "IMMUTABLE",
+		ScanOnPush:      true,
+		EncryptionType:  "KMS",
+		KMSKey:          "arn:aws:kms:eu-west-1:123456789012:key/abcd",
 	}
 	tg := open(t, s, c)
 	repo := "mirror/docker.io/library/nginx"
@@ -143,23 +131,6 @@ func TestCreateRepositoryDefaults(t *testing.T) {
 	}
 }
 
-// A config as users write it, without imageScanningConfiguration, creates
-// repositories that scan on push: the original's default.
-func TestScanOnPushByDefault(t *testing.T) {
-	s, _ := standIn(t)
-	c, err := config.Parse([]byte(fmt.Sprintf("target:\n  aws:\n    accountId: %q\n    region: %s\n", s.AccountID, s.Region)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tg := open(t, s, c.Target.AWS)
-	if err := tg.EnsureRepository(ctx(t), "quay.io/x/scanned"); err != nil {
-		t.Fatal(err)
-	}
-	if got, _ := s.Repository("quay.io/x/scanned"); !got.ScanOnPush {
-		t.Fatalf("created without scan on push: %+v", got)
-	}
-}
-
 func TestRepositoryAlreadyExistsIsSuccess(t *testing.T) {
 	s, _ := standIn(t)
 	s.PutRepository(cloudtest.Repository{Name: "docker.io/library/redis"})
@@ -181,7 +152,7 @@ func TestPolicyReconcile(t *testing.T) {
 	// Same documents, other formatting: nothing to do.
 	s.PutRepository(cloudtest.Repository{Name: "docker.io/library/same", Policy: reindent(t, accessPolicy), LifecyclePolicy: reindent(t, lifecyclePolicy)})
 	c := s.Config()
-	c.ECROptions.AccessPolicy, c.ECROptions.LifecyclePolicy = accessPolicy, lifecyclePolicy
+	c.Repositories.AccessPolicy, c.Repositories.LifecyclePolicy = accessPolicy, lifecyclePolicy
 	tg := open(t, s, c)
 
 	for _, repo := range []string{"docker.io/library/old", "docker.io/library/bare", "docker.io/library/same"} {
@@ -298,11 +269,7 @@ func TestRefusedCredentialsAreAClearError(t *testing.T) {
 
 func TestKeychain(t *testing.T) {
 	s, _ := standIn(t)
-	regs := []config.Registry{
-		{Type: "generic", Generic: config.Generic{Registry: "registry.example.com"}},
-		{Type: "aws", AWS: s.Config()},
-	}
-	k, err := aws.NewKeychain(ctx(t), regs, s.TargetOptions())
+	k, err := aws.NewKeychain(ctx(t), []aws.Registry{s.Config().Registry}, s.TargetOptions())
 	if err != nil {
 		t.Fatal(err)
 	}

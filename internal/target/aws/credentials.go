@@ -10,8 +10,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials/stscreds"
 	"github.com/aws/aws-sdk-go-v2/service/ecr"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
-
-	"github.com/k8s-image-swapper/k8s-image-swapper/internal/config"
 )
 
 // roleRefreshBefore renews assumed-role credentials this long before they
@@ -24,7 +22,7 @@ const roleSessionName = "k8s-image-swapper"
 // newClient is an ECR client for a's region on the SDK's default credential
 // chain (environment, IRSA web identity, shared config, instance role), and
 // through a's role when one is set.
-func newClient(ctx context.Context, a config.AWS, o Options) (*ecr.Client, error) {
+func newClient(ctx context.Context, a Registry, o Options) (*ecr.Client, error) {
 	cfg, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRegion(a.Region))
 	if err != nil {
 		return nil, fmt.Errorf("aws %s/%s: load credentials: %w", a.AccountID, a.Region, err)

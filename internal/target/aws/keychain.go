@@ -1,47 +1,45 @@
 package aws
 
 import (
+	"cmp"
 	"context"
 	"fmt"
-	"strings"
+	"log/slog"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 
-	"github.com/k8s-image-swapper/k8s-image-swapper/internal/config"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/registry"
 )
 
 // resolveTimeout bounds a token fetch for a source pull: authn.Keychain
 // gives no context.
 const resolveTimeout = 30 * time.Second
 
-// Keychain authenticates pulls from the ECR registries of source.registries
-// entries of type aws, with the same credentials as the target (default
-// chain, then the entry's role).
+// Keychain authenticates pulls from ECR source registries, with the same
+// credentials as the target (default chain, then the registry's role).
 type Keychain struct {
 	tokens map[string]*tokenCache // by registry host
 }
 
-// NewKeychain reads the aws entries of regs; other types are ignored.
-// o.RegistryHost, when set, stands for every entry's host (tests).
-func NewKeychain(ctx context.Context, regs []config.Registry, o Options) (*Keychain, error) {
+// NewKeychain holds a token for each of regs. o.RegistryHost, when set,
+// stands for every registry's host (tests).
+func NewKeychain(ctx context.Context, regs []Registry, o Options) (*Keychain, error) {
 	k := &Keychain{tokens: map[string]*tokenCache{}}
-	for i, r := range regs {
-		if r.Type != "aws" {
-			continue
-		}
-		host := Host(r.AWS.AccountID, r.AWS.Region)
+	log := cmp.Or(o.Logger, slog.Default())
+	for _, r := range regs {
+		host := registry.ECRHost(r.AccountID, r.Region)
 		if o.RegistryHost != "" {
 			host = o.RegistryHost
 		}
-		if _, dup := k.tokens[host]; dup {
+		if _, dup := k.tokens[registry.Canonical(host)]; dup {
 			continue
 		}
-		client, err := newClient(ctx, r.AWS, o)
+		client, err := newClient(ctx, r, o)
 		if err != nil {
-			return nil, fmt.Errorf("source.registries[%d]: %w", i, err)
+			return nil, fmt.Errorf("ECR source %s: %w", host, err)
 		}
-		k.tokens[host] = newTokenCache(client, o.logger())
+		k.tokens[registry.Canonical(host)] = newTokenCache(client, log)
 	}
 	return k, nil
 }
@@ -49,7 +47,7 @@ func NewKeychain(ctx context.Context, regs []config.Registry, o Options) (*Keych
 // Resolve implements authn.Keychain: a registry token for a configured ECR
 // host, anonymous for any other.
 func (k *Keychain) Resolve(r authn.Resource) (authn.Authenticator, error) {
-	c, ok := k.tokens[strings.ToLower(r.RegistryStr())]
+	c, ok := k.tokens[registry.Canonical(r.RegistryStr())]
 	if !ok {
 		return authn.Anonymous, nil
 	}

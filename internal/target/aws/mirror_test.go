@@ -10,10 +10,10 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/auth"
-	"github.com/k8s-image-swapper/k8s-image-swapper/internal/config"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/imageref"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/mirror"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/target"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/target/aws"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/target/cloudtest"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/target/targettest"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/testutil/images"
@@ -25,8 +25,8 @@ func TestSuite(t *testing.T) {
 		s, _ := standIn(t)
 		c := s.Config()
 		c.Prefix = "mirror"
-		c.ECROptions.LifecyclePolicy = lifecyclePolicy
-		tg, err := target.New(ctx(t), config.Target{Type: "aws", AWS: c}, target.WithAWS(s.TargetOptions()))
+		c.Repositories.LifecyclePolicy = lifecyclePolicy
+		tg, err := target.New(ctx(t), target.Spec{Kind: "aws", AWS: c}, target.WithAWS(s.TargetOptions()))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -42,11 +42,11 @@ func TestMirrorThenPull(t *testing.T) {
 	src := registryproc.Start(t, registryproc.Options{})
 	want := images.Push(t, src.Addr+"/team/app:1", images.Image(t, 4096, 3, "linux/amd64"))
 
-	tg, err := target.New(ctx(t), config.Target{Type: "aws", AWS: s.Config()}, target.WithAWS(s.TargetOptions()))
+	tg, err := target.New(ctx(t), target.Spec{Kind: "aws", AWS: s.Config()}, target.WithAWS(s.TargetOptions()))
 	if err != nil {
 		t.Fatal(err)
 	}
-	sources, err := auth.NewSources([]config.Registry{{Type: "generic", Generic: config.Generic{Registry: src.Addr, Insecure: true}}})
+	sources, err := auth.NewSources([]auth.Source{{Registry: src.Addr, Insecure: true}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,7 +103,7 @@ func TestMirrorFromECRSource(t *testing.T) {
 	}
 	want, _ := img.Digest()
 
-	local, err := target.New(ctx(t), config.Target{Type: "local", Local: config.Local{Path: t.TempDir(), Registry: "127.0.0.1:7439"}})
+	local, err := target.New(ctx(t), target.Spec{Kind: "local", Local: target.LocalSpec{Path: t.TempDir(), Registry: "127.0.0.1:7439"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,7 +115,7 @@ func TestMirrorFromECRSource(t *testing.T) {
 	if _, err := mirror.New(local, mirror.Options{}).Copy(ctx(t), mirror.Request{Source: ref}); err == nil {
 		t.Fatal("copy from ECR without its keychain succeeded")
 	}
-	kc, err := target.SourceKeychain(ctx(t), []config.Registry{{Type: "aws", AWS: s.Config()}}, config.Target{}, target.WithAWS(s.TargetOptions()))
+	kc, err := target.SourceKeychain(ctx(t), target.CloudSources{ECR: []aws.Registry{s.Config().Registry}}, target.WithAWS(s.TargetOptions()))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -38,7 +38,7 @@ func (t *Target) ensure(ctx context.Context, repo string) error {
 	if err != nil {
 		return err
 	}
-	o := t.cfg.ECROptions
+	o := t.cfg.Repositories
 	if o.AccessPolicy != "" {
 		if err := t.reconcileAccessPolicy(ctx, repo, created); err != nil {
 			return err
@@ -54,20 +54,20 @@ func (t *Target) ensure(ctx context.Context, repo string) error {
 
 // create makes repo and tells whether it is new; an existing one is fine.
 func (t *Target) create(ctx context.Context, repo string) (bool, error) {
-	o := t.cfg.ECROptions
+	o := t.cfg.Repositories
 	in := &ecr.CreateRepositoryInput{
 		RepositoryName:             awssdk.String(repo),
 		RegistryId:                 awssdk.String(t.cfg.AccountID),
-		ImageScanningConfiguration: &types.ImageScanningConfiguration{ScanOnPush: o.ImageScanningConfiguration.ImageScanOnPush},
-		ImageTagMutability:         types.ImageTagMutability(o.ImageTagMutability),
+		ImageScanningConfiguration: &types.ImageScanningConfiguration{ScanOnPush: o.ScanOnPush},
+		ImageTagMutability:         types.ImageTagMutability(o.TagMutability),
 	}
 	for _, tag := range o.Tags {
 		in.Tags = append(in.Tags, types.Tag{Key: awssdk.String(tag.Key), Value: awssdk.String(tag.Value)})
 	}
-	if enc := o.EncryptionConfiguration; enc.EncryptionType != "" {
-		in.EncryptionConfiguration = &types.EncryptionConfiguration{EncryptionType: types.EncryptionType(enc.EncryptionType)}
-		if enc.KmsKey != "" {
-			in.EncryptionConfiguration.KmsKey = awssdk.String(enc.KmsKey)
+	if o.EncryptionType != "" {
+		in.EncryptionConfiguration = &types.EncryptionConfiguration{EncryptionType: types.EncryptionType(o.EncryptionType)}
+		if o.KMSKey != "" {
+			in.EncryptionConfiguration.KmsKey = awssdk.String(o.KMSKey)
 		}
 	}
 	_, err := t.client.CreateRepository(ctx, in)
@@ -85,7 +85,7 @@ func (t *Target) create(ctx context.Context, repo string) (bool, error) {
 // reconcileAccessPolicy sets the configured policy on a new repository, and
 // on an existing one whose policy differs.
 func (t *Target) reconcileAccessPolicy(ctx context.Context, repo string, created bool) error {
-	want := t.cfg.ECROptions.AccessPolicy
+	want := t.cfg.Repositories.AccessPolicy
 	if !created {
 		out, err := t.client.GetRepositoryPolicy(ctx, &ecr.GetRepositoryPolicyInput{
 			RepositoryName: awssdk.String(repo), RegistryId: awssdk.String(t.cfg.AccountID),
@@ -111,7 +111,7 @@ func (t *Target) reconcileAccessPolicy(ctx context.Context, repo string, created
 
 // reconcileLifecyclePolicy does the same for the lifecycle policy.
 func (t *Target) reconcileLifecyclePolicy(ctx context.Context, repo string, created bool) error {
-	want := t.cfg.ECROptions.LifecyclePolicy
+	want := t.cfg.Repositories.LifecyclePolicy
 	if !created {
 		out, err := t.client.GetLifecyclePolicy(ctx, &ecr.GetLifecyclePolicyInput{
 			RepositoryName: awssdk.String(repo), RegistryId: awssdk.String(t.cfg.AccountID),

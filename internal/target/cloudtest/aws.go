@@ -17,7 +17,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/k8s-image-swapper/k8s-image-swapper/internal/config"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/target/aws"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/testutil/registryproc"
 )
@@ -129,8 +128,10 @@ func (a *AWS) SetTokenTTL(d time.Duration) { a.mu.Lock(); a.tokenTTL = d; a.mu.U
 // SetRoleTTL sets the lifetime of AssumeRole's credentials (1h by default).
 func (a *AWS) SetRoleTTL(d time.Duration) { a.mu.Lock(); a.roleTTL = d; a.mu.Unlock() }
 
-// Config is the target.aws block for this account and region.
-func (a *AWS) Config() config.AWS { return config.AWS{AccountID: a.AccountID, Region: a.Region} }
+// Config is the ECR target of this account and region.
+func (a *AWS) Config() aws.Config {
+	return aws.Config{Registry: aws.Registry{AccountID: a.AccountID, Region: a.Region}}
+}
 
 // TargetOptions point the aws target at the stand-in.
 func (a *AWS) TargetOptions() aws.Options {

@@ -17,7 +17,6 @@ import (
 	"cloud.google.com/go/artifactregistry/apiv1/artifactregistrypb"
 	"google.golang.org/grpc"
 
-	"github.com/k8s-image-swapper/k8s-image-swapper/internal/config"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/target/gcp"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/testutil/registryproc"
 )
@@ -111,9 +110,9 @@ func (g *GCP) UseKeyFile(t testing.TB) {
 	t.Setenv("HOME", t.TempDir()) // no gcloud well-known file to fall back on
 }
 
-// Config is the target.gcp block for repository id.
-func (g *GCP) Config(id string) config.GCP {
-	return config.GCP{Location: g.Location, ProjectID: g.ProjectID, RepositoryID: id}
+// Config is the Artifact Registry target of repository id.
+func (g *GCP) Config(id string) gcp.Repository {
+	return gcp.Repository{Location: g.Location, ProjectID: g.ProjectID, RepositoryID: id}
 }
 
 // TargetOptions point the gcp target at the stand-in.

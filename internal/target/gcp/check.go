@@ -19,8 +19,8 @@ import (
 // start-up with an error instead of hanging it.
 const checkTimeout = 30 * time.Second
 
-// RepositoryName is the API name of the configured repository.
-func (t *Target) RepositoryName() string {
+// repositoryName is the API name of the configured repository.
+func (t *Target) repositoryName() string {
 	return fmt.Sprintf("projects/%s/locations/%s/repositories/%s", t.cfg.ProjectID, t.cfg.Location, t.cfg.RepositoryID)
 }
 
@@ -36,7 +36,7 @@ func (t *Target) Check(ctx context.Context) error {
 		return fmt.Errorf("gcp target: Artifact Registry client: %w", err)
 	}
 	defer client.Close()
-	repo := t.RepositoryName()
+	repo := t.repositoryName()
 	r, err := client.GetRepository(ctx, &artifactregistrypb.GetRepositoryRequest{Name: repo})
 	switch status.Code(err) {
 	case codes.OK:
@@ -45,7 +45,7 @@ func (t *Target) Check(ctx context.Context) error {
 			"`gcloud artifacts repositories create %s --repository-format=docker --location=%s --project=%s`: %w",
 			repo, t.cfg.RepositoryID, t.cfg.Location, t.cfg.ProjectID, err)
 	case codes.PermissionDenied:
-		t.opts.logger().Warn("gcp target: no permission to read the Artifact Registry repository, so it is not checked "+
+		t.opts.Logger.Warn("gcp target: no permission to read the Artifact Registry repository, so it is not checked "+
 			"(artifactregistry.repositories.get, in roles/artifactregistry.reader and writer); going on",
 			"repository", repo, "error", err)
 		return nil

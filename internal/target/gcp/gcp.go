@@ -6,6 +6,7 @@
 package gcp
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -16,9 +17,16 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"golang.org/x/oauth2"
 
-	"github.com/k8s-image-swapper/k8s-image-swapper/internal/config"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/imageref"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/registry"
 )
+
+// Repository is an Artifact Registry docker repository, the target.
+type Repository struct {
+	Location     string // e.g. europe-west1
+	ProjectID    string
+	RepositoryID string
+}
 
 // Options override where the target's requests go. Production leaves them
 // zero; tests point them at the stand-ins of internal/target/cloudtest.
@@ -37,23 +45,13 @@ type Options struct {
 	// RefreshBefore renews an access token this long before it expires
 	// (default 5 minutes).
 	RefreshBefore time.Duration
-	Logger        *slog.Logger
+	Logger        *slog.Logger // default slog.Default()
 }
-
-func (o Options) logger() *slog.Logger {
-	if o.Logger != nil {
-		return o.Logger
-	}
-	return slog.Default()
-}
-
-// Host is the Docker registry host of an Artifact Registry location.
-func Host(location string) string { return location + "-docker.pkg.dev" }
 
 // Target is one Artifact Registry docker repository; every image goes in it
 // as LOCATION-docker.pkg.dev/PROJECT/REPOSITORY/docker.io/library/nginx.
 type Target struct {
-	cfg       config.GCP
+	cfg       Repository
 	mapper    imageref.Mapper
 	tokens    oauth2.TokenSource
 	opts      Options
@@ -62,8 +60,8 @@ type Target struct {
 
 // New finds the Application Default Credentials and checks that the
 // repository exists and holds docker images.
-func New(ctx context.Context, g config.GCP, o Options) (*Target, error) {
-	host := Host(g.Location)
+func New(ctx context.Context, g Repository, o Options) (*Target, error) {
+	host := registry.ArtifactRegistryHost(g.Location)
 	if o.RegistryHost != "" {
 		host = o.RegistryHost
 	}
@@ -71,6 +69,7 @@ func New(ctx context.Context, g config.GCP, o Options) (*Target, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gcp target: %w", err)
 	}
+	o.Logger = cmp.Or(o.Logger, slog.Default())
 	ts, err := tokenSource(ctx, o)
 	if err != nil {
 		return nil, err

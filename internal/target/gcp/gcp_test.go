@@ -15,9 +15,9 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/auth"
-	"github.com/k8s-image-swapper/k8s-image-swapper/internal/config"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/imageref"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/mirror"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/registry"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/target"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/target/cloudtest"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/target/gcp"
@@ -45,7 +45,7 @@ func standIn(t *testing.T) *cloudtest.GCP {
 
 func TestHostAndMapper(t *testing.T) {
 	s := standIn(t)
-	if got := gcp.Host("us-central1"); got != "us-central1-docker.pkg.dev" {
+	if got := registry.ArtifactRegistryHost("us-central1"); got != "us-central1-docker.pkg.dev" {
 		t.Fatalf("Host = %s", got)
 	}
 	tg, err := gcp.New(ctx(t), s.Config("mirror"), s.TargetOptions())
@@ -68,7 +68,7 @@ func TestHostAndMapper(t *testing.T) {
 
 func TestTokenFlow(t *testing.T) {
 	s := standIn(t)
-	tg, err := target.New(ctx(t), config.Target{Type: "gcp", GCP: s.Config("mirror")}, target.WithGCP(s.TargetOptions()))
+	tg, err := target.New(ctx(t), target.Spec{Kind: "gcp", GCP: s.Config("mirror")}, target.WithGCP(s.TargetOptions()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,7 +129,7 @@ func TestRepositoryCheck(t *testing.T) {
 		{"missing", "repositories/missing does not exist; create it with `gcloud artifacts repositories create missing --repository-format=docker"},
 		{"maven", "repositories/maven has format MAVEN, want DOCKER"},
 	} {
-		_, err := target.New(ctx(t), config.Target{Type: "gcp", GCP: s.Config(c.repo)}, target.WithGCP(s.TargetOptions()))
+		_, err := target.New(ctx(t), target.Spec{Kind: "gcp", GCP: s.Config(c.repo)}, target.WithGCP(s.TargetOptions()))
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("repository %s: want error containing %q, got %v", c.repo, c.want, err)
 		}
@@ -148,7 +148,7 @@ func TestNoCredentials(t *testing.T) {
 func TestSuite(t *testing.T) {
 	targettest.Run(t, func(t *testing.T) targettest.Harness {
 		s := standIn(t)
-		tg, err := target.New(ctx(t), config.Target{Type: "gcp", GCP: s.Config("mirror")}, target.WithGCP(s.TargetOptions()))
+		tg, err := target.New(ctx(t), target.Spec{Kind: "gcp", GCP: s.Config("mirror")}, target.WithGCP(s.TargetOptions()))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -162,11 +162,11 @@ func TestMirrorThenPull(t *testing.T) {
 	s := standIn(t)
 	src := registryproc.Start(t, registryproc.Options{})
 	want := images.Push(t, src.Addr+"/team/app:1", images.Index(t, 2048, 2, "linux/amd64", "linux/arm64"))
-	tg, err := target.New(ctx(t), config.Target{Type: "gcp", GCP: s.Config("mirror")}, target.WithGCP(s.TargetOptions()))
+	tg, err := target.New(ctx(t), target.Spec{Kind: "gcp", GCP: s.Config("mirror")}, target.WithGCP(s.TargetOptions()))
 	if err != nil {
 		t.Fatal(err)
 	}
-	sources, err := auth.NewSources([]config.Registry{{Type: "generic", Generic: config.Generic{Registry: src.Addr, Insecure: true}}})
+	sources, err := auth.NewSources([]auth.Source{{Registry: src.Addr, Insecure: true}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -204,8 +204,7 @@ func TestMirrorThenPull(t *testing.T) {
 // TestKeychain authenticates pulls from a gcp source registry.
 func TestKeychain(t *testing.T) {
 	s := standIn(t)
-	regs := []config.Registry{{Type: "gcp", GCP: s.Config("mirror")}, {Type: "generic", Generic: config.Generic{Registry: "quay.io"}}}
-	kc, err := target.SourceKeychain(ctx(t), regs, config.Target{}, target.WithGCP(s.TargetOptions()))
+	kc, err := target.SourceKeychain(ctx(t), target.CloudSources{GAR: []string{s.Location}}, target.WithGCP(s.TargetOptions()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -231,7 +230,7 @@ func TestKeychain(t *testing.T) {
 func TestKeychainAnyArtifactRegistryHost(t *testing.T) {
 	s := standIn(t)
 	other, _ := name.NewRepository("us-docker.pkg.dev/another-project/images/app")
-	kc, err := target.SourceKeychain(ctx(t), nil, config.Target{Type: "gcp", GCP: s.Config("mirror")}, target.WithGCP(s.TargetOptions()))
+	kc, err := target.SourceKeychain(ctx(t), target.CloudSources{AnyGAR: true}, target.WithGCP(s.TargetOptions()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -246,7 +245,7 @@ func TestKeychainAnyArtifactRegistryHost(t *testing.T) {
 	if a, err := kc.Resolve(quay); err != nil || a != authn.Anonymous {
 		t.Fatalf("another host: %v, %v; want anonymous", a, err)
 	}
-	kc, err = target.SourceKeychain(ctx(t), nil, config.Target{Type: "generic"}, target.WithGCP(s.TargetOptions()))
+	kc, err = target.SourceKeychain(ctx(t), target.CloudSources{}, target.WithGCP(s.TargetOptions()))
 	if err != nil {
 		t.Fatal(err)
 	}

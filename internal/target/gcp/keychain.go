@@ -3,20 +3,19 @@ package gcp
 import (
 	"context"
 	"fmt"
-	"strings"
 	"sync"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"golang.org/x/oauth2"
 
-	"github.com/k8s-image-swapper/k8s-image-swapper/internal/config"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/registry"
 )
 
 // Keychain authenticates pulls from Artifact Registry with Application
-// Default Credentials, found on first use: from the hosts of
-// source.registries entries of type gcp, and, as the original did with its
-// Artifact Registry target, from every *-docker.pkg.dev host whenever
-// Google credentials are in use (a gcp target or a gcp source).
+// Default Credentials, found on first use: from the hosts of the gcp source
+// registries, and, as the original did with its Artifact Registry target,
+// from every *-docker.pkg.dev host whenever Google credentials are in use
+// (a gcp target or a gcp source).
 type Keychain struct {
 	ctx    context.Context
 	opts   Options
@@ -27,20 +26,17 @@ type Keychain struct {
 	err    error
 }
 
-// NewKeychain reads the gcp entries of regs; other types are ignored.
-// gcpTarget says the target is Artifact Registry. o.RegistryHost, when set,
-// stands for every entry's host (tests).
-func NewKeychain(ctx context.Context, regs []config.Registry, gcpTarget bool, o Options) *Keychain {
+// NewKeychain serves the Artifact Registry locations of the gcp source
+// registries. gcpTarget says the target is Artifact Registry. o.RegistryHost,
+// when set, stands for every location's host (tests).
+func NewKeychain(ctx context.Context, locations []string, gcpTarget bool, o Options) *Keychain {
 	k := &Keychain{ctx: context.WithoutCancel(ctx), opts: o, hosts: map[string]bool{}, pkgDev: gcpTarget}
-	for _, r := range regs {
-		if r.Type != "gcp" {
-			continue
-		}
-		host := Host(r.GCP.Location)
+	for _, l := range locations {
+		host := registry.ArtifactRegistryHost(l)
 		if o.RegistryHost != "" {
 			host = o.RegistryHost
 		}
-		k.hosts[strings.ToLower(host)] = true
+		k.hosts[registry.Canonical(host)] = true
 		k.pkgDev = true
 	}
 	return k
@@ -49,8 +45,8 @@ func NewKeychain(ctx context.Context, regs []config.Registry, gcpTarget bool, o 
 // Resolve implements authn.Keychain: an access token for a configured
 // host, anonymous for any other.
 func (k *Keychain) Resolve(r authn.Resource) (authn.Authenticator, error) {
-	host := strings.ToLower(r.RegistryStr())
-	if !k.hosts[host] && !(k.pkgDev && strings.HasSuffix(host, "-docker.pkg.dev")) {
+	host := registry.Canonical(r.RegistryStr())
+	if !k.hosts[host] && !(k.pkgDev && registry.IsArtifactRegistry(host)) {
 		return authn.Anonymous, nil
 	}
 	k.once.Do(func() { k.ts, k.err = tokenSource(k.ctx, k.opts) })

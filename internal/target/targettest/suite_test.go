@@ -6,7 +6,6 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
-	"github.com/k8s-image-swapper/k8s-image-swapper/internal/config"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/target"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/target/targettest"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/testutil/registryproc"
@@ -19,7 +18,7 @@ func TestGeneric(t *testing.T) {
 			t.Fatal(err)
 		}
 		reg := registryproc.Start(t, registryproc.Options{Htpasswd: "mirror:" + string(hash) + "\n"})
-		tg, err := target.New(context.Background(), config.Target{Type: "generic", Generic: config.Generic{
+		tg, err := target.New(context.Background(), target.Spec{Kind: "generic", Generic: target.GenericSpec{
 			Registry: reg.Addr + "/mirror", Insecure: true, Username: "mirror", Password: "s3cret",
 		}})
 		if err != nil {
@@ -35,7 +34,7 @@ func TestGeneric(t *testing.T) {
 
 func TestLocal(t *testing.T) {
 	targettest.Run(t, func(t *testing.T) targettest.Harness {
-		cfg := config.Target{Type: "local", Local: config.Local{Path: t.TempDir(), Registry: "127.0.0.1:7439"}}
+		cfg := target.Spec{Kind: "local", Local: target.LocalSpec{Path: t.TempDir(), Registry: "127.0.0.1:7439"}}
 		open := func(t *testing.T) target.Target {
 			tg, err := target.New(context.Background(), cfg)
 			if err != nil {

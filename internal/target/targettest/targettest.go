@@ -37,7 +37,7 @@ type Harness struct {
 	Reopen func(t *testing.T) target.Target
 }
 
-// Run holds the target open makes to the contract. open is called once per
+// Run holds the target that open makes to the contract. open is called once per
 // subtest so that state does not leak between them.
 func Run(t *testing.T, open func(t *testing.T) Harness) {
 	t.Run("Kind", func(t *testing.T) {
@@ -82,7 +82,7 @@ func ref(t *testing.T, tg target.Target, src reference.Named) name.Reference {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := target.Reference(tg, named)
+	r, err := targetRef(tg, named)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,7 +100,7 @@ func push(t *testing.T, ctx context.Context, tg target.Target, src reference.Nam
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts, err := target.RemoteOptions(ctx, tg)
+	opts, err := remoteOptions(ctx, tg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,7 +117,7 @@ func push(t *testing.T, ctx context.Context, tg target.Target, src reference.Nam
 // pull reads r whole, checking every digest, and returns its digest.
 func pull(t *testing.T, ctx context.Context, tg target.Target, r name.Reference) v1.Hash {
 	t.Helper()
-	opts, err := target.RemoteOptions(ctx, tg)
+	opts, err := remoteOptions(ctx, tg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -195,7 +195,7 @@ func testPush(t *testing.T, h Harness) {
 func testExists(t *testing.T, h Harness) {
 	ctx := ctxFor(t)
 	r, want := push(t, ctx, h.Target, source(t, "ghcr.io/org/tool:v1"))
-	desc, err := target.Head(ctx, h.Target, r)
+	desc, err := head(ctx, h.Target, r)
 	if err != nil {
 		t.Fatalf("Head of a pushed image: %v", err)
 	}
@@ -203,14 +203,14 @@ func testExists(t *testing.T, h Harness) {
 		t.Fatalf("Head digest %s, want %s", desc.Digest, want)
 	}
 	missingTag := r.Context().Tag("not-there")
-	if _, err := target.Head(ctx, h.Target, missingTag); !target.IsNotFound(err) {
+	if _, err := head(ctx, h.Target, missingTag); !target.IsNotFound(err) {
 		t.Fatalf("Head of a missing tag: want not found, got %v", err)
 	}
 	missingRepo := ref(t, h.Target, source(t, "ghcr.io/org/never-pushed:v1"))
 	if err := h.Target.EnsureRepository(ctx, missingRepo.Context().RepositoryStr()); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := target.Head(ctx, h.Target, missingRepo); !target.IsNotFound(err) {
+	if _, err := head(ctx, h.Target, missingRepo); !target.IsNotFound(err) {
 		t.Fatalf("Head in an empty repository: want not found, got %v", err)
 	}
 }
@@ -256,7 +256,7 @@ func testMapping(t *testing.T, h Harness) {
 		if !m.IsTarget(tgt) || m.IsTarget(src) {
 			t.Fatalf("IsTarget: %s should be in %s and %s not", tgt, m.Base(), src)
 		}
-		if _, err := target.Reference(h.Target, tgt); err != nil {
+		if _, err := targetRef(h.Target, tgt); err != nil {
 			t.Fatalf("%s does not parse as a target reference: %v", tgt, err)
 		}
 		repo, err := m.Repository(src)
@@ -280,7 +280,7 @@ func testRestart(t *testing.T, h Harness) {
 	ctx := ctxFor(t)
 	r, want := push(t, ctx, h.Target, source(t, "quay.io/keep/me:1"))
 	tg := h.Reopen(t)
-	desc, err := target.Head(ctx, tg, r)
+	desc, err := head(ctx, tg, r)
 	if err != nil {
 		t.Fatalf("after restart: %v", err)
 	}
@@ -290,4 +290,27 @@ func testRestart(t *testing.T, h Harness) {
 	if got := pull(t, ctx, tg, r); got != want {
 		t.Fatalf("after restart: pulled %s, want %s", got, want)
 	}
+}
+
+// targetRef turns a target reference into go-containerregistry's form.
+func targetRef(tg target.Target, r reference.Named) (name.Reference, error) {
+	return name.ParseReference(r.String(), tg.NameOptions()...)
+}
+
+// remoteOptions reach tg with its own credentials and transport.
+func remoteOptions(ctx context.Context, tg target.Target) ([]remote.Option, error) {
+	a, err := tg.Authenticator(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return []remote.Option{remote.WithContext(ctx), remote.WithAuth(a), remote.WithTransport(tg.Transport())}, nil
+}
+
+// head is r's descriptor in tg.
+func head(ctx context.Context, tg target.Target, r name.Reference) (*v1.Descriptor, error) {
+	opts, err := remoteOptions(ctx, tg)
+	if err != nil {
+		return nil, err
+	}
+	return remote.Head(r, opts...)
 }

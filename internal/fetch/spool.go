@@ -1,0 +1,377 @@
+package fetch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+)
+
+// ErrDigestMismatch ends every transfer of content whose bytes are not what
+// its digest says.
+var ErrDigestMismatch = errors.New("digest mismatch: the source sent other bytes than the digest names")
+
+// ErrSpool marks the spool's own failures (as opposed to the source's): a
+// blob can still be streamed from the source, unshared.
+var ErrSpool = errors.New("spool")
+
+// spool keeps blobs fetched from sources on disk while they stream. Every
+// request for a blob in flight reads the one fetch as it grows, each at its
+// own pace, so one slow client holds back no other and nothing is held in
+// memory. A finished blob stays for retain, so that the copy into the target
+// (and any late puller) reuses it instead of asking the source again.
+type spool struct {
+	dir      string
+	retain   time.Duration
+	maxBytes int64 // bound on finished blobs kept; blobs in flight always stay
+	log      *slog.Logger
+
+	mu    sync.Mutex
+	blobs map[string]*Blob
+	// brokenUntil stops new spooling for a while after a write failed (a
+	// full disk): blobs then stream straight through, unshared.
+	brokenUntil time.Time
+}
+
+// spoolPause is how long a failed spool write stops spooling.
+const spoolPause = time.Minute
+
+// Blob is one blob being fetched or recently fetched, read with Reader and
+// let go of with Release.
+type Blob struct {
+	spool *spool
+	key   string
+	dgst  digest.Digest
+	path  string
+	file  *os.File
+	ready chan struct{} // closed once the source answered (size known) or failed
+
+	mu       sync.Mutex
+	size     int64 // -1 when the source did not say
+	written  int64
+	done     bool
+	err      error
+	wake     chan struct{} // closed and replaced on every change
+	readers  int
+	finished time.Time
+	gone     bool // dropped from the spool; the file goes with the last reader
+}
+
+func newSpool(dir string, retain time.Duration, maxBytes int64, log *slog.Logger) *spool {
+	return &spool{dir: dir, retain: retain, maxBytes: maxBytes, log: log, blobs: map[string]*Blob{}}
+}
+
+// open returns the blob under key, starting fetch unless a fetch is in
+// flight or recently done; joined tells which. It returns once the source
+// has answered. The caller reads with reader and calls release when done.
+// onMismatch is called once when the source's bytes do not match d.
+func (s *spool) open(ctx context.Context, key string, d digest.Digest,
+	fetch func(context.Context) (*http.Response, error), onMismatch func()) (b *Blob, joined bool, err error) {
+	s.mu.Lock()
+	s.sweepLocked(time.Now())
+	if b = s.blobs[key]; b != nil {
+		b.mu.Lock()
+		b.readers++
+		b.mu.Unlock()
+		joined = true
+	} else if now := time.Now(); now.Before(s.brokenUntil) {
+		s.mu.Unlock()
+		return nil, false, fmt.Errorf("%w: paused after a write failure until %s", ErrSpool, s.brokenUntil.Format(time.TimeOnly))
+	} else {
+		f, err := os.CreateTemp(s.dir, "blob-")
+		if err != nil {
+			s.mu.Unlock()
+			return nil, false, fmt.Errorf("%w: %w", ErrSpool, err)
+		}
+		b = &Blob{spool: s, key: key, dgst: d, path: f.Name(), file: f, ready: make(chan struct{}),
+			size: -1, wake: make(chan struct{}), readers: 1}
+		s.blobs[key] = b
+		go s.fill(b, fetch, onMismatch)
+	}
+	s.mu.Unlock()
+	select {
+	case <-b.ready:
+	case <-ctx.Done():
+		s.release(b)
+		return nil, joined, ctx.Err()
+	}
+	b.mu.Lock()
+	err = b.err
+	b.mu.Unlock()
+	if err != nil {
+		s.release(b)
+		return nil, joined, err
+	}
+	return b, joined, nil
+}
+
+// fill copies the source's answer into the file, checking the digest. It
+// is detached from the clients: when they all go, the blob is still wanted
+// by the copy into the target; a stalled source ends it (upstream timeout).
+func (s *spool) fill(b *Blob, fetch func(context.Context) (*http.Response, error), onMismatch func()) {
+	resp, err := fetch(context.Background())
+	if err != nil {
+		s.finish(b, err)
+		return
+	}
+	defer resp.Body.Close()
+	b.mu.Lock()
+	b.size = resp.ContentLength
+	b.mu.Unlock()
+	close(b.ready)
+
+	v := b.dgst.Verifier()
+	buf := make([]byte, 256<<10)
+	for {
+		n, rerr := readChunk(resp.Body, buf)
+		if n > 0 {
+			if _, err := b.file.Write(buf[:n]); err != nil {
+				s.log.Warn("spool write failed; streaming unshared for a while", "error", err, "pause", spoolPause)
+				s.mu.Lock()
+				s.brokenUntil = time.Now().Add(spoolPause)
+				s.mu.Unlock()
+				s.finish(b, fmt.Errorf("%w %s: %w", ErrSpool, b.dgst, err))
+				return
+			}
+			_, _ = v.Write(buf[:n])
+			b.mu.Lock()
+			b.written += int64(n)
+			b.notifyLocked()
+			b.mu.Unlock()
+		}
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			s.finish(b, fmt.Errorf("read %s from source: %w", b.dgst, rerr))
+			return
+		}
+	}
+	b.mu.Lock()
+	size, written := b.size, b.written
+	b.mu.Unlock()
+	switch {
+	case size >= 0 && written != size:
+		s.finish(b, fmt.Errorf("read %s from source: got %d of %d bytes", b.dgst, written, size))
+	case !v.Verified():
+		s.log.Warn("blob from source does not match its digest; transfers aborted", "digest", b.dgst.String(), "key", b.key)
+		onMismatch()
+		s.finish(b, ErrDigestMismatch)
+	default:
+		s.finish(b, nil)
+	}
+}
+
+// readChunk reads until half of buf is full, so readers are woken per
+// chunk rather than per network packet.
+func readChunk(r io.Reader, buf []byte) (int, error) {
+	n := 0
+	for n < len(buf)/2 {
+		m, err := r.Read(buf[n:])
+		n += m
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+func (s *spool) finish(b *Blob, err error) {
+	b.mu.Lock()
+	b.done, b.err, b.finished = true, err, time.Now()
+	b.notifyLocked()
+	b.mu.Unlock()
+	select {
+	case <-b.ready:
+	default:
+		close(b.ready)
+	}
+	if err != nil {
+		// A failed fetch is forgotten at once, so the next request tries again.
+		s.mu.Lock()
+		if s.blobs[b.key] == b {
+			delete(s.blobs, b.key)
+		}
+		s.mu.Unlock()
+		s.drop(b)
+	}
+}
+
+func (b *Blob) notifyLocked() {
+	close(b.wake)
+	b.wake = make(chan struct{})
+}
+
+// release ends one reader's use of b.
+func (s *spool) release(b *Blob) {
+	b.mu.Lock()
+	b.readers--
+	last := b.readers == 0 && b.gone
+	b.mu.Unlock()
+	if last {
+		b.remove()
+	}
+}
+
+// drop takes b out of use: its file goes now or with its last reader.
+func (s *spool) drop(b *Blob) {
+	b.mu.Lock()
+	b.gone = true
+	last := b.readers == 0
+	b.mu.Unlock()
+	if last {
+		b.remove()
+	}
+}
+
+func (b *Blob) remove() {
+	b.file.Close()
+	os.Remove(b.path)
+}
+
+// sweep forgets finished blobs nobody reads once they are older than
+// retain, and the oldest of them while they take more than maxBytes.
+func (s *spool) sweep() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.sweepLocked(time.Now())
+}
+
+func (s *spool) sweepLocked(now time.Time) {
+	var idle []*Blob
+	var kept int64 // finished blobs, read or not
+	for _, b := range s.blobs {
+		b.mu.Lock()
+		done, free := b.done, b.done && b.readers == 0
+		finished, written := b.finished, b.written
+		b.mu.Unlock()
+		if !done {
+			continue
+		}
+		if free && now.Sub(finished) > s.retain {
+			delete(s.blobs, b.key)
+			s.drop(b)
+			continue
+		}
+		kept += written
+		if free {
+			idle = append(idle, b)
+		}
+	}
+	if kept <= s.maxBytes {
+		return
+	}
+	sort.Slice(idle, func(i, j int) bool { return idle[i].finished.Before(idle[j].finished) })
+	for _, b := range idle {
+		if kept <= s.maxBytes {
+			break
+		}
+		delete(s.blobs, b.key)
+		kept -= b.written
+		s.drop(b)
+	}
+}
+
+// close drops every blob; their files go with their last readers.
+func (s *spool) close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for k, b := range s.blobs {
+		delete(s.blobs, k)
+		s.drop(b)
+	}
+}
+
+// Release ends one reader's use of b.
+func (b *Blob) Release() { b.spool.release(b) }
+
+// Length is the blob's length, -1 when the source did not say.
+func (b *Blob) Length() int64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.done && b.err == nil {
+		return b.written
+	}
+	return b.size
+}
+
+// Reader reads [off, end) of b (end -1: to the end) as the fetch goes. The
+// last byte is held back until the digest is verified, so a client never
+// gets a whole blob of wrong bytes: a mismatch ends its transfer short.
+func (b *Blob) Reader(ctx context.Context, off, end int64) io.Reader {
+	return &spoolReader{b: b, ctx: ctx, off: off, end: end}
+}
+
+type spoolReader struct {
+	b        *Blob
+	ctx      context.Context
+	off, end int64
+}
+
+func (r *spoolReader) Read(p []byte) (int, error) {
+	for {
+		if r.end >= 0 && r.off >= r.end {
+			return 0, io.EOF
+		}
+		b := r.b
+		b.mu.Lock()
+		err, done, wake := b.err, b.done, b.wake
+		limit := b.written
+		if !(done && err == nil) && b.size >= 0 && limit >= b.size {
+			limit = b.size - 1
+		}
+		b.mu.Unlock()
+		if err != nil {
+			return 0, err
+		}
+		if r.off < limit {
+			n := limit - r.off
+			if r.end >= 0 {
+				n = min(n, r.end-r.off)
+			}
+			n = min(n, int64(len(p)))
+			got, err := b.file.ReadAt(p[:n], r.off)
+			r.off += int64(got)
+			if got > 0 {
+				return got, nil
+			}
+			if err != nil {
+				return 0, err
+			}
+		}
+		if done {
+			if r.end >= 0 && r.off < r.end {
+				return 0, io.ErrUnexpectedEOF
+			}
+			return 0, io.EOF
+		}
+		select {
+		case <-wake:
+		case <-r.ctx.Done():
+			return 0, r.ctx.Err()
+		}
+	}
+}
+
+// lookup tells the length of a blob in flight or kept, if known.
+func (s *spool) lookup(key string) (int64, bool) {
+	s.mu.Lock()
+	b := s.blobs[key]
+	s.mu.Unlock()
+	if b == nil {
+		return 0, false
+	}
+	b.mu.Lock()
+	failed := b.err != nil
+	b.mu.Unlock()
+	n := b.Length()
+	return n, !failed && n >= 0
+}

@@ -1,0 +1,214 @@
+package fetch
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/upstream"
+)
+
+// pipeSource is a source whose bytes the test writes as it likes.
+type pipeSource struct {
+	fetches atomic.Int32
+	pw      *io.PipeWriter
+	body    *io.PipeReader
+	size    int64
+}
+
+func newPipeSource(size int64) *pipeSource {
+	pr, pw := io.Pipe()
+	return &pipeSource{pw: pw, body: pr, size: size}
+}
+
+func (s *pipeSource) fetch(context.Context) (*http.Response, error) {
+	s.fetches.Add(1)
+	return &http.Response{StatusCode: 200, ContentLength: s.size, Body: s.body}, nil
+}
+
+func randomBytes(n int) []byte {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return b
+}
+
+func readAll(ctx context.Context, b *Blob, off, end int64) ([]byte, error) {
+	var out bytes.Buffer
+	_, err := io.Copy(&out, b.Reader(ctx, off, end))
+	return out.Bytes(), err
+}
+
+// Readers that join at different times all read the one fetch, and none
+// gets the last byte before the digest is checked.
+func TestSpoolReadersShareOneFetch(t *testing.T) {
+	s := newSpool(t.TempDir(), time.Minute, 1<<30, quiet())
+	data := randomBytes(3<<20 + 17)
+	d := digest.FromBytes(data)
+	src := newPipeSource(int64(len(data)))
+	ctx := context.Background()
+
+	type result struct {
+		b   []byte
+		err error
+	}
+	results := make(chan result, 3)
+	var wg sync.WaitGroup
+	open := func() {
+		b, _, err := s.open(ctx, "k", d, src.fetch, func() {})
+		must(t, err)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer s.release(b)
+			got, err := readAll(ctx, b, 0, -1)
+			results <- result{got, err}
+		}()
+	}
+	open()
+	_, _ = src.pw.Write(data[:1<<20])
+	open()
+	_, _ = src.pw.Write(data[1<<20 : len(data)-1])
+	open()
+	// Everything but the last byte is in: readers must still be waiting.
+	time.Sleep(100 * time.Millisecond)
+	select {
+	case r := <-results:
+		t.Fatalf("a reader finished before the blob was verified: %d bytes, %v", len(r.b), r.err)
+	default:
+	}
+	_, _ = src.pw.Write(data[len(data)-1:])
+	src.pw.Close()
+	wg.Wait()
+	close(results)
+	for r := range results {
+		if r.err != nil || !bytes.Equal(r.b, data) {
+			t.Fatalf("reader: %d bytes, %v", len(r.b), r.err)
+		}
+	}
+	if n := src.fetches.Load(); n != 1 {
+		t.Fatalf("%d fetches, want 1", n)
+	}
+	// Kept for late readers, with ranges.
+	b, joined, err := s.open(ctx, "k", d, src.fetch, func() {})
+	must(t, err)
+	got, err := readAll(ctx, b, 5, 10)
+	must(t, err)
+	if !joined || !bytes.Equal(got, data[5:10]) {
+		t.Fatalf("late range read: joined=%v %q", joined, got)
+	}
+	s.release(b)
+}
+
+// Bytes that do not match the digest break every reader one byte short.
+func TestSpoolMismatchBreaksReaders(t *testing.T) {
+	s := newSpool(t.TempDir(), time.Minute, 1<<30, quiet())
+	data := randomBytes(1 << 20)
+	src := newPipeSource(int64(len(data)))
+	mismatches := 0
+	b, _, err := s.open(context.Background(), "k", digest.FromString("other"), src.fetch, func() { mismatches++ })
+	must(t, err)
+	go func() { _, _ = src.pw.Write(data); src.pw.Close() }()
+	got, err := readAll(context.Background(), b, 0, -1)
+	s.release(b)
+	if !errors.Is(err, ErrDigestMismatch) || len(got) >= len(data) {
+		t.Fatalf("reader: %d of %d bytes, %v", len(got), len(data), err)
+	}
+	if mismatches != 1 {
+		t.Fatalf("mismatch reported %d times", mismatches)
+	}
+	// A failed blob is forgotten at once: the next request fetches again.
+	src2 := newPipeSource(3)
+	go func() { _, _ = src2.pw.Write([]byte("abc")); src2.pw.Close() }()
+	b, joined, err := s.open(context.Background(), "k", digest.FromString("abc"), src2.fetch, func() {})
+	must(t, err)
+	got, err = readAll(context.Background(), b, 0, -1)
+	s.release(b)
+	if joined || err != nil || string(got) != "abc" {
+		t.Fatalf("after a failure: joined=%v %q %v", joined, got, err)
+	}
+}
+
+// A source's error reaches the requester and is not kept.
+func TestSpoolFetchError(t *testing.T) {
+	s := newSpool(t.TempDir(), time.Minute, 1<<30, quiet())
+	calls := 0
+	fail := func(context.Context) (*http.Response, error) {
+		calls++
+		return nil, &upstream.Error{Status: 404}
+	}
+	for range 2 {
+		if _, _, err := s.open(context.Background(), "k", digest.FromString("x"), fail, func() {}); !upstream.IsNotFound(err) {
+			t.Fatalf("open: %v", err)
+		}
+	}
+	if calls != 2 {
+		t.Fatalf("%d fetches, want 2", calls)
+	}
+	if len(s.blobs) != 0 {
+		t.Fatal("a failed fetch was kept")
+	}
+}
+
+// Finished blobs go after retain, or earlier beyond maxBytes; never while read.
+func TestSpoolSweep(t *testing.T) {
+	dir := t.TempDir()
+	s := newSpool(dir, 50*time.Millisecond, 1500, quiet())
+	ctx := context.Background()
+	openDone := func(key string, data []byte) *Blob {
+		src := newPipeSource(int64(len(data)))
+		go func() { _, _ = src.pw.Write(data); src.pw.Close() }()
+		b, _, err := s.open(ctx, key, digest.FromBytes(data), src.fetch, func() {})
+		must(t, err)
+		_, err = readAll(ctx, b, 0, -1)
+		must(t, err)
+		return b
+	}
+	a := openDone("a", randomBytes(1000))
+	s.release(a)
+	b := openDone("b", randomBytes(1000)) // over maxBytes: a goes, b is read
+	s.sweep()
+	if _, ok := s.lookup("a"); ok {
+		t.Fatal("the oldest idle blob outlived maxBytes")
+	}
+	if _, ok := s.lookup("b"); !ok {
+		t.Fatal("a blob being read was dropped")
+	}
+	s.release(b)
+	time.Sleep(60 * time.Millisecond)
+	s.sweep()
+	if _, ok := s.lookup("b"); ok {
+		t.Fatal("a blob outlived retain")
+	}
+	left, _ := os.ReadDir(dir)
+	if len(left) != 0 {
+		t.Fatalf("%d files left in the spool", len(left))
+	}
+}
+
+func quiet() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+func must(t testing.TB, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// The fetch layer's defaults, as README's proxy block documents them.
+func TestDefaults(t *testing.T) {
+	o := Options{}.defaults()
+	if o.TagTTL != 5*time.Minute || o.Timeout != 30*time.Second || o.MaxConcurrent != 32 {
+		t.Errorf("defaults: %+v", o)
+	}
+}
