@@ -126,8 +126,8 @@ conformance:
 # medians, references and ratios. Raw output in $(BENCHDIR)/bench.txt.
 BENCHCOUNT ?= 5
 BENCHDIR   ?= bin/bench
-BENCHRUN   ?= ^Benchmark(Pull|ColdPull10|CopyVsRead|Admission)$$
-BENCHPKGS  := proxy internal/mirror webhook
+BENCHRUN   ?= ^Benchmark(Pull|ColdPull10|CopyVsRead|Admission|HubColdPull)$$
+BENCHPKGS  := proxy internal/mirror webhook proxy/hub
 bench: deps build
 	@mkdir -p $(BENCHDIR)
 	$(GO) test -c -o $(BENCHDIR)/ $(addprefix ./,$(BENCHPKGS))

@@ -102,8 +102,8 @@ func (r *swapperRelease) upgrade(ctx context.Context, t testing.TB, values strin
 	r.waitReady(ctx, t)
 }
 
-// waitReady waits until the webhook Deployment and the proxy DaemonSet are rolled out and
-// Ready. `helm --wait` is not enough on one node: it counts a DaemonSet ready with
+// waitReady waits until the webhook Deployment, the proxy DaemonSet (and the hub's
+// StatefulSet, when there is one) are rolled out and Ready. `helm --wait` is not enough on one node: it counts a DaemonSet ready with
 // desired - maxUnavailable pods, and the chart's 10% rounds up to 1, so zero ready pods pass.
 func (r *swapperRelease) waitReady(ctx context.Context, t testing.TB) {
 	t.Helper()
@@ -118,6 +118,16 @@ func (r *swapperRelease) waitReady(ctx context.Context, t testing.TB) {
 		if d.Status.ObservedGeneration < d.Generation || d.Status.UpdatedReplicas != *d.Spec.Replicas ||
 			d.Status.ReadyReplicas != *d.Spec.Replicas || d.Status.Replicas != *d.Spec.Replicas {
 			return false
+		}
+		sts, err := r.node.Client.AppsV1().StatefulSets(r.NS).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return false
+		}
+		for _, s := range sts.Items { // the hub, when it holds the store
+			if s.Status.ObservedGeneration < s.Generation || s.Status.ReadyReplicas != *s.Spec.Replicas ||
+				s.Status.UpdatedReplicas != *s.Spec.Replicas {
+				return false
+			}
 		}
 		dss, err := r.node.Client.AppsV1().DaemonSets(r.NS).List(ctx, metav1.ListOptions{})
 		if err != nil || len(dss.Items) != 1 {

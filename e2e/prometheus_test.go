@@ -33,6 +33,7 @@ import (
 
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/testutil/images"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/testutil/registryproc"
+	"github.com/k8s-image-swapper/k8s-image-swapper/webhook/webhooktest"
 )
 
 // TestPrometheus has a real Prometheus (Debian's 2.42) scrape webhooks and node proxies as the
@@ -73,6 +74,7 @@ podMonitor: {enabled: true}
 proxy: {metrics: {enabled: true}}
 prometheusRule: {enabled: true, admissionLatencySeconds: 0.0001}
 grafanaDashboard: {enabled: true}
+hub: {enabled: true}
 `))
 	out, err := exec.CommandContext(ctx, helmBin, "template", "rel", filepath.Join(repoRoot(), "charts", "k8s-image-swapper"),
 		"--namespace", ns, "-f", values).CombinedOutput()
@@ -99,15 +101,17 @@ grafanaDashboard: {enabled: true}
 		return fmt.Sprintf("target:\n  type: generic\n  generic: {registry: %q, insecure: true}\n", reg)
 	}
 	hooks := []*chartWebhook{
-		startChartWebhook(t, bin, mon, "main", sources+generic(tgt.Addr)+"mirror: {workers: 1, queueSize: 1, maxRetries: 3, retryWaitMax: 2s}\n"),
-		startChartWebhook(t, bin, mon, "dry", "dryRun: true\n"+sources+generic(tgt.Addr)),
-		startChartWebhook(t, bin, mon, "unreachable", sources+generic(registryproc.FreeAddr(t)), "--target-unreachable-ok"),
+		startChartWebhook(t, bin, mon.servingTLS, "main", sources+generic(tgt.Addr)+"mirror: {workers: 1, queueSize: 1, maxRetries: 3, retryWaitMax: 2s}\n"),
+		startChartWebhook(t, bin, mon.servingTLS, "dry", "dryRun: true\n"+sources+generic(tgt.Addr)),
+		startChartWebhook(t, bin, mon.servingTLS, "unreachable", sources+generic(registryproc.FreeAddr(t)), "--target-unreachable-ok"),
 	}
 	// Two node proxies, each with its metrics listener (the chart's proxy.metrics).
 	proxyCfg := fmt.Sprintf("%sproxy:\n  registries: [%q, %q]\n  tagTTL: 1s\n", generic(tgt.Addr), src.Addr, bad.Addr)
-	proxies := []*proxyProcess{startMetricsProxy(t, proxyCfg), startMetricsProxy(t, proxyCfg)}
+	hub := startHubProcess(t, proxyCfg, "")
+	proxies := []*proxyProcess{startMetricsProxy(t, proxyCfg), startMetricsProxy(t, proxyCfg),
+		startMetricsProxy(t, proxyCfg+fmt.Sprintf("hub: {url: %q}\n", "http://"+hub.Addr))}
 
-	prom := startPrometheus(t, mon.scrapeConfig(t, dir, hooks, proxies), map[string]string{"rules.yml": mon.rules(t, "2s")})
+	prom := startPrometheus(t, mon.scrapeConfig(t, dir, hooks, proxies, hub), map[string]string{"rules.yml": mon.rules(t, "2s")})
 	waitFor(ctx, t, "prometheus scraping every target", func() bool {
 		up, err := prom.targetsUp(ctx)
 		healthy := 0
@@ -116,10 +120,10 @@ grafanaDashboard: {enabled: true}
 				healthy++
 			}
 		}
-		if err == nil && healthy < len(hooks)+len(proxies) && ctx.Err() == nil {
+		if err == nil && healthy < len(hooks)+len(proxies)+1 && ctx.Err() == nil {
 			t.Logf("targets: %v", up)
 		}
-		return err == nil && healthy == len(hooks)+len(proxies)
+		return err == nil && healthy == len(hooks)+len(proxies)+1
 	})
 
 	// Pulls through the first proxy, as containerd sends them (?ns=).
@@ -128,6 +132,9 @@ grafanaDashboard: {enabled: true}
 	proxyWaitTarget(t, tgt.Addr+"/"+mirrorRepo(src.Addr, "e2e/a")+":v1", wantA)
 	pullAll(t, px.Addr, src.Addr, "e2e/a", "v1", imgA, http.StatusOK)                      // warm: from the target
 	pullAll(t, px.Addr, tgt.Addr, mirrorRepo(src.Addr, "e2e/b"), "v1", nil, http.StatusOK) // fallback
+	pullAll(t, proxies[2].Addr, src.Addr, "e2e/a", "v1", imgA, http.StatusOK)              // through the hub (from its target)
+	images.Push(t, src.Addr+"/e2e/viahub:v1", images.Image(t, 32<<10, 1, platform))
+	pullAll(t, proxies[2].Addr, src.Addr, "e2e/viahub", "v1", nil, http.StatusOK) // through the hub, from the source
 	images.Push(t, src.Addr+"/e2e/corrupt:v1", images.Image(t, 32<<10, 1, platform))
 	pullAll(t, px.Addr, bad.Addr, "e2e/corrupt", "v1", nil, -1) // the blob transfer is aborted
 
@@ -255,6 +262,7 @@ grafanaDashboard: {enabled: true}
 	}
 	expectFiring(faults...)
 	proxies[1].Stop()
+	hub.Stop()
 	for _, h := range hooks {
 		h.stop(t)
 	}
@@ -364,12 +372,12 @@ func startMetricsProxy(t *testing.T, cfg string) *proxyProcess {
 // monitoring is what the chart renders for monitoring: the objects the test turns into a
 // Prometheus config, and the certificate the webhook serves.
 type monitoring struct {
+	servingTLS
 	serviceName  string
-	caPEM        []byte
-	certPEM      []byte
-	keyPEM       []byte
-	serviceMon   map[string]any // spec.endpoints[0]
+	serviceMon   map[string]any // spec.endpoints[0] of the webhook's ServiceMonitor
 	serviceMonNS string
+	hubMon       map[string]any // spec.endpoints[0] of the hub's
+	hubService   string
 	podMon       map[string]any // spec.podMetricsEndpoints[0]
 	podMonJob    string
 	ruleGroups   []any
@@ -403,6 +411,11 @@ func parseMonitoring(t *testing.T, out []byte) *monitoring {
 			secrets[name] = data
 		case "ServiceMonitor":
 			eps, _ := spec["endpoints"].([]any)
+			if strings.HasSuffix(name, "-hub") {
+				m.hubMon, _ = eps[0].(map[string]any)
+				m.hubService = name // the hub's Service has the ServiceMonitor's name
+				continue
+			}
 			m.serviceMon, _ = eps[0].(map[string]any)
 			m.serviceMonNS = nsName
 		case "PodMonitor":
@@ -430,21 +443,38 @@ func parseMonitoring(t *testing.T, out []byte) *monitoring {
 	caSecret, _ := ca["secret"].(map[string]any)
 	s := secrets[fmt.Sprint(caSecret["name"])]
 	m.caPEM, m.certPEM, m.keyPEM = []byte(s[fmt.Sprint(caSecret["key"])]), []byte(s["tls.crt"]), []byte(s["tls.key"])
-	if m.serviceMon == nil || m.podMon == nil || m.ruleGroups == nil || m.dashboard == "" || m.serviceName == "" || len(m.caPEM) == 0 || len(m.certPEM) == 0 {
+	m.name = fmt.Sprint(tlsCfg["serverName"]) // what the ServiceMonitor verifies the certificate for
+	if m.serviceMon == nil || m.hubMon == nil || m.podMon == nil || m.ruleGroups == nil || m.dashboard == "" || m.serviceName == "" || len(m.caPEM) == 0 || len(m.certPEM) == 0 {
 		t.Fatalf("the chart did not render its monitoring objects and certificate: %+v", m)
 	}
 	return m
 }
 
-// serverName is the name the ServiceMonitor verifies the webhook's certificate for.
-func (m *monitoring) serverName() string {
-	tlsCfg, _ := m.serviceMon["tlsConfig"].(map[string]any)
-	return fmt.Sprint(tlsCfg["serverName"])
+// servingTLS is a webhook's certificate, its CA, and the name clients verify it for.
+type servingTLS struct {
+	caPEM, certPEM, keyPEM []byte
+	name                   string
+}
+
+func (s servingTLS) serverName() string { return s.name }
+
+// newServingTLS is a certificate for 127.0.0.1 from a CA of the test's.
+func newServingTLS(t *testing.T) servingTLS {
+	t.Helper()
+	ca, err := webhooktest.NewCA("e2e CA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, key, err := ca.Issue("127.0.0.1", "127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return servingTLS{caPEM: ca.CertPEM, certPEM: cert, keyPEM: key, name: "127.0.0.1"}
 }
 
 // scrapeConfig is what the Prometheus operator makes of the chart's ServiceMonitor and
 // PodMonitor, with static targets for the processes (no pods here) and their labels.
-func (m *monitoring) scrapeConfig(t *testing.T, dir string, hooks []*chartWebhook, proxies []*proxyProcess) string {
+func (m *monitoring) scrapeConfig(t *testing.T, dir string, hooks []*chartWebhook, proxies []*proxyProcess, hub *proxyProcess) string {
 	t.Helper()
 	writeKubeFile(t, filepath.Join(dir, "ca.crt"), m.caPEM)
 	var b strings.Builder
@@ -453,12 +483,15 @@ func (m *monitoring) scrapeConfig(t *testing.T, dir string, hooks []*chartWebhoo
 	fmt.Fprintf(&b, "    tls_config: {ca_file: %q, server_name: %q}\n", filepath.Join(dir, "ca.crt"), m.serverName())
 	b.WriteString("    static_configs:\n")
 	for _, h := range hooks {
-		fmt.Fprintf(&b, "      - targets: [%q]\n        labels: {job: %q, namespace: %q, service: %q, endpoint: %q, pod: %q}\n",
+		fmt.Fprintf(&b, "      - targets: [%q]\n        labels: {job: %q, namespace: %q, service: %q, endpoint: %q, pod: %q, container: webhook}\n",
 			h.addr, m.serviceName, m.serviceMonNS, m.serviceName, m.serviceMon["port"], "webhook-"+h.name)
 	}
+	fmt.Fprintf(&b, "  - job_name: serviceMonitor/%s/hub/0\n    metrics_path: %s\n    static_configs:\n", m.serviceMonNS, m.hubMon["path"])
+	fmt.Fprintf(&b, "      - targets: [%q]\n        labels: {job: %q, namespace: %q, service: %q, endpoint: %q, pod: hub-0, container: hub}\n",
+		hub.Addr, m.hubService, m.serviceMonNS, m.hubService, m.hubMon["port"])
 	fmt.Fprintf(&b, "  - job_name: podMonitor/%s/0\n    metrics_path: %s\n    static_configs:\n", m.podMonJob, m.podMon["path"])
 	for i, p := range proxies {
-		fmt.Fprintf(&b, "      - targets: [%q]\n        labels: {job: %q, namespace: %q, endpoint: %q, pod: %q}\n",
+		fmt.Fprintf(&b, "      - targets: [%q]\n        labels: {job: %q, namespace: %q, endpoint: %q, pod: %q, container: proxy}\n",
 			p.MetricsAddr, m.podMonJob, m.serviceMonNS, m.podMon["port"], fmt.Sprintf("proxy-%d", i))
 	}
 	return b.String()
@@ -525,7 +558,7 @@ type chartWebhook struct {
 	proc       *webhookProc
 }
 
-func startChartWebhook(t *testing.T, bin string, m *monitoring, name, cfg string, extra ...string) *chartWebhook {
+func startChartWebhook(t *testing.T, bin string, m servingTLS, name, cfg string, extra ...string) *chartWebhook {
 	t.Helper()
 	dir := t.TempDir()
 	cert, key, config := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key"), filepath.Join(dir, "config.yml")

@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"fmt"
 	"net/http"
@@ -252,6 +253,7 @@ type proxyProcess struct {
 	Addr        string
 	MetricsAddr string // set when started with --metrics-address
 	config      string
+	command     string   // the sub-command; "" is proxy
 	extra       []string // more arguments
 	cmd         *exec.Cmd
 	syncLog
@@ -304,7 +306,7 @@ func startProxyProcess(t *testing.T, cfg string, extra ...string) *proxyProcess 
 // Start runs the process (again) and waits until it answers.
 func (p *proxyProcess) Start(t *testing.T) {
 	t.Helper()
-	p.cmd = exec.Command(proxyBinary(t), append([]string{"proxy", "--config", p.config, "--listen-address", p.Addr,
+	p.cmd = exec.Command(proxyBinary(t), append([]string{cmp.Or(p.command, "proxy"), "--config", p.config, "--listen-address", p.Addr,
 		"--spool-dir", filepath.Join(filepath.Dir(p.config), "spool")}, p.extra...)...)
 	p.cmd.Stdout, p.cmd.Stderr = p, p
 	if err := p.cmd.Start(); err != nil {
@@ -350,6 +352,12 @@ func (p *proxyProcess) metric(t testing.TB, metric string, want map[string]strin
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
 		line := sc.Text()
+		if v, ok := strings.CutPrefix(line, metric+" "); ok && len(want) == 0 {
+			if f, err := strconv.ParseFloat(strings.TrimSpace(v), 64); err == nil {
+				sum += f
+			}
+			continue
+		}
 		rest, ok := strings.CutPrefix(line, metric+"{")
 		if !ok {
 			continue

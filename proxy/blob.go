@@ -20,7 +20,7 @@ func (p *Proxy) serveBlob(ex *exchange, pl plan) error {
 	if done, err := p.fromTarget(ex, pl, func() (*http.Response, error) { return p.targetBlob(ex, pl) }); done {
 		return err
 	}
-	s, from := *pl.src, sourceFrom(pl)
+	s := *pl.src
 	if ex.r.Method == http.MethodHead {
 		return p.headSourceBlob(ex, pl)
 	}
@@ -54,7 +54,7 @@ func (p *Proxy) serveBlob(ex *exchange, pl plan) error {
 		h.Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", start, end, size))
 		h.Set("Content-Length", strconv.FormatInt(end+1-start, 10))
 	}
-	ex.from = from
+	ex.from = sourceFrom(pl, b.Relay())
 	ex.w.WriteHeader(status)
 	if err := copyBody(ex.w, b.Reader(ctx, start, limit)); err != nil {
 		abort(ex, err)
@@ -75,7 +75,7 @@ func (p *Proxy) headSourceBlob(ex *exchange, pl plan) error {
 		h.Set("Content-Length", strconv.FormatInt(size, 10))
 		h.Set("Accept-Ranges", "bytes")
 	}
-	ex.from = sourceFrom(pl)
+	ex.from = sourceFrom(pl, "")
 	ex.w.WriteHeader(http.StatusOK)
 	return nil
 }
@@ -95,7 +95,7 @@ func (p *Proxy) streamSourceBlob(ex *exchange, pl plan) error {
 	if resp.ContentLength >= 0 {
 		h.Set("Content-Length", strconv.FormatInt(resp.ContentLength, 10))
 	}
-	ex.from = sourceFrom(pl)
+	ex.from = sourceFrom(pl, "")
 	ex.w.WriteHeader(http.StatusOK)
 	if err := copyVerified(ex.w, resp.Body, ex.call.Digest); err != nil {
 		abort(ex, err)

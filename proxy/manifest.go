@@ -30,15 +30,18 @@ func (p *Proxy) manifestByDigest(ex *exchange, pl plan) error {
 		return err
 	}
 	s := *pl.src
-	job := p.triggerCopy(s, "", d)
-	if p.waitCopy(ctx, job) && p.tryTarget(ex, pl, d) {
-		return nil
-	}
 	m, err := p.sources.Manifest(ctx, s, d)
+	if err == nil && m.Relay == "" {
+		// A relay that serves the image copies it; from the source, we do.
+		job := p.triggerCopy(s, "", d)
+		if p.waitCopy(ctx, job) && p.tryTarget(ex, pl, d) {
+			return nil
+		}
+	}
 	if err != nil {
 		return sourceError(ex, pl, err)
 	}
-	p.writeManifest(ex, m.Descriptor, m.Body, sourceFrom(pl))
+	p.writeManifest(ex, m.Descriptor, m.Body, sourceFrom(pl, m.Relay))
 	return nil
 }
 
@@ -110,19 +113,22 @@ func (p *Proxy) manifestByTag(ex *exchange, pl plan) error {
 	if src.err != nil {
 		return sourceError(ex, pl, src.err)
 	}
-	job := p.triggerCopy(s, tag, src.d.Digest)
-	if p.waitCopy(ctx, job) && p.tryTarget(ex, pl, src.d.Digest) {
-		return nil
+	if src.d.Relay == "" {
+		// A relay that resolved the tag serves the image and copies it.
+		job := p.triggerCopy(s, tag, src.d.Digest)
+		if p.waitCopy(ctx, job) && p.tryTarget(ex, pl, src.d.Digest) {
+			return nil
+		}
 	}
 	if ex.r.Method == http.MethodHead {
-		p.writeManifest(ex, src.d, nil, sourceFrom(pl))
+		p.writeManifest(ex, src.d, nil, sourceFrom(pl, src.d.Relay))
 		return nil
 	}
 	m, err := p.sources.Manifest(ctx, s, src.d.Digest)
 	if err != nil {
 		return sourceError(ex, pl, err)
 	}
-	p.writeManifest(ex, m.Descriptor, m.Body, sourceFrom(pl))
+	p.writeManifest(ex, m.Descriptor, m.Body, sourceFrom(pl, m.Relay))
 	return nil
 }
 
@@ -135,8 +141,13 @@ func (p *Proxy) writeManifest(ex *exchange, d fetch.Descriptor, body []byte, fro
 	}
 }
 
-func sourceFrom(pl plan) string {
-	if pl.fallback {
+// sourceFrom is where a miss was served from: the source (or, for a target
+// reference, the fallback to it), or the relay that answered instead.
+func sourceFrom(pl plan, relay string) string {
+	switch {
+	case relay != "":
+		return relay
+	case pl.fallback:
 		return fromFallback
 	}
 	return fromSource

@@ -19,8 +19,13 @@ func (p *Proxy) zeroMetrics() {
 	}
 	slices.Sort(sources)
 	registries := append([]string{"target", "unknown"}, sources...)
-	metrics.Zero(metrics.ProxyRequests, registries, metricKinds, []string{fromTarget, fromSource, fromFallback, fromError})
-	metrics.Zero(metrics.ProxyBytes, []string{fromTarget, fromSource, fromFallback})
+	from := []string{fromTarget, fromSource, fromFallback}
+	if r := p.sources.RelayRole(); r != "" {
+		from = append(from, r)
+		metrics.Zero(metrics.RelayRequests, []string{r}, []string{"served", "fallback"})
+	}
+	metrics.Zero(metrics.ProxyRequests, registries, metricKinds, append(from, fromError))
+	metrics.Zero(metrics.ProxyBytes, from)
 	metrics.Zero(metrics.ProxyUpstreamDuration, []string{upstream.Target, upstream.Source}, metricKinds)
 	metrics.Zero(metrics.ProxyCoalesced, metricKinds)
 	metrics.Zero(metrics.ProxySourceFetches, sources, metricKinds)

@@ -166,6 +166,10 @@ func New(o Options) (*Proxy, error) {
 // ServeHTTP serves /v2/ and everything under it. Whatever a handler returns
 // as an error is the answer, written here and nowhere else.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Header.Get(fetch.NoRelayHeader) != "" {
+		// A relay passed this on: fetch from the sources, never relay again.
+		r = r.WithContext(fetch.WithoutRelay(r.Context()))
+	}
 	c, content := registry.ParsePath(r.URL.Path)
 	var err error
 	switch {

@@ -22,7 +22,7 @@ func TestPrometheusRules(t *testing.T) {
 			t.Skip("promtool not found: apt-get install prometheus, or set PROMTOOL_BIN; make test sets PROMTOOL_REQUIRED=1")
 		}
 	}
-	rule := find(t, render(t, "--set", "prometheusRule.enabled=true"), "PrometheusRule", "")
+	rule := find(t, render(t, "--set", "prometheusRule.enabled=true", "--set", "hub.enabled=true"), "PrometheusRule", "")
 	spec, ok := rule.U.Object["spec"].(map[string]any)
 	if !ok {
 		t.Fatalf("%s has no spec", rule)

@@ -21,6 +21,7 @@ func newContainerdConfigCmd() *cobra.Command {
 		check     bool
 
 		containerdVersion string
+		hubFlag           string
 	)
 	cmd := &cobra.Command{
 		Use:   "containerd-config",
@@ -45,6 +46,17 @@ func newContainerdConfigCmd() *cobra.Command {
 			}
 			o.Logger = newLogger(c)
 			o.Hosts = hostsFor(c)
+			if hu, err := hubURL(c, hubFlag, o.Logger); err != nil {
+				return err
+			} else if hu != nil && targetIsHub(c) {
+				// The target is the hub's store: without the proxy, containerd
+				// reaches the hub at its Service's address, not by cluster DNS.
+				for i := range o.Hosts {
+					if strings.EqualFold(o.Hosts[i].Name, c.Target.Host()) {
+						o.Hosts[i].Server = hu.Scheme + "://" + hu.Host
+					}
+				}
+			}
 			o.PlainHTTP = map[string]bool{}
 			for _, h := range plainHTTP {
 				o.PlainHTTP[h] = true
@@ -88,6 +100,7 @@ func newContainerdConfigCmd() *cobra.Command {
 	f.StringSliceVar(&plainHTTP, "plain-http", nil, "registry hosts whose origin speaks plain http")
 	f.BoolVar(&cleanup, "cleanup", false, "undo: restore the files that were there, remove the ones written")
 	f.BoolVar(&check, "check", false, "only check --containerd-config and report what a node needs")
+	f.StringVar(&hubFlag, "hub-url", "", "the hub's URL; when the target is the hub's store, containerd's fallback without the proxy (default hub.url)")
 	return cmd
 }
 

@@ -68,6 +68,7 @@ func newRoot() *cobra.Command {
 	root.AddCommand(
 		newWebhookCmd(),
 		newProxyCmd(),
+		newHubCmd(),
 		newContainerdConfigCmd(),
 		newCopyCmd(),
 		newConfigCmd(),

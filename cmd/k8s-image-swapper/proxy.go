@@ -1,18 +1,15 @@
 package main
 
 import (
-	"net/http"
-
 	"github.com/spf13/cobra"
 
-	"github.com/k8s-image-swapper/k8s-image-swapper/internal/fetch"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/server"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/target"
-	"github.com/k8s-image-swapper/k8s-image-swapper/proxy"
+	"github.com/k8s-image-swapper/k8s-image-swapper/proxy/hub"
 )
 
 func newProxyCmd() *cobra.Command {
-	var listen, metricsAddr, dataDir, spoolDir string
+	var listen, metricsAddr, dataDir, spoolDir, hubFlag string
 	cmd := &cobra.Command{
 		Use:   "proxy",
 		Short: "Run the node proxy: a pull-through registry containerd uses as a mirror",
@@ -42,45 +39,38 @@ func newProxyCmd() *cobra.Command {
 			log := newLogger(c)
 			ctx := cmd.Context()
 
-			t, src, err := openTarget(ctx, c)
+			hu, err := hubURL(c, hubFlag, log)
+			if err != nil {
+				return err
+			}
+			t, src, err := openTarget(ctx, c, func(s *target.Spec) {
+				if targetIsHub(c) && hu != nil {
+					// The hub's store: reached at the hub's address, named as the config names it.
+					s.Generic.Endpoint = hu.Host
+				}
+			})
 			if err != nil {
 				return err
 			}
 			defer closeTarget(t)
-			// The source side comes first: the proxy serves from it, and the
-			// engine's copies read through it what pulls just fetched.
-			sources, err := fetch.New(fetchOptions(c, src, spoolDir, log))
+			fo := fetchOptions(c, src, spoolDir, log)
+			if hu != nil {
+				// Misses go to the hub first, which copies what it serves.
+				if fo.Relay, err = hub.NewRelay(hu, target.NewTransport(false), hubTimeout(c)); err != nil {
+					return &exitError{code: 2, err: err}
+				}
+			}
+			// Serves, copies nothing: in a dry run, or when the target is the
+			// hub's store, which only the hub writes.
+			api, err := newReadAPI(c, t, src, fo, !c.DryRun && !targetIsHub(c), log)
 			if err != nil {
 				return err
 			}
-			defer sources.Close()
-			engine, err := newEngine(c, t, src, sources.Transport(target.NewTransport(false)), log)
-			if err != nil {
-				return err
-			}
-			opts := proxyOptions(c)
-			opts.Target, opts.Sources, opts.Mirror, opts.Logger = t, sources, engine, log
-			if c.DryRun {
-				opts.Mirror = nil // serves, copies nothing
-			}
-			p, err := proxy.New(opts)
-			if err != nil {
-				return err
-			}
-			engine.Start(ctx)
-			defer engine.Close()
-
-			mux := http.NewServeMux()
-			mux.Handle("/v2/", p)
-			mux.Handle("/v2", p)
-			server.Health(mux, nil)
-			servers := []*server.Server{{Name: "proxy", HTTP: &http.Server{Addr: proxyAddress(c), Handler: mux}}}
-			if metricsAddr != "" {
-				// Only metrics and health: the registry API stays on the (loopback) proxy address.
-				mm := http.NewServeMux()
-				server.Health(mm, nil)
-				servers = append(servers, &server.Server{Name: "proxy metrics", HTTP: &http.Server{Addr: metricsAddr, Handler: mm}})
-			}
+			defer api.sources.Close()
+			api.engine.Start(ctx)
+			defer api.engine.Close()
+			// With --metrics-address, the registry API stays on the (loopback) proxy address.
+			servers := api.servers("proxy", proxyAddress(c), metricsAddr)
 			if err := server.Listen(servers...); err != nil {
 				return err
 			}
@@ -91,7 +81,7 @@ func newProxyCmd() *cobra.Command {
 				file = "(none: defaults)"
 			}
 			log.Info("proxy listening", "address", servers[0].Address(), "target", targetName(targetSpec(c)),
-				"registries", opts.Registries, "onMiss", opts.OnMiss, "config", file)
+				"registries", api.opts.Registries, "onMiss", api.opts.OnMiss, "config", file)
 			setDryRun(ctx, c, log)
 			return server.Serve(ctx, log, servers...)
 		},
@@ -100,5 +90,6 @@ func newProxyCmd() *cobra.Command {
 	cmd.Flags().StringVar(&metricsAddr, "metrics-address", "", "also serve /metrics, /healthz and /readyz (and nothing else) on this address, e.g. :7440")
 	cmd.Flags().StringVar(&dataDir, "data-dir", "", "folder of the local target (default target.local.path, ./data)")
 	cmd.Flags().StringVar(&spoolDir, "spool-dir", "", "folder for blobs while they stream from sources (default a temporary folder)")
+	cmd.Flags().StringVar(&hubFlag, "hub-url", "", "the hub to ask before the sources (default hub.url)")
 	return cmd
 }

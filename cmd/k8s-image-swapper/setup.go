@@ -72,8 +72,12 @@ func closeTarget(t target.Target) {
 
 // openTarget opens the target the config names, and what reaching its
 // sources takes; the caller closes the target (closeTarget).
-func openTarget(ctx context.Context, c *config.Config) (target.Target, sourceAccess, error) {
-	t, err := target.New(ctx, targetSpec(c))
+func openTarget(ctx context.Context, c *config.Config, tune ...func(*target.Spec)) (target.Target, sourceAccess, error) {
+	spec := targetSpec(c)
+	for _, f := range tune {
+		f(&spec)
+	}
+	t, err := target.New(ctx, spec)
 	if err != nil {
 		return nil, sourceAccess{}, fmt.Errorf("open target: %w", err)
 	}

@@ -15,6 +15,8 @@ import (
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/auth"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/config"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/metrics"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/target"
+	"github.com/k8s-image-swapper/k8s-image-swapper/proxy/hub"
 	"github.com/k8s-image-swapper/k8s-image-swapper/webhook"
 )
 
@@ -39,6 +41,7 @@ func newWebhookCmd() *cobra.Command {
 // command (which runs the webhook, as the original's did).
 type webhookFlags struct {
 	listen, certFile, keyFile, kubeconfig string
+	hubURL                                string
 	dryRun, secretReader, unreachableOK   bool
 	secretNames                           []string
 }
@@ -51,6 +54,7 @@ func (w *webhookFlags) add(f *pflag.FlagSet) {
 	f.BoolVar(&w.secretReader, "secret-reader", false, "read pods' imagePullSecrets for copies (the config's secretReader; when neither is set: on in a cluster, as the original)")
 	f.StringSliceVar(&w.secretNames, "secret-names", nil, "with --secret-reader, watch only secrets of these names (the chart's secretReader.secretNames)")
 	f.StringVar(&w.kubeconfig, "kubeconfig", "", "kubeconfig for --secret-reader (default: in-cluster)")
+	f.StringVar(&w.hubURL, "hub-url", "", "the hub to ask whether the target has an image, and to copy it (default hub.url)")
 	f.BoolVar(&w.unreachableOK, "target-unreachable-ok", false, "report ready without waiting for the target to answer")
 }
 
@@ -94,6 +98,20 @@ func (w *webhookFlags) run(cmd *cobra.Command, _ []string) error {
 	defer closeTarget(t)
 	opts := webhookOptions(c)
 	opts.Mirror, opts.Mapper, opts.Logger = engine, t.Mapper(), log
+	hu, err := hubURL(c, w.hubURL, log)
+	if err != nil {
+		return err
+	}
+	if hu != nil {
+		// Checks and copies go through the hub, one for the whole cluster;
+		// this engine answers when the hub does not, unless the target is the
+		// hub's own store, which only the hub writes.
+		var local hub.Mirror = engine
+		if targetIsHub(c) {
+			local = nil
+		}
+		opts.Mirror = hub.NewClient(hu, target.NewTransport(false), hubTimeout(c), local, log)
+	}
 
 	ready := &webhook.Readiness{}
 	if c.SecretReader {

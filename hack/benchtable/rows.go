@@ -1,5 +1,11 @@
 package main
 
+import (
+	"fmt"
+	"slices"
+	"strings"
+)
+
 // row is one figure of the table: a metric of one benchmark, with the
 // reference metric the same run measured, if any.
 type row struct {
@@ -26,6 +32,7 @@ const (
 	review    = "3-container pod over HTTPS, 200/s for 10 s, warm cache"
 	podStart  = "Pod create to Running on a real node, " + pullImage
 	remote    = "source behind a 50 MB/s link with 20 ms added round trip"
+	hubImage  = "48 MiB image (3 x 16 MiB layers)"
 )
 
 // rows are the figures named in the proxy and webhook issues and in the
@@ -82,3 +89,22 @@ var rows = []row{
 // skipped units are the testing package's own, which these benchmarks
 // do not use as figures (each reports its own times).
 var skipped = map[string]bool{"ns/op": true, "B/op": true, "allocs/op": true, "MB/s": true}
+
+func init() {
+	// The hub rows, one pair per fleet size, after the admission rows.
+	var hub []row
+	for _, n := range []int{1, 4, 8, 16} {
+		who := fmt.Sprintf("%d node proxies", n)
+		if n == 1 {
+			who = "1 node proxy"
+		}
+		bench := fmt.Sprintf("BenchmarkHubColdPull/N=%d", n)
+		hub = append(hub,
+			row{label: "Cold pulls of one " + hubImage + " by " + who + " at once, through the hub: origin GETs per blob (max)", bench: bench,
+				unit: "hub-origin-GETs/blob", ref: "direct-origin-GETs/blob", refIs: "the same, each proxy from the origin", aim: &aim{op: "=", v: 1}},
+			row{label: "Cold pulls by " + who + " at once, through the hub: wall s", bench: bench,
+				unit: "hub-wall-s", ref: "direct-wall-s", refIs: "the same, each proxy from the origin"})
+	}
+	at := slices.IndexFunc(rows, func(r row) bool { return strings.HasPrefix(r.bench, "BenchmarkPodStart") })
+	rows = slices.Insert(rows, at, hub...)
+}

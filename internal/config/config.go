@@ -28,6 +28,7 @@ type Config struct {
 	Target       Target `yaml:"target"`
 	Mirror       Mirror `yaml:"mirror"`
 	Proxy        Proxy  `yaml:"proxy"`
+	Hub          Hub    `yaml:"hub"`
 
 	// Warnings are what was accepted as the original would have accepted
 	// it, each with its key and line: unknown and miscased keys, values
@@ -167,6 +168,19 @@ type Proxy struct {
 	// SharedRepositories are source repositories (path.Match globs on
 	// host/repo, e.g. "ghcr.io/acme/*") served to every pull however private.
 	SharedRepositories []string `yaml:"sharedRepositories"`
+}
+
+// Hub is the cluster's mirror service: node proxies and the webhook ask it
+// before the sources when URL is set, and go to the sources themselves
+// whenever it does not answer.
+type Hub struct {
+	// URL is where node proxies and the webhook reach it: http(s)://HOST[:PORT].
+	URL string `yaml:"url"`
+	// Timeout bounds the wait for its answer, and for each next byte of a
+	// transfer, before the source is asked instead (default 5s).
+	Timeout Duration `yaml:"timeout"`
+	// ListenAddress is where the hub listens (default :7440).
+	ListenAddress string `yaml:"listenAddress"`
 }
 
 // Duration reads "8s" or "1m30s" (and a bare integer as seconds).

@@ -4,6 +4,8 @@ import (
 	"cmp"
 	"encoding/json"
 	"fmt"
+	"net"
+	"net/url"
 	"os"
 	"path"
 	"regexp"
@@ -232,6 +234,16 @@ func (c *Config) validate(lines map[string]int) (errs, warns []Problem) {
 	for i, g := range c.Proxy.SharedRepositories {
 		if _, err := path.Match(g, ""); err != nil || strings.TrimSpace(g) == "" {
 			ch.add(fmt.Sprintf("proxy.sharedRepositories[%d]", i), "invalid pattern %q, want a glob like ghcr.io/acme/*", g)
+		}
+	}
+	if h := c.Hub.URL; h != "" {
+		if u, err := url.Parse(h); err != nil || u.Scheme != "http" && u.Scheme != "https" || u.Host == "" || strings.Trim(u.Path, "/") != "" || u.RawQuery != "" {
+			ch.add("hub.url", "invalid hub URL %q, want http(s)://HOST[:PORT] such as http://k8s-image-swapper-hub:7440", h)
+		}
+	}
+	if a := c.Hub.ListenAddress; a != "" {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			ch.add("hub.listenAddress", "invalid address %q, want [HOST]:PORT such as :7440", a)
 		}
 	}
 	// 0 takes the engine's default, as it always did.

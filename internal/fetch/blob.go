@@ -2,6 +2,7 @@ package fetch
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 
 	"github.com/opencontainers/go-digest"
@@ -15,13 +16,18 @@ import (
 // the source has answered; the caller reads and then calls Release. An
 // error wrapping ErrSpool says the spool cannot take it (StreamBlob can).
 func (s *Sources) OpenBlob(ctx context.Context, src Source, d digest.Digest) (*Blob, error) {
-	c, err := s.client(src.Registry)
-	if err != nil {
-		return nil, err
-	}
-	b, joined, err := s.spool.open(ctx, src.String()+"@"+d.String(), d, func(ctx context.Context) (*http.Response, error) {
-		metrics.ProxySourceFetches.WithLabelValues(src.Registry, "blob").Inc()
-		return c.Do(ctx, http.MethodGet, blobPath(src, d), nil)
+	rc := s.relayFor(ctx, src)
+	b, joined, err := s.spool.open(ctx, src.String()+"@"+d.String(), d, func(ctx context.Context, off int64) (*http.Response, string, error) {
+		if off == 0 {
+			return s.do(ctx, rc, src, http.MethodGet, blobPath(src, d), nil)
+		}
+		// The first answer broke off: the rest from the source itself.
+		c, err := s.client(src.Registry)
+		if err != nil {
+			return nil, "", err
+		}
+		resp, err := c.Do(ctx, http.MethodGet, blobPath(src, d), http.Header{"Range": {fmt.Sprintf("bytes=%d-", off)}})
+		return resp, "", err
 	}, func() { metrics.ProxyDigestMismatches.WithLabelValues(src.Registry).Inc() })
 	if joined {
 		metrics.ProxyCoalesced.WithLabelValues("blob").Inc()
@@ -30,16 +36,12 @@ func (s *Sources) OpenBlob(ctx context.Context, src Source, d digest.Digest) (*B
 }
 
 // BlobSize is a blob's length: from the spool when it is there, else from
-// a HEAD at the source; -1 when the source does not say.
+// a HEAD at the relay or the source; -1 when it does not say.
 func (s *Sources) BlobSize(ctx context.Context, src Source, d digest.Digest) (int64, error) {
 	if size, ok := s.spool.lookup(src.String() + "@" + d.String()); ok {
 		return size, nil
 	}
-	c, err := s.client(src.Registry)
-	if err != nil {
-		return 0, err
-	}
-	resp, err := c.Do(ctx, http.MethodHead, blobPath(src, d), nil)
+	resp, _, err := s.do(ctx, s.relayFor(ctx, src), src, http.MethodHead, blobPath(src, d), nil)
 	if err != nil {
 		return 0, err
 	}
@@ -47,14 +49,12 @@ func (s *Sources) BlobSize(ctx context.Context, src Source, d digest.Digest) (in
 	return resp.ContentLength, nil
 }
 
-// StreamBlob gets a blob from the source straight, not spooled nor shared,
-// for when the spool cannot take it; the caller checks the digest.
+// StreamBlob gets a blob from the relay or the source straight, not
+// spooled nor shared, for when the spool cannot take it; the caller checks
+// the digest.
 func (s *Sources) StreamBlob(ctx context.Context, src Source, d digest.Digest) (*http.Response, error) {
-	c, err := s.client(src.Registry)
-	if err != nil {
-		return nil, err
-	}
-	return c.Do(ctx, http.MethodGet, blobPath(src, d), nil)
+	resp, _, err := s.do(ctx, s.relayFor(ctx, src), src, http.MethodGet, blobPath(src, d), nil)
+	return resp, err
 }
 
 func blobPath(src Source, d digest.Digest) registry.Path {

@@ -58,7 +58,9 @@ type Options struct {
 	SpoolRetain time.Duration
 	// SpoolMaxBytes bounds the finished blobs kept (default 2 GiB).
 	SpoolMaxBytes int64
-	Logger        *slog.Logger
+	// Relay, when set, is asked before the sources (see Relay).
+	Relay  Relay
+	Logger *slog.Logger
 }
 
 // defaults fills what o leaves zero: every default of the fetch layer.

@@ -25,6 +25,9 @@ type Descriptor struct {
 	Digest    digest.Digest
 	Size      int64
 	MediaType string
+	// Relay is the role of the relay that answered (upstream.Hub, Peer), ""
+	// when the source did: a relay that serves an image also copies it.
+	Relay string
 }
 
 // Manifest is a manifest's bytes, checked against its digest.
@@ -41,22 +44,19 @@ func (s *Sources) ResolveTag(ctx context.Context, src Source, tag string) (Descr
 	if d, ok := s.tags.Get(key); ok {
 		return d, nil
 	}
+	rc := s.relayFor(ctx, src)
 	v, err, _ := s.flight.Do("tag "+key, func() (any, error) {
 		ctx := context.WithoutCancel(ctx)
-		c, err := s.client(src.Registry)
-		if err != nil {
-			return Descriptor{}, err
-		}
-		resp, err := c.Do(ctx, http.MethodHead, registry.Path{Repo: src.Repo, Kind: registry.Manifests, Ref: tag}, upstream.AcceptManifests())
+		resp, relay, err := s.do(ctx, rc, src, http.MethodHead, registry.Path{Repo: src.Repo, Kind: registry.Manifests, Ref: tag}, upstream.AcceptManifests())
 		if err != nil {
 			return Descriptor{}, err
 		}
 		resp.Body.Close()
-		d := Descriptor{Size: resp.ContentLength, MediaType: mediaType(resp.Header.Get("Content-Type"))}
+		d := Descriptor{Size: resp.ContentLength, MediaType: mediaType(resp.Header.Get("Content-Type")), Relay: relay}
 		d.Digest, err = digest.Parse(resp.Header.Get("Docker-Content-Digest"))
 		if err != nil || d.Size < 0 || d.MediaType == "" {
 			// This registry does not say on a HEAD: read the manifest.
-			m, err := s.getManifest(ctx, c, src, tag, "")
+			m, err := s.getManifest(ctx, rc, src, tag, "")
 			if err != nil {
 				return Descriptor{}, err
 			}
@@ -80,12 +80,9 @@ func (s *Sources) Manifest(ctx context.Context, src Source, d digest.Digest) (*M
 		metrics.ProxyCoalesced.WithLabelValues("manifest").Inc()
 		return m, nil
 	}
+	rc := s.relayFor(ctx, src)
 	v, err, shared := s.flight.Do("manifest "+key, func() (any, error) {
-		c, err := s.client(src.Registry)
-		if err != nil {
-			return nil, err
-		}
-		m, err := s.getManifest(context.WithoutCancel(ctx), c, src, d.String(), d)
+		m, err := s.getManifest(context.WithoutCancel(ctx), rc, src, d.String(), d)
 		if err != nil {
 			return nil, err
 		}
@@ -103,9 +100,8 @@ func (s *Sources) Manifest(ctx context.Context, src Source, d digest.Digest) (*M
 
 // getManifest reads a manifest from a source and checks it against want
 // (when ref is a digest) and against the digest the source claims.
-func (s *Sources) getManifest(ctx context.Context, c *upstream.Client, src Source, ref string, want digest.Digest) (*Manifest, error) {
-	metrics.ProxySourceFetches.WithLabelValues(src.Registry, "manifest").Inc()
-	resp, err := c.Do(ctx, http.MethodGet, registry.Path{Repo: src.Repo, Kind: registry.Manifests, Ref: ref}, upstream.AcceptManifests())
+func (s *Sources) getManifest(ctx context.Context, rc *upstream.Client, src Source, ref string, want digest.Digest) (*Manifest, error) {
+	resp, relay, err := s.do(ctx, rc, src, http.MethodGet, registry.Path{Repo: src.Repo, Kind: registry.Manifests, Ref: ref}, upstream.AcceptManifests())
 	if err != nil {
 		return nil, err
 	}
@@ -135,7 +131,7 @@ func (s *Sources) getManifest(ctx context.Context, c *upstream.Client, src Sourc
 		_ = json.Unmarshal(body, &probe)
 		mt = probe.MediaType
 	}
-	return &Manifest{Descriptor: Descriptor{Digest: got, Size: int64(len(body)), MediaType: mt}, Body: body}, nil
+	return &Manifest{Descriptor: Descriptor{Digest: got, Size: int64(len(body)), MediaType: mt, Relay: relay}, Body: body}, nil
 }
 
 // mediaType drops parameters: "application/json; charset=utf-8" -> "application/json".

@@ -9,10 +9,13 @@ import (
 	"net/http"
 	"os"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/opencontainers/go-digest"
+
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/metrics"
 )
 
 // ErrDigestMismatch ends every transfer of content whose bytes are not what
@@ -55,7 +58,8 @@ type Blob struct {
 	ready chan struct{} // closed once the source answered (size known) or failed
 
 	mu       sync.Mutex
-	size     int64 // -1 when the source did not say
+	size     int64  // -1 when the source did not say
+	relay    string // the relay that answered, "" for the source
 	written  int64
 	done     bool
 	err      error
@@ -69,12 +73,18 @@ func newSpool(dir string, retain time.Duration, maxBytes int64, log *slog.Logger
 	return &spool{dir: dir, retain: retain, maxBytes: maxBytes, log: log, blobs: map[string]*Blob{}}
 }
 
+// fetchFunc gets a blob's bytes from offset off on (0: all of it), and
+// names the relay that answered ("": the source).
+type fetchFunc func(ctx context.Context, off int64) (resp *http.Response, relay string, err error)
+
+// maxResumes bounds how often one fill picks up a transfer that broke off.
+const maxResumes = 2
+
 // open returns the blob under key, starting fetch unless a fetch is in
 // flight or recently done; joined tells which. It returns once the source
 // has answered. The caller reads with reader and calls release when done.
 // onMismatch is called once when the source's bytes do not match d.
-func (s *spool) open(ctx context.Context, key string, d digest.Digest,
-	fetch func(context.Context) (*http.Response, error), onMismatch func()) (b *Blob, joined bool, err error) {
+func (s *spool) open(ctx context.Context, key string, d digest.Digest, fetch fetchFunc, onMismatch func()) (b *Blob, joined bool, err error) {
 	s.mu.Lock()
 	s.sweepLocked(time.Now())
 	if b = s.blobs[key]; b != nil {
@@ -116,21 +126,25 @@ func (s *spool) open(ctx context.Context, key string, d digest.Digest,
 // fill copies the source's answer into the file, checking the digest. It
 // is detached from the clients: when they all go, the blob is still wanted
 // by the copy into the target; a stalled source ends it (upstream timeout).
-func (s *spool) fill(b *Blob, fetch func(context.Context) (*http.Response, error), onMismatch func()) {
-	resp, err := fetch(context.Background())
+// A transfer that breaks off is picked up where it stopped (fetch with an
+// offset), so a relay that dies mid-blob costs its readers nothing.
+func (s *spool) fill(b *Blob, fetch fetchFunc, onMismatch func()) {
+	metrics.FetchesInFlight.Inc()
+	defer metrics.FetchesInFlight.Dec()
+	resp, relay, err := fetch(context.Background(), 0)
 	if err != nil {
 		s.finish(b, err)
 		return
 	}
-	defer resp.Body.Close()
+	defer func() { resp.Body.Close() }()
 	b.mu.Lock()
-	b.size = resp.ContentLength
+	b.size, b.relay = resp.ContentLength, relay
 	b.mu.Unlock()
 	close(b.ready)
 
 	v := b.dgst.Verifier()
 	buf := make([]byte, 256<<10)
-	for {
+	for resumes := 0; ; {
 		n, rerr := readChunk(resp.Body, buf)
 		if n > 0 {
 			if _, err := b.file.Write(buf[:n]); err != nil {
@@ -151,6 +165,18 @@ func (s *spool) fill(b *Blob, fetch func(context.Context) (*http.Response, error
 			break
 		}
 		if rerr != nil {
+			b.mu.Lock()
+			written := b.written
+			b.mu.Unlock()
+			if resumes < maxResumes {
+				if next, err := resume(fetch, written); err == nil {
+					s.log.Info("blob transfer broke off; picked up from the source", "digest", b.dgst.String(), "at", written, "error", rerr)
+					resumes++
+					resp.Body.Close()
+					resp = next
+					continue
+				}
+			}
 			s.finish(b, fmt.Errorf("read %s from source: %w", b.dgst, rerr))
 			return
 		}
@@ -168,6 +194,27 @@ func (s *spool) fill(b *Blob, fetch func(context.Context) (*http.Response, error
 	default:
 		s.finish(b, nil)
 	}
+}
+
+// resume gets the rest of a blob from byte off on: a 206 from there, or a
+// whole answer whose first off bytes are skipped.
+func resume(fetch fetchFunc, off int64) (*http.Response, error) {
+	resp, _, err := fetch(context.Background(), off)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case resp.StatusCode == http.StatusPartialContent && strings.HasPrefix(resp.Header.Get("Content-Range"), fmt.Sprintf("bytes %d-", off)):
+		return resp, nil
+	case resp.StatusCode == http.StatusOK:
+		if _, err := io.CopyN(io.Discard, resp.Body, off); err != nil {
+			resp.Body.Close()
+			return nil, err
+		}
+		return resp, nil
+	}
+	resp.Body.Close()
+	return nil, fmt.Errorf("resume at %d: answered %s", off, resp.Status)
 }
 
 // readChunk reads until half of buf is full, so readers are woken per
@@ -292,6 +339,13 @@ func (s *spool) close() {
 
 // Release ends one reader's use of b.
 func (b *Blob) Release() { b.spool.release(b) }
+
+// Relay names the relay that sent the blob, "" when the source did.
+func (b *Blob) Relay() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.relay
+}
 
 // Length is the blob's length, -1 when the source did not say.
 func (b *Blob) Length() int64 {

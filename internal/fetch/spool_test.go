@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -32,9 +33,12 @@ func newPipeSource(size int64) *pipeSource {
 	return &pipeSource{pw: pw, body: pr, size: size}
 }
 
-func (s *pipeSource) fetch(context.Context) (*http.Response, error) {
+func (s *pipeSource) fetch(_ context.Context, off int64) (*http.Response, string, error) {
 	s.fetches.Add(1)
-	return &http.Response{StatusCode: 200, ContentLength: s.size, Body: s.body}, nil
+	if off > 0 {
+		return nil, "", errors.New("a pipe cannot resume")
+	}
+	return &http.Response{StatusCode: 200, ContentLength: s.size, Body: s.body}, "", nil
 }
 
 func randomBytes(n int) []byte {
@@ -143,9 +147,9 @@ func TestSpoolMismatchBreaksReaders(t *testing.T) {
 func TestSpoolFetchError(t *testing.T) {
 	s := newSpool(t.TempDir(), time.Minute, 1<<30, quiet())
 	calls := 0
-	fail := func(context.Context) (*http.Response, error) {
+	fail := func(context.Context, int64) (*http.Response, string, error) {
 		calls++
-		return nil, &upstream.Error{Status: 404}
+		return nil, "", &upstream.Error{Status: 404}
 	}
 	for range 2 {
 		if _, _, err := s.open(context.Background(), "k", digest.FromString("x"), fail, func() {}); !upstream.IsNotFound(err) {
@@ -210,5 +214,52 @@ func TestDefaults(t *testing.T) {
 	o := Options{}.defaults()
 	if o.TagTTL != 5*time.Minute || o.Timeout != 30*time.Second || o.MaxConcurrent != 32 {
 		t.Errorf("defaults: %+v", o)
+	}
+}
+
+// brokenBody sends its bytes and then fails, as a relay that dies mid-blob.
+type brokenBody struct{ r io.Reader }
+
+func (b *brokenBody) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	if err == io.EOF {
+		return n, io.ErrUnexpectedEOF
+	}
+	return n, err
+}
+
+func (b *brokenBody) Close() error { return nil }
+
+// A transfer that breaks off is picked up at the byte where it stopped (a
+// Range request to the source, or a whole answer with that many bytes
+// skipped), and the blob is whole and checked; the relay's answer says so.
+func TestSpoolResumes(t *testing.T) {
+	data := randomBytes(3 << 20)
+	d := digest.FromBytes(data)
+	for _, partial := range []bool{true, false} {
+		s := newSpool(t.TempDir(), time.Minute, 1<<30, quiet())
+		var offsets []int64
+		fetch := func(_ context.Context, off int64) (*http.Response, string, error) {
+			offsets = append(offsets, off)
+			if off == 0 {
+				return &http.Response{StatusCode: 200, ContentLength: int64(len(data)),
+					Body: &brokenBody{bytes.NewReader(data[:1<<20+77])}}, upstream.Hub, nil
+			}
+			if !partial {
+				return &http.Response{StatusCode: 200, Body: io.NopCloser(bytes.NewReader(data))}, "", nil
+			}
+			h := http.Header{"Content-Range": {fmt.Sprintf("bytes %d-%d/%d", off, len(data)-1, len(data))}}
+			return &http.Response{StatusCode: 206, Header: h, Body: io.NopCloser(bytes.NewReader(data[off:]))}, "", nil
+		}
+		b, _, err := s.open(context.Background(), "k", d, fetch, func() { t.Error("digest mismatch") })
+		must(t, err)
+		got, err := readAll(context.Background(), b, 0, -1)
+		if err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("partial=%v: %d bytes, %v; want the whole blob", partial, len(got), err)
+		}
+		if b.Relay() != upstream.Hub || len(offsets) != 2 || offsets[1] != 1<<20+77 {
+			t.Fatalf("partial=%v: relayed=%v, fetches at %v", partial, b.Relay(), offsets)
+		}
+		b.Release()
 	}
 }

@@ -14,6 +14,13 @@ var (
 		Help: "Manifest requests by source registry and repository (a pull asks for one manifest or a few), for " +
 			"the most pulled images. Past 1000 repositories a proxy counts the others as repository=\"other\".",
 	}, []string{"registry", "repository"}))
+	RelayRequests = register(prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Name: "relay_requests_total",
+		Help: "Requests for source content sent first to a relay, by relay (hub: a node proxy asking the hub; peer: " +
+			"a hub replica asking the replica that owns the repository; hub-api: the webhook asking the hub) and result: " +
+			"served, or fallback (it failed, " +
+			"stalled or had nothing, and the source was asked).",
+	}, []string{"relay", "result"}))
 	ProxyBytes = register(prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: namespace, Name: "proxy_bytes_total",
 		Help: "Bytes of manifests and blobs sent to clients, by where they came from: target, source or fallback.",
@@ -57,4 +64,24 @@ var (
 		Help: "Target answers not served because they could not be trusted, by reason: digest_mismatch (the bytes " +
 			"do not match their digest) or tag_not_copied (a tag in the local store that no copy wrote).",
 	}, []string{"reason"}))
+)
+
+// Hub metrics; the hub also counts what a proxy counts (it serves the same API).
+var (
+	HubAPIRequests = register(prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Name: "hub_api_requests_total",
+		Help: "Questions the webhook asked the hub and this replica answered, by question: exists or copy.",
+	}, []string{"question"}))
+	HubForwards = register(prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: namespace, Name: "hub_forwards_total",
+		Help: "Questions passed to the replica that owns the image's repository.",
+	}))
+	HubPeers = register(prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: namespace, Name: "hub_peers",
+		Help: "Hub replicas this replica knows of, itself included.",
+	}))
+	FetchesInFlight = register(prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: namespace, Name: "fetches_in_flight",
+		Help: "Blobs being fetched from sources or relays now (each shared by every reader).",
+	}))
 )

@@ -33,8 +33,8 @@ const (
 	resultDropped = "dropped"
 )
 
-// errQueueFull is returned when a delayed copy was dropped.
-var errQueueFull = errors.New("copy queue is full")
+// ErrQueueFull is returned when a delayed copy was dropped.
+var ErrQueueFull = errors.New("copy queue is full")
 
 // Options tune an Engine. A zero value takes its default (see defaults).
 type Options struct {
@@ -237,7 +237,7 @@ func withDeadline(ctx context.Context, d time.Duration) (context.Context, contex
 
 // Submit queues a copy and returns at once. A copy of the same image
 // already queued or running is shared. When the queue is full the request
-// is dropped (errQueueFull), never blocking the caller.
+// is dropped (ErrQueueFull), never blocking the caller.
 func (e *Engine) Submit(req Request) (*Job, error) {
 	j, fresh := e.claim(req)
 	if !fresh {
@@ -250,7 +250,7 @@ func (e *Engine) Submit(req Request) (*Job, error) {
 	default:
 		metrics.CopiesTotal.WithLabelValues(resultDropped).Inc()
 		e.log.Warn("copy queue full, copy dropped", "image", req.Source.String(), "queue", cap(e.queue))
-		err := fmt.Errorf("mirror %s: %w", req.Source, errQueueFull)
+		err := fmt.Errorf("mirror %s: %w", req.Source, ErrQueueFull)
 		e.finish(j, Result{}, err)
 		return j, err
 	}

@@ -415,8 +415,8 @@ func TestQueueFullDrops(t *testing.T) {
 	}
 	start := time.Now()
 	_, err = eng.Submit(Request{Source: ref(t, host+"/c:1")})
-	if !errors.Is(err, errQueueFull) {
-		t.Errorf("third submit: got %v, want errQueueFull", err)
+	if !errors.Is(err, ErrQueueFull) {
+		t.Errorf("third submit: got %v, want ErrQueueFull", err)
 	}
 	if time.Since(start) > time.Second {
 		t.Errorf("a full queue blocked the caller")

@@ -9,6 +9,8 @@ import (
 
 	"github.com/cespare/xxhash/v2"
 	"github.com/dgryski/go-rendezvous"
+
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/metrics"
 )
 
 // Set is the replicas (host:port each), one of them this process.
@@ -40,6 +42,7 @@ func (s *Set) Update(addrs []string) {
 	defer s.mu.Unlock()
 	s.addrs = list
 	s.rdv = rendezvous.New(list, xxhash.Sum64String)
+	metrics.HubPeers.Set(float64(len(list)))
 }
 
 // Owner is the replica that owns key, and whether that is this process.

@@ -4,7 +4,9 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"net"
 	"net/http"
+	"strings"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
@@ -27,6 +29,10 @@ type GenericSpec struct {
 	// Insecure reaches it over plain HTTP, or tolerates an untrusted certificate.
 	Insecure           bool
 	Username, Password string // "" for anonymous
+	// Endpoint, when set, is the HOST:PORT connections go to instead of the
+	// registry's own host, which references keep naming (a node reaching the
+	// hub's store by its Service's address rather than its DNS name).
+	Endpoint string
 }
 
 // NewGeneric checks g and returns its target.
@@ -39,7 +45,23 @@ func NewGeneric(g GenericSpec) (*Generic, error) {
 	if g.Username != "" {
 		a = &authn.Basic{Username: g.Username, Password: g.Password}
 	}
-	return &Generic{mapper: m, auth: a, insecure: g.Insecure, transport: NewTransport(g.Insecure)}, nil
+	rt := NewTransport(g.Insecure)
+	if g.Endpoint != "" {
+		rt = connectTo(rt.(*http.Transport), m.Host, g.Endpoint)
+	}
+	return &Generic{mapper: m, auth: a, insecure: g.Insecure, transport: rt}, nil
+}
+
+// connectTo dials endpoint for host's connections, as curl's --connect-to.
+func connectTo(t *http.Transport, host, endpoint string) *http.Transport {
+	dial := t.DialContext
+	t.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if strings.EqualFold(addr, host) || strings.EqualFold(addr, host+":443") || strings.EqualFold(addr, host+":80") {
+			addr = endpoint
+		}
+		return dial(ctx, network, addr)
+	}
+	return t
 }
 
 // NewTransport is the default transport, tolerating self-signed

@@ -8,7 +8,7 @@ import (
 
 // Error is a registry's non-success answer.
 type Error struct {
-	Role       string // Target or Source
+	Role       string // Target, Source, Hub or Peer
 	Registry   string
 	Status     int
 	RetryAfter string

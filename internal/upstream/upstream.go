@@ -31,6 +31,10 @@ import (
 const (
 	Target = "target"
 	Source = "source"
+	// Relays in front of the sources (internal/fetch): the hub a node proxy
+	// asks, the hub replica that owns a repository.
+	Hub  = "hub"
+	Peer = "peer"
 )
 
 // Defaults of Options.
@@ -61,7 +65,7 @@ func AcceptManifests() http.Header { return http.Header{"Accept": {manifestAccep
 
 // Options say which registry a Client reads and how.
 type Options struct {
-	Role     string // Target or Source
+	Role     string // Target, Source, Hub or Peer
 	Registry name.Registry
 	// Name is the registry in errors and logs (default its host).
 	Name string
@@ -107,6 +111,9 @@ func New(o Options) *Client {
 		repos:   ttlcache.New[string, http.RoundTripper](maxTransports),
 	}
 }
+
+// Role is the client's role: Target, Source, or a relay's (Hub, Peer).
+func (c *Client) Role() string { return c.role }
 
 // Registry is the registry the client reads.
 func (c *Client) Registry() string { return c.label }

@@ -131,6 +131,27 @@ they are ignored by the binary anyway and are usually left over from merging
 several values files.
 */}}
 {{- define "k8s-image-swapper.configData" -}}
+{{- $c := include "k8s-image-swapper.userConfig" . | fromYaml }}
+{{- if .Values.hub.enabled }}
+{{- /* The webhook and the node proxies ask the hub first (node proxies by its Service's
+address: see the DaemonSet); with the store in the hub, the hub is their target. */}}
+{{- $hub := get $c "hub" | default dict }}
+{{- $_ := set $hub "url" (printf "http://%s" (include "k8s-image-swapper.hubHost" .)) }}
+{{- $_ := set $hub "timeout" .Values.hub.timeout }}
+{{- $_ := set $c "hub" $hub }}
+{{- if eq (include "k8s-image-swapper.hubHoldsStore" .) "true" }}
+{{- $_ := set $c "target" (dict "type" "generic" "generic" (dict "registry" (include "k8s-image-swapper.hubHost" .) "insecure" true)) }}
+{{- end }}
+{{- end }}
+{{- if $c }}
+{{- toYaml $c }}
+{{- else }}
+{{- "{}" }}
+{{- end }}
+{{- end }}
+
+{{/* The config value as given, target blocks of other kinds than target.type dropped. */}}
+{{- define "k8s-image-swapper.userConfig" -}}
 {{- $c := deepCopy (.Values.config | default dict) }}
 {{- $t := get $c "target" }}
 {{- if and (kindIs "map" $t) (get $t "type") }}
@@ -140,11 +161,51 @@ several values files.
 {{- end }}
 {{- end }}
 {{- end }}
-{{- if $c }}
 {{- toYaml $c }}
-{{- else }}
-{{- "{}" }}
 {{- end }}
+
+{{/* The hub's config: the config as given; with the store in the hub, its local target on the
+hub's volume, named after the hub's Service. */}}
+{{- define "k8s-image-swapper.hubConfigData" -}}
+{{- $c := include "k8s-image-swapper.userConfig" . | fromYaml }}
+{{- if eq (include "k8s-image-swapper.hubHoldsStore" .) "true" }}
+{{- $t := get $c "target" | default dict }}
+{{- $local := get $t "local" | default dict }}
+{{- $_ := set $local "path" "/var/lib/k8s-image-swapper/store" }}
+{{- $_ := set $local "registry" (include "k8s-image-swapper.hubHost" .) }}
+{{- $_ := set $c "target" (dict "type" "local" "local" $local) }}
+{{- end }}
+{{- toYaml $c }}
+{{- end }}
+
+{{/* The hub's object names and the host:port pods reach its Service at. */}}
+{{- define "k8s-image-swapper.hubName" -}}
+{{- include "k8s-image-swapper.suffixed" (list . "hub") }}
+{{- end }}
+
+{{- define "k8s-image-swapper.hubHost" -}}
+{{- printf "%s.%s.svc:%d" (include "k8s-image-swapper.hubName" .) .Release.Namespace (int .Values.hub.port) }}
+{{- end }}
+
+{{/* The environment variables Kubernetes gives pods for the hub's Service (its ClusterIP and port):
+node proxies reach the hub by them, without cluster DNS. */}}
+{{- define "k8s-image-swapper.hubServiceEnv" -}}
+{{- include "k8s-image-swapper.hubName" . | upper | replace "-" "_" }}
+{{- end }}
+
+{{/* "true" when the hub holds the embedded store: the hub is on and the target is local (type
+local, or no target of another kind, as the binary infers it). */}}
+{{- define "k8s-image-swapper.hubHoldsStore" -}}
+{{- $t := get (.Values.config | default dict) "target" | default dict }}
+{{- $type := get $t "type" }}
+{{- if not $type }}
+{{- range $kind := list "aws" "gcp" "generic" }}
+{{- if get $t $kind }}
+{{- $type = $kind }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- and .Values.hub.enabled (or (not $type) (eq $type "local")) }}
 {{- end }}
 
 {{/* The config without the keys only the webhook reads: changing those does not restart every node's proxy. dryRun stays: the proxy and the node setup honour it. */}}
@@ -206,6 +267,9 @@ several values files.
 {{- end }}
 {{- if and .Values.proxy.containerd.configFile (not (hasPrefix "/" .Values.proxy.containerd.configFile)) }}
 {{- fail "proxy.containerd.configFile must be an absolute path on the node, or empty" }}
+{{- end }}
+{{- if and (eq (include "k8s-image-swapper.hubHoldsStore" .) "true") (gt (int .Values.hub.replicaCount) 1) }}
+{{- fail "hub.replicaCount > 1 with a local target: each replica's store would be its own volume. Use one replica, or an OCI registry (target.type generic) or a cloud registry as the target" }}
 {{- end }}
 {{- end }}
 
