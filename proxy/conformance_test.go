@@ -36,15 +36,6 @@ func TestConformance(t *testing.T) {
 		"OCI_RESULTS_DIR="+results,
 		"OCI_VERSION=1.1",
 		"OCI_LOG=warn",
-		// What the embedded store (distribution's registry library) does
-		// not do, through the proxy or not: the referrers API and subjects,
-		// sha512 content, foreign (non-distributable) layers.
-		"OCI_API_REFERRER=false",
-		"OCI_DATA_SUBJECT=false",
-		"OCI_DATA_SUBJECT_MISSING=false",
-		"OCI_DATA_SUBJECT_LIST=false",
-		"OCI_DATA_SHA512=false",
-		"OCI_DATA_NONDISTRIBUTABLE=false",
 	)
 	out, err := cmd.CombinedOutput()
 	t.Logf("conformance suite output (reports in %s):\n%s", results, out)
