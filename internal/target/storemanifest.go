@@ -1,11 +1,16 @@
 package target
 
 import (
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"path"
+	"strings"
 
 	"github.com/opencontainers/go-digest"
+
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/registry"
 )
 
 // maxManifest is distribution's own limit on a manifest body.
@@ -29,6 +34,13 @@ func (s *storeAPI) putManifest(w http.ResponseWriter, r *http.Request, name, ref
 		writeAPIError(w, http.StatusRequestEntityTooLarge, "SIZE_INVALID", "a manifest is at most %d bytes", maxManifest)
 		return
 	}
+	tags := r.URL.Query()["tag"]
+	for _, tag := range tags {
+		if c, ok := registry.ParsePath("/v2/" + name + "/manifests/" + tag); !ok || c.Digest != "" {
+			writeAPIError(w, http.StatusBadRequest, "TAG_INVALID", "%q is not a tag", tag)
+			return
+		}
+	}
 	canonical := digest.Canonical.FromBytes(body)
 	d, stored := canonical, ref
 	if named, err := digest.Parse(ref); err == nil {
@@ -41,7 +53,7 @@ func (s *storeAPI) putManifest(w http.ResponseWriter, r *http.Request, name, ref
 			stored = canonical.String()
 		}
 	}
-	rec := s.ask(r, http.MethodPut, "/v2/"+name+"/manifests/"+stored, r.URL.RawQuery, body)
+	rec := s.ask(r, http.MethodPut, "/v2/"+name+"/manifests/"+stored, "", body)
 	if rec.Code != http.StatusCreated {
 		replay(w, rec)
 		return
@@ -55,6 +67,13 @@ func (s *storeAPI) putManifest(w http.ResponseWriter, r *http.Request, name, ref
 		h.Set("Docker-Content-Digest", d.String())
 		h.Set("Location", "/v2/"+name+"/manifests/"+d.String())
 	}
+	for _, tag := range tags {
+		if err := s.tag(r, name, tag, body, d, canonical); err != nil {
+			writeAPIError(w, http.StatusInternalServerError, "UNKNOWN", "%v", err)
+			return
+		}
+		h.Add("OCI-Tag", tag)
+	}
 	if subject, desc, ok := referrerOf(body, d, r.Header.Get("Content-Type")); ok {
 		if err := s.refs.add(name, subject, desc); err != nil {
 			writeAPIError(w, http.StatusInternalServerError, "UNKNOWN", "%v", err)
@@ -63,6 +82,26 @@ func (s *storeAPI) putManifest(w http.ResponseWriter, r *http.Request, name, ref
 		h.Set("OCI-Subject", subject.String())
 	}
 	replay(w, rec)
+}
+
+// tag points tag at the manifest just put (a PUT by digest with ?tag=,
+// which distribution lacks): distribution's own PUT by tag, then, for a
+// digest other than sha256, the tag's links are made to name that digest,
+// so that the tag resolves to it.
+func (s *storeAPI) tag(r *http.Request, name, tag string, body []byte, d, canonical digest.Digest) error {
+	if rec := s.ask(r, http.MethodPut, "/v2/"+name+"/manifests/"+tag, "", body); rec.Code != http.StatusCreated {
+		return fmt.Errorf("tag %s:%s: %d %s", name, tag, rec.Code, strings.TrimSpace(rec.Body.String()))
+	}
+	if d == canonical {
+		return nil
+	}
+	dir := path.Join(repositoriesRoot, name, "_manifests/tags", tag)
+	for _, p := range []string{path.Join(dir, "index", d.Algorithm().String(), d.Encoded(), "link"), path.Join(dir, "current/link")} {
+		if err := s.driver.PutContent(r.Context(), p, []byte(d)); err != nil {
+			return fmt.Errorf("tag %s:%s at %s: %w", name, tag, d, err)
+		}
+	}
+	return nil
 }
 
 // deleteManifest deletes through distribution's handler and, for a
