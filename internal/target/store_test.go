@@ -128,7 +128,7 @@ func TestReferrers(t *testing.T) {
 	if v := w.Header().Get("OCI-Subject"); v != subj.String() {
 		t.Fatalf("OCI-Subject %q, want %q", v, subj)
 	}
-	sbom, _ := image(t, h, repo, sbomDigestRef, "application/vnd.example.sbom", sd)
+	sbom, _ := image(t, h, repo, "sbom", "application/vnd.example.sbom", sd)
 
 	idx, hdr := listReferrers(t, h, repo, subj, "")
 	if len(idx.Manifests) != 2 || hdr.Get("OCI-Filters-Applied") != "" {
@@ -158,8 +158,6 @@ func TestReferrers(t *testing.T) {
 		t.Fatalf("referrers after a delete: %+v, want only %s", idx.Manifests, sig)
 	}
 }
-
-const sbomDigestRef = "sbom"
 
 // Content named by sha512: blobs and manifests answer under that digest.
 func TestSHA512(t *testing.T) {
@@ -219,5 +217,25 @@ func TestSHA512Mount(t *testing.T) {
 	w = call(t, h, http.MethodGet, w.Header().Get("Location"), nil, "")
 	if w.Code != http.StatusOK || !bytes.Equal(w.Body.Bytes(), b) {
 		t.Fatalf("GET the mounted blob: %d %s", w.Code, w.Body)
+	}
+}
+
+// A manifest put by digest with ?tag= parameters is tagged by each, as
+// OCI-Tag says; a bad tag refuses the put.
+func TestTagParameters(t *testing.T) {
+	h := openLocal(t, t.TempDir()).Handler()
+	d, _ := image(t, h, "team/a", "plain", "", nil)
+	m := call(t, h, http.MethodGet, "/v2/team/a/manifests/"+d.String(), nil, "").Body.Bytes()
+	w := call(t, h, http.MethodPut, "/v2/team/a/manifests/"+d.String()+"?tag=v1&tag=latest", m, mediaTypeManifest)
+	if w.Code != http.StatusCreated || len(w.Header().Values("OCI-Tag")) != 2 {
+		t.Fatalf("PUT with tags: %d, OCI-Tag %q %s", w.Code, w.Header().Values("OCI-Tag"), w.Body)
+	}
+	for _, tag := range []string{"v1", "latest"} {
+		if w := call(t, h, http.MethodHead, "/v2/team/a/manifests/"+tag, nil, ""); w.Code != http.StatusOK || w.Header().Get("Docker-Content-Digest") != d.String() {
+			t.Fatalf("HEAD %s: %d %q, want %s", tag, w.Code, w.Header().Get("Docker-Content-Digest"), d)
+		}
+	}
+	if w := call(t, h, http.MethodPut, "/v2/team/a/manifests/"+d.String()+"?tag=-bad", m, mediaTypeManifest); w.Code != http.StatusBadRequest {
+		t.Fatalf("PUT with a bad tag: %d, want 400", w.Code)
 	}
 }
