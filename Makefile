@@ -115,7 +115,7 @@ release:
 release-dry: deps
 	bash hack/release-dry.sh
 
-# The OCI distribution-spec conformance suite (pull and push) against the
+# The OCI distribution-spec conformance suite (every workflow) against the
 # proxy in front of the local store.
 conformance:
 	bash hack/conformance.sh

@@ -36,15 +36,14 @@ func TestConformance(t *testing.T) {
 		"OCI_RESULTS_DIR="+results,
 		"OCI_VERSION=1.1",
 		"OCI_LOG=warn",
-		// What the embedded store (distribution's registry library) does
-		// not do, through the proxy or not: the referrers API and subjects,
-		// sha512 content, foreign (non-distributable) layers.
-		"OCI_API_REFERRER=false",
-		"OCI_DATA_SUBJECT=false",
-		"OCI_DATA_SUBJECT_MISSING=false",
-		"OCI_DATA_SUBJECT_LIST=false",
-		"OCI_DATA_SHA512=false",
-		"OCI_DATA_NONDISTRIBUTABLE=false",
+		// Every workflow (pull, push, content discovery, content
+		// management), every data kind, and the optional APIs too. Not
+		// sparse manifests (OCI_DATA_SPARSE, off by default): the store
+		// takes a manifest only when the content it names is there.
+		"OCI_API_PULL=true", "OCI_API_PUSH=true", "OCI_API_TAGS_LIST=true", "OCI_API_REFERRER=true",
+		"OCI_API_TAGS_DELETE=true", "OCI_API_MANIFESTS_DELETE=true", "OCI_API_BLOBS_DELETE=true",
+		"OCI_API_BLOBS_UPLOAD_CANCEL=true", "OCI_API_BLOBS_DIGEST_HEADER=true",
+		"OCI_API_MANIFESTS_DIGEST_HEADER=true", "OCI_API_MANIFESTS_TAG_PARAM=true",
 	)
 	out, err := cmd.CombinedOutput()
 	t.Logf("conformance suite output (reports in %s):\n%s", results, out)

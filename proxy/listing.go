@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -9,9 +10,13 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/opencontainers/go-digest"
+
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/fetch"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/imageref"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/registry"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/target"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/upstream"
 )
 
 // Listing a local target: the catalog, a repository's tags and referrers.
@@ -32,14 +37,12 @@ func (p *Proxy) serveListing(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if subject, ok := strings.CutPrefix(api, "referrers/"); ok {
+		return p.serveReferrers(w, r, name, subject, plans)
+	}
 	for _, pl := range plans {
-		if pl.targetRepo == "" {
+		if pl.targetRepo == "" || !p.mayList(r, pl) {
 			continue
-		}
-		if pl.src != nil {
-			if ok, _ := p.privacy.permits(r, *pl.src); !ok {
-				continue
-			}
 		}
 		resp, err := p.askStore(r, "/v2/"+pl.targetRepo+"/"+api)
 		if err != nil {
@@ -53,6 +56,80 @@ func (p *Proxy) serveListing(w http.ResponseWriter, r *http.Request) error {
 		return nil
 	}
 	return newError(http.StatusNotFound, codeNameUnknown, "repository %s is not known to this registry", name)
+}
+
+// mayList tells whether r may learn what pl's target repository holds: a
+// mirror of a private source only to clients the source would serve.
+func (p *Proxy) mayList(r *http.Request, pl plan) bool {
+	if pl.src == nil {
+		return true
+	}
+	ok, _ := p.privacy.permits(r, *pl.src)
+	return ok
+}
+
+// serveReferrers lists the referrers of a digest. A plan's target answers
+// when it holds the subject or lists referrers of it; otherwise the last
+// plan's source answers (the image is not mirrored), or, with no source,
+// the target's answer stands: an empty index, or referrers of a subject
+// that was never pushed, as the spec allows.
+func (p *Proxy) serveReferrers(w http.ResponseWriter, r *http.Request, name, subject string, plans []plan) error {
+	d, err := digest.Parse(subject)
+	if err != nil {
+		return newError(http.StatusBadRequest, codeDigestInvalid, "%s is not a digest", subject)
+	}
+	for i, pl := range plans {
+		if pl.targetRepo == "" || !p.mayList(r, pl) {
+			continue
+		}
+		resp, err := p.askStore(r, "/v2/"+pl.targetRepo+"/referrers/"+d.String())
+		if err != nil {
+			return err
+		}
+		last := i == len(plans)-1
+		if resp.StatusCode != http.StatusOK || (last && pl.src == nil) || p.targetHolds(r, pl, d, resp) {
+			passOn(w, r, resp)
+			return nil
+		}
+		if !last {
+			continue
+		}
+		q := r.URL.Query()
+		q.Del("ns")
+		src, err := p.sources.Referrers(r.Context(), *pl.src, d, q.Encode())
+		if err != nil {
+			return err
+		}
+		passOn(w, r, src)
+		return nil
+	}
+	return newError(http.StatusNotFound, codeNameUnknown, "repository %s is not known to this registry", name)
+}
+
+// targetHolds tells whether pl's target repository has subject d or lists
+// referrers of it (resp, its referrers answer, is kept readable).
+func (p *Proxy) targetHolds(r *http.Request, pl plan, d digest.Digest, resp *http.Response) bool {
+	body, err := io.ReadAll(io.LimitReader(resp.Body, fetch.MaxManifest+1))
+	resp.Body.Close()
+	resp.Body = io.NopCloser(bytes.NewReader(body))
+	if err != nil {
+		return true // answer with what there is
+	}
+	var idx struct {
+		Manifests []json.RawMessage `json:"manifests"`
+	}
+	if json.Unmarshal(body, &idx) == nil && len(idx.Manifests) > 0 {
+		return true
+	}
+	head := r.Clone(r.Context())
+	head.Method = http.MethodHead
+	head.Header.Set("Accept", upstream.AcceptManifests().Get("Accept"))
+	m, err := p.askStore(head, "/v2/"+pl.targetRepo+"/manifests/"+d.String())
+	if err != nil {
+		return false
+	}
+	m.Body.Close()
+	return m.StatusCode == http.StatusOK
 }
 
 // listingPath splits /v2/<name>/tags/list and /v2/<name>/referrers/<digest>.

@@ -102,4 +102,22 @@ func TestListingPrivate(t *testing.T) {
 			t.Errorf("%s?ns=%s: code %s, want %s", c.path, c.ns, code, codeNameUnknown)
 		}
 	}
+
+	// Referrers too: a mirrored private image's only to accepted credentials.
+	d, _ := img.Digest()
+	for _, c := range []struct {
+		ns, repo, user string
+		want           int
+	}{
+		{pub.Addr, "team/app", "", 200},
+		{"", privRepo, "", 404},
+		{priv.Addr, "team/app", "", 404},
+		{priv.Addr, "team/app", privUser, 200},
+		{"", "team/own", "", 200},
+	} {
+		resp, body := e.get(t, http.MethodGet, c.ns, "/v2/"+c.repo+"/referrers/"+d.String(), basicAuth(c.user, privPass)...)
+		if resp.StatusCode != c.want {
+			t.Errorf("referrers of %s?ns=%s as %q: %s %s, want %d", c.repo, c.ns, c.user, resp.Status, body, c.want)
+		}
+	}
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/distribution/distribution/v3/configuration"
 	"github.com/distribution/distribution/v3/registry/handlers"
+	"github.com/distribution/distribution/v3/registry/storage/driver/factory"
 	_ "github.com/distribution/distribution/v3/registry/storage/driver/filesystem" // the local store's driver
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
@@ -27,6 +28,7 @@ import (
 type Local struct {
 	mapper imageref.Mapper
 	app    *handlers.App
+	api    http.Handler // app and what it lacks (store.go)
 	tags   *ledger
 }
 
@@ -67,6 +69,9 @@ func NewLocal(ctx context.Context, l LocalSpec) (t *Local, err error) {
 			"maintenance": configuration.Parameters{"uploadpurging": map[any]any{"enabled": false}},
 		},
 	}
+	// Foreign (non-distributable) layers name where they are fetched from:
+	// distribution refuses every URL unless told which to allow.
+	cfg.Validation.Manifests.URLs.Allow = []string{`^https?://`}
 	cfg.HTTP.Secret = secret
 	cfg.Catalog.MaxEntries = 1000 // distribution's default, which only its config file loader sets
 	// NewApp panics on a storage error; turn that into an error.
@@ -82,7 +87,13 @@ func NewLocal(ctx context.Context, l LocalSpec) (t *Local, err error) {
 		_ = app.Shutdown()
 		return nil, fmt.Errorf("open local store %s: %w", dir, err)
 	}
-	return &Local{mapper: m, app: app, tags: tags}, nil
+	driver, err := factory.Create(ctx, "filesystem", map[string]any{"rootdirectory": dir})
+	if err != nil {
+		_ = app.Shutdown()
+		return nil, fmt.Errorf("open local store %s: %w", dir, err)
+	}
+	api := &storeAPI{app: app, refs: &referrers{root: filepath.Join(own, "referrers")}, driver: driver}
+	return &Local{mapper: m, app: app, api: api, tags: tags}, nil
 }
 
 // httpSecret keeps the upload-state secret stable across restarts so that
@@ -113,7 +124,7 @@ func (l *Local) Authenticator(context.Context) (authn.Authenticator, error) {
 // Transport reaches the store in-process; the tags written through it are
 // the copies' (see CopiedTag).
 func (l *Local) Transport() http.RoundTripper {
-	return ledgerTransport{rt: HandlerTransport(l.app), ledger: l.tags}
+	return ledgerTransport{rt: HandlerTransport(l.api), ledger: l.tags}
 }
 
 // CopiedTag is the digest repo:tag had when a copy wrote it.
@@ -124,7 +135,7 @@ func (l *Local) NameOptions() []name.Option {
 
 // Handler serves the store's full registry API (pull and push); tags
 // pushed through it are not copies.
-func (l *Local) Handler() http.Handler { return l.app }
+func (l *Local) Handler() http.Handler { return l.api }
 
 // Close stops the store's background work.
 func (l *Local) Close() error { return l.app.Shutdown() }
