@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -48,14 +49,16 @@ func BenchmarkHubColdPull(b *testing.B) {
 		b.Run(fmt.Sprintf("N=%d", n), func(b *testing.B) {
 			var hubWall, directWall time.Duration
 			var hubMax, directMax int
-			for i := range b.N {
+			for range b.N {
 				for _, side := range []struct {
 					name  string
 					nodes []string
 					wall  *time.Duration
 					most  *int
 				}{{"direct", direct[:n], &directWall, &directMax}, {"hub", viaHub[:n], &hubWall, &hubMax}} {
-					repo := fmt.Sprintf("bench/%s-n%d-%d", side.name, n, i)
+					// -count repeats a sub-benchmark in one process, on the same
+					// registries: each pull is of a repository never pulled before.
+					repo := fmt.Sprintf("bench/%s-n%d-%d", side.name, n, runs.Add(1))
 					img, err := random.Image(16<<20, 3)
 					if err != nil {
 						b.Fatal(err)
@@ -73,6 +76,9 @@ func BenchmarkHubColdPull(b *testing.B) {
 		})
 	}
 }
+
+// runs numbers the pulls of all runs.
+var runs atomic.Int64
 
 // pullAtOnce has every node pull repo:v1 at the same moment and returns the wall time.
 func pullAtOnce(b *testing.B, nodes []string, ns, repo string) time.Duration {
