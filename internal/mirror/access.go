@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/auth"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/target"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/ttlcache"
 )
 
@@ -42,8 +43,12 @@ type Access struct {
 	flight  singleflight.Group
 }
 
-// NewAccess asks sources (nil: all over HTTPS) through rt.
+// NewAccess asks sources (nil: all over HTTPS) through rt (nil: the
+// engine's default).
 func NewAccess(sources *auth.Sources, rt http.RoundTripper) *Access {
+	if rt == nil {
+		rt = target.NewTransport(false)
+	}
 	return &Access{sources: sources, rt: rt,
 		public: ttlcache.New[string, bool](maxAccess), grants: ttlcache.New[string, bool](maxAccess)}
 }
