@@ -36,7 +36,9 @@ func (s *secretKeychains) Keychain(_ string, names []string, _ string) authn.Key
 
 type namedKeychain string
 
-func (namedKeychain) Resolve(authn.Resource) (authn.Authenticator, error) { return authn.Anonymous, nil }
+func (namedKeychain) Resolve(authn.Resource) (authn.Authenticator, error) {
+	return authn.Anonymous, nil
+}
 
 // withSecret is a pod review whose pod names the pull secret.
 func withSecret(t *testing.T, body []byte, secret string) []byte {
