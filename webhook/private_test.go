@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/authn"
-	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/imageref"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/metrics"
@@ -57,7 +57,11 @@ func withSecret(t *testing.T, body []byte, secret string) []byte {
 }
 
 func keptPrivate() float64 {
-	return testutil.ToFloat64(metrics.ImageDecisions.WithLabelValues(decisionKeptPrivate))
+	var m dto.Metric
+	if err := metrics.ImageDecisions.WithLabelValues(decisionKeptPrivate).Write(&m); err != nil {
+		panic(err)
+	}
+	return m.GetCounter().GetValue()
 }
 
 func TestPrivateImages(t *testing.T) {
