@@ -12,9 +12,9 @@ import (
 // it may, else why it keeps the original. The node pulls the copy with its
 // own credentials, so a copy made with one pod's pull secrets would reach
 // pods with no rights to the source; keeping the original leaves the kubelet
-// to check those rights. When the source cannot be asked the original stays
-// too (kept_private, with a warning): an outage must not open a private
-// image to everyone.
+// to check those rights. When the source cannot be asked and gave no answer
+// in the last day (Access keeps them), the original stays too (kept_private,
+// with a warning): an outage must not open a private image to everyone.
 func (rv *review) privateDecision(ctx context.Context, src reference.Named) string {
 	o := rv.h.o
 	if o.PrivateImages == policy.PrivateImagesSwap {

@@ -30,16 +30,22 @@ const (
 	// accessTimeout bounds one question to a source: an admission waits on it.
 	accessTimeout = 3 * time.Second
 	maxAccess     = 4096
+	// staleTTL is how long an answer stands in for one the source cannot
+	// give (an outage, a rate limit): a mirror is for those times, and a
+	// public image must stay swapped through them.
+	staleTTL = 24 * time.Hour
 )
 
 // Access answers who may read a source image, with a HEAD of its manifest
 // at the source: anonymously (per repository) and with a pod's credentials
-// (per credentials and image). Answers are kept briefly; errors are not.
+// (per credentials and image). Answers are kept briefly; errors are not,
+// and while the source errs the last answer it gave stands, for a day.
 type Access struct {
 	sources *auth.Sources
 	rt      http.RoundTripper
 	public  *ttlcache.Cache[string, bool]
 	grants  *ttlcache.Cache[string, bool]
+	stale   *ttlcache.Cache[string, bool] // the last answers, by "public\x00" or "grant\x00" key
 	flight  singleflight.Group
 }
 
@@ -50,7 +56,8 @@ func NewAccess(sources *auth.Sources, rt http.RoundTripper) *Access {
 		rt = target.NewTransport(false)
 	}
 	return &Access{sources: sources, rt: rt,
-		public: ttlcache.New[string, bool](maxAccess), grants: ttlcache.New[string, bool](maxAccess)}
+		public: ttlcache.New[string, bool](maxAccess), grants: ttlcache.New[string, bool](maxAccess),
+		stale: ttlcache.New[string, bool](maxAccess)}
 }
 
 // Access is a read check that reaches sources as the engine's copies do,
@@ -65,12 +72,7 @@ func (a *Access) Public(ctx context.Context, src reference.Named) (bool, error) 
 		return v, nil
 	}
 	v, err, _ := a.flight.Do("public\x00"+key, func() (any, error) {
-		ok, err := a.head(ctx, src, authn.Anonymous)
-		if err != nil {
-			return false, err
-		}
-		a.public.Set(key, ok, publicTTL)
-		return ok, nil
+		return a.ask(ctx, src, authn.Anonymous, "public\x00"+key, a.public, key, publicTTL)
 	})
 	if err != nil {
 		return false, err
@@ -107,17 +109,28 @@ func (a *Access) Readable(ctx context.Context, src reference.Named, kc authn.Key
 		return v, nil
 	}
 	v, err, _ := a.flight.Do("grant\x00"+key, func() (any, error) {
-		ok, err := a.head(ctx, src, authn.FromConfig(*cfg))
-		if err != nil {
-			return false, err
-		}
-		a.grants.Set(key, ok, grantTTL)
-		return ok, nil
+		return a.ask(ctx, src, authn.FromConfig(*cfg), "grant\x00"+key, a.grants, key, grantTTL)
 	})
 	if err != nil {
 		return false, err
 	}
 	return v.(bool), nil
+}
+
+// ask asks the source and keeps the answer in fresh for ttl, and as the
+// last answer; when the source cannot answer, the last answer stands.
+func (a *Access) ask(ctx context.Context, src reference.Named, au authn.Authenticator, staleKey string,
+	fresh *ttlcache.Cache[string, bool], key string, ttl time.Duration) (bool, error) {
+	ok, err := a.head(ctx, src, au)
+	if err != nil {
+		if last, known := a.stale.Get(staleKey); known {
+			return last, nil
+		}
+		return false, err
+	}
+	fresh.Set(key, ok, ttl)
+	a.stale.Set(staleKey, ok, staleTTL)
+	return ok, nil
 }
 
 // grantKey names one image and one set of credentials, without keeping them.

@@ -13,6 +13,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/testutil/images"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/ttlcache"
 )
 
 func TestAccess(t *testing.T) {
@@ -55,5 +56,25 @@ func TestAccess(t *testing.T) {
 	gone := NewAccess(insecureSources(t, "127.0.0.1:1"), nil)
 	if ok, err := gone.Public(ctx, ref(t, "127.0.0.1:1/team/x:v1")); err == nil || ok {
 		t.Errorf("unreachable source: public %v, %v; want an error", ok, err)
+	}
+
+	// Through an outage the last answers stand: the public image stays
+	// public, the private one private, the pod's grant granted.
+	a.public.Delete(pubAddr + "/team/public")
+	a.public.Delete(priv.addr + "/team/private")
+	a.grants = ttlcache.New[string, bool](maxAccess)
+	pub.Close()
+	priv.Close()
+	if ok, err := a.Public(ctx, ref(t, pubAddr+"/team/public:v1")); err != nil || !ok {
+		t.Errorf("public image, source down: public %v, %v; want the last answer, true", ok, err)
+	}
+	if ok, err := a.Public(ctx, privRef); err != nil || ok {
+		t.Errorf("private image, source down: public %v, %v; want the last answer, false", ok, err)
+	}
+	if ok, err := a.Readable(ctx, privRef, basicKeychain{"good", "s3cret"}); err != nil || !ok {
+		t.Errorf("readable, source down: %v, %v; want the last answer, true", ok, err)
+	}
+	if ok, err := a.Readable(ctx, privRef, basicKeychain{"other", "x"}); err == nil || ok {
+		t.Errorf("readable with credentials never asked of, source down: %v, %v; want an error", ok, err)
 	}
 }

@@ -25,9 +25,10 @@ import (
 // basicRegistry is an in-process registry that wants user:pass and notes
 // every user that tried.
 type basicRegistry struct {
-	addr string
-	mu   sync.Mutex
-	seen []string
+	addr  string
+	Close func() // stops it (an outage)
+	mu    sync.Mutex
+	seen  []string
 }
 
 func startBasicRegistry(t *testing.T, user, pass string) *basicRegistry {
@@ -52,7 +53,7 @@ func startBasicRegistry(t *testing.T, user, pass string) *basicRegistry {
 		reg.ServeHTTP(w, r)
 	}))
 	t.Cleanup(srv.Close)
-	b.addr = strings.TrimPrefix(srv.URL, "http://")
+	b.addr, b.Close = strings.TrimPrefix(srv.URL, "http://"), srv.Close
 	return b
 }
 
