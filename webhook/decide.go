@@ -17,6 +17,7 @@ import (
 const (
 	decisionSwapped       = "swapped"
 	decisionKeptMissing   = "kept_missing"
+	decisionKeptPrivate   = "kept_private"
 	decisionFiltered      = "filtered"
 	decisionAlreadyTarget = "already_target"
 	decisionDryRun        = "dry_run"
@@ -47,6 +48,13 @@ func (rv *review) decideImage(ctx context.Context, src reference.Named, pullAlwa
 	// (kubectl --dry-run=server); the webhook declares sideEffects NoneOnDryRun.
 	noCopy := o.DryRun || rv.req.dryRun
 	swap := func() (string, string) {
+		if d := rv.privateDecision(ctx, src); d != "" {
+			if o.DryRun {
+				rv.log.Info("dry run: would keep", "image", src.String(), "reason", d)
+				return decisionDryRun, ""
+			}
+			return d, ""
+		}
 		if o.DryRun {
 			rv.log.Info("dry run: would swap", "image", src.String(), "target", target)
 			return decisionDryRun, ""

@@ -66,7 +66,8 @@ func newEngineFixture(t testing.TB) *engineFixture {
 
 func (f *engineFixture) handler(t testing.TB, edit func(*Options)) *Handler {
 	t.Helper()
-	o := Options{Mirror: f.engine, Mapper: f.target.Mapper(), SwapPolicy: policy.SwapExists, CopyPolicy: policy.CopyDelayed, Logger: quietLogger()}
+	o := Options{Mirror: f.engine, Mapper: f.target.Mapper(), SwapPolicy: policy.SwapExists, CopyPolicy: policy.CopyDelayed,
+		Access: &fakeAccess{}, Logger: quietLogger()}
 	if edit != nil {
 		edit(&o)
 	}

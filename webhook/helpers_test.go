@@ -82,7 +82,8 @@ func newTestHandler(t testing.TB, present []string, edit func(*Options)) (*Handl
 	for _, p := range present {
 		fm.present[p] = true
 	}
-	o := Options{Mirror: fm, Mapper: m, SwapPolicy: policy.SwapExists, CopyPolicy: policy.CopyDelayed, Logger: quietLogger()}
+	o := Options{Mirror: fm, Mapper: m, SwapPolicy: policy.SwapExists, CopyPolicy: policy.CopyDelayed,
+		Access: &fakeAccess{}, Logger: quietLogger()}
 	if edit != nil {
 		edit(&o)
 	}

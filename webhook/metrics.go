@@ -12,7 +12,7 @@ const (
 
 // zeroMetrics starts the webhook's series at zero (see metrics.Zero).
 func zeroMetrics() {
-	metrics.Zero(metrics.ImageDecisions, []string{decisionSwapped, decisionKeptMissing, decisionFiltered,
+	metrics.Zero(metrics.ImageDecisions, []string{decisionSwapped, decisionKeptMissing, decisionKeptPrivate, decisionFiltered,
 		decisionAlreadyTarget, decisionDryRun, decisionSkipped, decisionInvalid, decisionError})
 	metrics.Zero(metrics.AdmissionRequests, []string{resultPatched, resultUnchanged, resultIgnored, resultBadRequest})
 }

@@ -29,6 +29,14 @@ type Mirror interface {
 	Mirror(ctx context.Context, how policy.Copy, deadline time.Duration, req mirror.Request) error
 }
 
+// Access tells who may read a source image (*mirror.Access).
+type Access interface {
+	// Public tells whether src's source serves it without credentials.
+	Public(ctx context.Context, src reference.Named) (bool, error)
+	// Readable tells whether kc's credentials read src at its source.
+	Readable(ctx context.Context, src reference.Named, kc authn.Keychain) (bool, error)
+}
+
 // Keychains gives the registry credentials of a pod (*auth.PullSecrets).
 type Keychains interface {
 	Keychain(namespace string, secrets []string, serviceAccount string) authn.Keychain
@@ -51,7 +59,12 @@ type Options struct {
 	Filter *filter.Filter
 	// PullSecrets, when set, adds each pod's pull secrets to its copies.
 	PullSecrets Keychains
-	Logger      *slog.Logger
+	// PrivateImages decides which pods get the copy of an image its source
+	// serves only with credentials (default policy.PrivateImagesCheck: pods
+	// whose own pull secrets read it there, asked through Access).
+	PrivateImages policy.PrivateImages
+	Access        Access
+	Logger        *slog.Logger
 }
 
 // check fills what o leaves zero with the webhook's defaults, all here,
@@ -69,6 +82,12 @@ func (o *Options) check() error {
 	}
 	if o.CopyPolicy, err = policy.ParseCopy(string(o.CopyPolicy)); err != nil {
 		return fmt.Errorf("webhook: image copy policy: %w", err)
+	}
+	if o.PrivateImages, err = policy.ParsePrivateImages(string(o.PrivateImages)); err != nil {
+		return fmt.Errorf("webhook: private images: %w", err)
+	}
+	if o.PrivateImages == policy.PrivateImagesCheck && o.Access == nil {
+		return fmt.Errorf("webhook: private images %s: no way to ask sources who may read an image", o.PrivateImages)
 	}
 	o.CopyDeadline = cmp.Or(o.CopyDeadline, DefaultCopyDeadline)
 	o.TagTTL = cmp.Or(o.TagTTL, policy.DefaultTagTTL)

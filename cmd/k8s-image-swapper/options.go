@@ -169,7 +169,7 @@ func proxyOptions(c *config.Config) proxy.Options {
 }
 
 // webhookOptions are the policies, dry run and filters of c; the caller
-// sets Mirror, Mapper, PullSecrets and Logger. Filters that do not compile
+// sets Mirror, Mapper, Access, PullSecrets and Logger. Filters that do not compile
 // are kept, failing when reached, as in the original (the config warned
 // about them).
 func webhookOptions(c *config.Config) webhook.Options {
@@ -178,11 +178,12 @@ func webhookOptions(c *config.Config) webhook.Options {
 		exprs[i] = f.JMESPath
 	}
 	return webhook.Options{
-		SwapPolicy:   c.ImageSwapPolicy,
-		CopyPolicy:   c.ImageCopyPolicy,
-		CopyDeadline: c.ImageCopyDeadline.D(),
-		DryRun:       c.DryRun,
-		TagTTL:       c.Proxy.TagTTL.D(),
-		Filter:       filter.New(exprs),
+		SwapPolicy:    c.ImageSwapPolicy,
+		CopyPolicy:    c.ImageCopyPolicy,
+		CopyDeadline:  c.ImageCopyDeadline.D(),
+		DryRun:        c.DryRun,
+		TagTTL:        c.Proxy.TagTTL.D(),
+		Filter:        filter.New(exprs),
+		PrivateImages: c.Source.PrivateImages,
 	}
 }

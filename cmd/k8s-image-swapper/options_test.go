@@ -91,6 +91,7 @@ imageSwapPolicy: always
 imageCopyPolicy: immediate
 imageCopyDeadline: 3s
 source:
+  privateImages: swap
   filters:
     - jmespath: "obj.metadata.namespace == 'kube-system'"
 target:
@@ -98,7 +99,7 @@ target:
   generic: {registry: "target.example.com"}
 `))
 	if !o.DryRun || o.SwapPolicy != policy.SwapAlways || o.CopyPolicy != policy.CopyImmediate ||
-		o.CopyDeadline != 3*time.Second || o.Filter.Empty() {
+		o.CopyDeadline != 3*time.Second || o.Filter.Empty() || o.PrivateImages != policy.PrivateImagesSwap {
 		t.Fatalf("options %+v", o)
 	}
 }

@@ -98,6 +98,9 @@ func (w *webhookFlags) run(cmd *cobra.Command, _ []string) error {
 	defer closeTarget(t)
 	opts := webhookOptions(c)
 	opts.Mirror, opts.Mapper, opts.Logger = engine, t.Mapper(), log
+	// Who may read a private image is asked of its source, never of the hub:
+	// the answer is about the pod's credentials there.
+	opts.Access = engine.Access()
 	hu, err := hubURL(c, w.hubURL, log)
 	if err != nil {
 		return err

@@ -45,6 +45,10 @@ type Source struct {
 	Filters           []JMESPathFilter `yaml:"filters"`
 	// Platforms limits copies to these platforms (os/arch[/variant]); empty means all.
 	Platforms []string `yaml:"platforms"`
+	// PrivateImages decides which pods get the copy of an image its source
+	// does not serve anonymously: check (default) only pods whose own pull
+	// secrets read it there; swap every pod, as the original did.
+	PrivateImages policy.PrivateImages `yaml:"privateImages"`
 }
 
 // JMESPathFilter excludes a container when its expression is true.

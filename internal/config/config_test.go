@@ -285,6 +285,19 @@ func TestProxyPrivate(t *testing.T) {
 	checkProblems(t, "warning", warns, []wantProblem{{4, "proxy.privat", `did you mean "private"`}})
 }
 
+func TestSourcePrivateImages(t *testing.T) {
+	if c := mustParse(t, ""); c.Source.PrivateImages != "check" {
+		t.Errorf("default: privateImages=%q, want check", c.Source.PrivateImages)
+	}
+	if c := mustParse(t, "source:\n  privateImages: swap\n"); c.Source.PrivateImages != "swap" {
+		t.Errorf("got privateImages=%q, want swap", c.Source.PrivateImages)
+	}
+	errs, _ := report(t, "source:\n  privateImages: share\n", Options{})
+	checkProblems(t, "error", errs, []wantProblem{
+		{2, "source.privateImages", `invalid value "share", must be one of: check, swap`},
+	})
+}
+
 func TestLocalPush(t *testing.T) {
 	if c := mustParse(t, ""); c.Target.Local.Push.Enabled {
 		t.Error("pushes are on by default")

@@ -194,6 +194,7 @@ func (c *Config) validate(lines map[string]int) (errs, warns []Problem) {
 			ch.add(key, "invalid platform %q, want os/arch[/variant] such as linux/amd64", p)
 		}
 	}
+	parsed(ch, "source.privateImages", &c.Source.PrivateImages, policy.ParsePrivateImages)
 	for i, r := range c.Source.Registries {
 		key := fmt.Sprintf("source.registries[%d]", i)
 		ch.oneOf(key+".type", r.Type, sourceTypes)

@@ -16,7 +16,8 @@ var (
 	}))
 	ImageDecisions = register(prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: namespace, Name: "image_decisions_total",
-		Help: "Webhook decisions per container image: swapped, kept_missing, filtered, already_target, " +
+		Help: "Webhook decisions per container image: swapped, kept_missing, kept_private (its source needs credentials " +
+			"the pod's pull secrets lack, or could not be asked), filtered, already_target, " +
 			"dry_run, skipped (pod opted out), invalid (unparseable image), error (kept because of our own trouble).",
 	}, []string{"decision"}))
 	DryRun = register(prometheus.NewGauge(prometheus.GaugeOpts{

@@ -110,11 +110,18 @@ type Engine struct {
 
 // Job is one copy in flight; every caller asking for the same image shares it.
 type Job struct {
-	req  Request
-	done chan struct{}
-	res  Result
-	err  error
+	req Request
+	// others are the keychains of callers that joined, each tried in turn
+	// when the source refuses the ones before: a pod's pull secrets must
+	// not be lost because another pod's asked first. Guarded by Engine.mu.
+	others []authn.Keychain
+	done   chan struct{}
+	res    Result
+	err    error
 }
+
+// maxOtherKeychains bounds the keychains a job keeps for another try.
+const maxOtherKeychains = 8
 
 // Wait returns the job's result, or ctx's error if that comes first.
 func (j *Job) Wait(ctx context.Context) (Result, error) {
@@ -271,6 +278,9 @@ func (e *Engine) claim(req Request) (*Job, bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if j, ok := e.jobs[key]; ok {
+		if req.Keychain != nil && len(j.others) < maxOtherKeychains {
+			j.others = append(j.others, req.Keychain)
+		}
 		return j, false
 	}
 	j := &Job{req: req, done: make(chan struct{})}
@@ -282,7 +292,18 @@ func (e *Engine) run(ctx context.Context, j *Job) {
 	metrics.CopiesInFlight.Inc()
 	defer metrics.CopiesInFlight.Dec()
 	start := time.Now()
-	res, err := e.copy(ctx, j.req)
+	req := j.req
+	res, err := e.copy(ctx, req)
+	for err != nil && authDenied(err) && ctx.Err() == nil {
+		kc, ok := e.nextKeychain(j)
+		if !ok {
+			break
+		}
+		e.log.Info("source refused the credentials of a copy; trying those of another caller",
+			"image", req.Source.String(), "error", err)
+		req.Keychain = kc
+		res, err = e.copy(ctx, req)
+	}
 	result := resultCopied
 	switch {
 	case err != nil:
@@ -297,6 +318,23 @@ func (e *Engine) run(ctx context.Context, j *Job) {
 	metrics.CopiesTotal.WithLabelValues(result).Inc()
 	metrics.CopyDuration.WithLabelValues(result).Observe(time.Since(start).Seconds())
 	e.finish(j, res, err)
+}
+
+// nextKeychain takes the keychain of the next caller that joined j. With
+// none left it unlists j at once, so that a caller coming later starts a
+// copy with its own credentials rather than joining one that has failed.
+func (e *Engine) nextKeychain(j *Job) (authn.Keychain, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if len(j.others) == 0 {
+		if key := j.req.Source.String(); e.jobs[key] == j {
+			delete(e.jobs, key)
+		}
+		return nil, false
+	}
+	kc := j.others[0]
+	j.others = j.others[1:]
+	return kc, true
 }
 
 func (e *Engine) finish(j *Job, res Result, err error) {

@@ -1,8 +1,8 @@
 // Package policy names the choices the config offers as types, each with one
 // Parse that config validation and the components that act on it call: how
 // the webhook swaps images (imageSwapPolicy) and copies them
-// (imageCopyPolicy), what the proxy does on a miss (proxy.onMiss) and with
-// private images (proxy.private). The empty string parses as the default.
+// (imageCopyPolicy) and private images (source.privateImages), what the
+// proxy does on a miss (proxy.onMiss) and with private images (proxy.private). The empty string parses as the default.
 package policy
 
 import (
@@ -74,6 +74,26 @@ const (
 
 // ParsePrivate reads proxy.private; "" is deny.
 func ParsePrivate(s string) (Private, error) { return parse(s, PrivateDeny, PrivateDeny, PrivateAllow) }
+
+// PrivateImages is source.privateImages: which pods the webhook points at
+// the copy of an image its source does not serve anonymously.
+type PrivateImages string
+
+const (
+	// PrivateImagesCheck swaps such an image only for a pod whose own pull
+	// secrets (or its service account's) the source accepts for it; any
+	// other pod keeps the original, and the kubelet pulls it with the pod's
+	// rights (the default).
+	PrivateImagesCheck PrivateImages = "check"
+	// PrivateImagesSwap swaps it for every pod, as the original did: the
+	// mirror is shared by the whole cluster.
+	PrivateImagesSwap PrivateImages = "swap"
+)
+
+// ParsePrivateImages reads source.privateImages; "" is check.
+func ParsePrivateImages(s string) (PrivateImages, error) {
+	return parse(s, PrivateImagesCheck, PrivateImagesCheck, PrivateImagesSwap)
+}
 
 // DefaultTagTTL is proxy.tagTTL's default: how long a tag's digest at its
 // source is trusted. The proxy asks a source about a tag, and the webhook

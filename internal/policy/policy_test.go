@@ -15,6 +15,12 @@ func TestParse(t *testing.T) {
 	if v, err := ParsePrivate("allow"); v != PrivateAllow || err != nil {
 		t.Errorf(`ParsePrivate("allow") = %q, %v`, v, err)
 	}
+	if v, err := ParsePrivateImages(""); v != PrivateImagesCheck || err != nil {
+		t.Errorf(`ParsePrivateImages("") = %q, %v`, v, err)
+	}
+	if v, err := ParsePrivateImages("swap"); v != PrivateImagesSwap || err != nil {
+		t.Errorf(`ParsePrivateImages("swap") = %q, %v`, v, err)
+	}
 	// Unknown: the default, and an error naming the values in their order.
 	v, err := ParseSwap("allways")
 	if v != SwapExists || err == nil || err.Error() != `invalid value "allways", must be one of: always, exists` {
