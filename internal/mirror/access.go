@@ -168,8 +168,20 @@ func (a *Access) head(ctx context.Context, src reference.Named, au authn.Authent
 		return true, nil
 	case authDenied(err):
 		return false, nil
+	case au == authn.Anonymous && notFound(err):
+		// Registries refuse a private image to anonymous clients with
+		// 401/403 (Docker Hub, ECR, Artifact Registry, GHCR, Harbor, Quay);
+		// a 404 says there is nothing (yet) to keep from anyone, and the
+		// swap policy decides, as it did before this check.
+		return true, nil
 	}
 	return false, fmt.Errorf("ask %s who may read it: %w", src, err)
+}
+
+// notFound tells whether err is a registry answering that there is no such manifest.
+func notFound(err error) bool {
+	var te *transport.Error
+	return errors.As(err, &te) && te.StatusCode == http.StatusNotFound
 }
 
 // authDenied tells whether err is a registry refusing the credentials

@@ -52,6 +52,10 @@ func TestAccess(t *testing.T) {
 	if ok, _ := a.Readable(ctx, privRef, basicKeychain{"good", "s3cret"}); !ok || len(priv.users()) != 0 {
 		t.Errorf("second question: %v, source saw %v (before: %d users)", ok, priv.users(), before)
 	}
+	// An image the source does not have is nobody's secret: the swap policy decides.
+	if ok, err := a.Public(ctx, ref(t, pubAddr+"/team/absent:v1")); err != nil || !ok {
+		t.Errorf("absent image: public %v, %v; want true, nil", ok, err)
+	}
 	// No answer is an error, never a "public".
 	gone := NewAccess(insecureSources(t, "127.0.0.1:1"), nil)
 	if ok, err := gone.Public(ctx, ref(t, "127.0.0.1:1/team/x:v1")); err == nil || ok {
