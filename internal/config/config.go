@@ -45,6 +45,9 @@ type Source struct {
 	Filters           []JMESPathFilter `yaml:"filters"`
 	// Platforms limits copies to these platforms (os/arch[/variant]); empty means all.
 	Platforms []string `yaml:"platforms"`
+	// CopyReferrers copies cosign signatures, attestations, SBOMs and OCI
+	// referrers after each image; unset means true (see IsSet).
+	CopyReferrers bool `yaml:"copyReferrers"`
 }
 
 // JMESPathFilter excludes a container when its expression is true.

@@ -47,7 +47,10 @@ type Options struct {
 	RetryWait   time.Duration // cap on one retry wait (default 30s)
 	Jobs        int           // blobs uploaded at once per copy (default 4)
 	Platforms   []v1.Platform // copy only these; empty means all
-	Sources     *auth.Sources
+	// SkipReferrers copies no signatures, attestations, SBOMs nor OCI
+	// referrers after an image (source.copyReferrers: false).
+	SkipReferrers bool
+	Sources       *auth.Sources
 	// SourceKeychain adds credentials for sources (cloud registries).
 	SourceKeychain authn.Keychain
 	// SourceTransport reaches sources; default target.NewTransport(false).
@@ -101,6 +104,8 @@ type Engine struct {
 	cache   existsCache
 	homes   blobHomes
 	queue   chan *Job
+	refs    chan refJob    // referrer copies waiting, after their image
+	pending sync.WaitGroup // referrer copies queued or running
 	mu      sync.Mutex
 	jobs    map[string]*Job // in flight, by source reference
 	wg      sync.WaitGroup
@@ -135,6 +140,7 @@ func New(t target.Target, o Options) *Engine {
 	metrics.Zero(metrics.CopiesTotal, []string{resultCopied, resultPresent, resultFailed, resultDropped})
 	metrics.Zero(metrics.CopyDuration, []string{resultCopied, resultPresent, resultFailed})
 	metrics.Zero(metrics.ExistsCache, []string{cacheHit, cacheMiss})
+	metrics.Zero(metrics.ReferrerCopies, []string{refCopied, refFailed, refDropped})
 	return &Engine{
 		target: t,
 		opts:   o,
@@ -144,6 +150,7 @@ func New(t target.Target, o Options) *Engine {
 		cache:  newExistsCache(o.ExistsTTL, o.MissingTTL),
 		homes:  blobHomes{ttlcache.New[v1.Hash, name.Repository](maxBlobHomes)},
 		queue:  make(chan *Job, o.QueueSize),
+		refs:   make(chan refJob, o.QueueSize),
 		jobs:   map[string]*Job{},
 	}
 }
@@ -160,6 +167,13 @@ func (e *Engine) Start(ctx context.Context) {
 	}
 	e.started = true
 	ctx, e.stop = context.WithCancel(ctx)
+	for range referrerWorkers {
+		e.wg.Add(1)
+		go func() {
+			defer e.wg.Done()
+			e.referrerWorker(ctx)
+		}()
+	}
 	for range e.opts.Workers {
 		e.wg.Add(1)
 		go func() {
@@ -192,6 +206,8 @@ func (e *Engine) Close() {
 		select {
 		case j := <-e.queue:
 			e.finish(j, Result{}, errors.New("copy engine stopped"))
+		case <-e.refs:
+			e.pending.Done() // copied again with the image's next copy
 		default:
 			metrics.CopyQueueDepth.Set(0)
 			return
@@ -282,7 +298,7 @@ func (e *Engine) run(ctx context.Context, j *Job) {
 	metrics.CopiesInFlight.Inc()
 	defer metrics.CopiesInFlight.Dec()
 	start := time.Now()
-	res, err := e.copy(ctx, j.req)
+	res, sub, err := e.copy(ctx, j.req)
 	result := resultCopied
 	switch {
 	case err != nil:
@@ -296,7 +312,11 @@ func (e *Engine) run(ctx context.Context, j *Job) {
 	}
 	metrics.CopiesTotal.WithLabelValues(result).Inc()
 	metrics.CopyDuration.WithLabelValues(result).Observe(time.Since(start).Seconds())
+	// Signatures follow the image, present or copied (it may have been
+	// signed again), after its waiters have their answer.
+	after := e.referrersAfter(ctx, j.req, sub, err)
 	e.finish(j, res, err)
+	after()
 }
 
 func (e *Engine) finish(j *Job, res Result, err error) {
