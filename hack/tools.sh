@@ -159,7 +159,7 @@ path() {
 
 if [ "${1:-}" = path ]; then shift; path "$1"; exit; fi
 # kube: kube-apiserver and the node components in one build.
-if [ $# -eq 0 ]; then set -- etcd kube helm crictl containerd coredns grafana-schema; fi
+if [ $# -eq 0 ]; then set -- etcd kube helm crictl containerd coredns grafana-schema cosign; fi
 for t in "$@"; do
   case $t in
     etcd) etcd ;; kube-apiserver) kube_apiserver ;; helm) helm ;; crictl) crictl ;; crane) crane ;; cosign) cosign ;;
