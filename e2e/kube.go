@@ -47,7 +47,8 @@ type kubeCluster struct {
 // APIServerLog is what kube-apiserver printed so far.
 func (k *kubeCluster) APIServerLog() string { return k.apiserver.Output() }
 
-// kubeTool finds etcd or kube-apiserver: $ETCD_BIN / $KUBE_APISERVER_BIN,
+// kubeTool finds a tool of hack/tools.sh (etcd, kube-apiserver, cosign):
+// $ETCD_BIN / $KUBE_APISERVER_BIN / $COSIGN_BIN,
 // else the folder hack/tools.sh builds them into. A missing tool skips the
 // test unless E2E_REQUIRED is set, in which case it is built (slow, once per
 // machine) and a failure fails the test.
@@ -67,7 +68,7 @@ func kubeTool(t testing.TB, name string) string {
 		return bin
 	}
 	if os.Getenv("E2E_REQUIRED") == "" {
-		t.Skipf("%s not built (run `bash hack/tools.sh etcd kube-apiserver`, ~20 min once per machine, or set %s); CI sets E2E_REQUIRED=1 and builds it", name, env)
+		t.Skipf("%s not built (run `bash hack/tools.sh %s`, minutes once per machine, or set %s); CI sets E2E_REQUIRED=1 and builds it", name, name, env)
 	}
 	t.Logf("building %s with %s (once per machine)", name, script)
 	cmd := exec.Command("bash", script, name)

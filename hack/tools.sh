@@ -10,6 +10,8 @@ KUBE_VERSION=v1.37.2
 HELM_VERSION=v3.22.0
 CRICTL_VERSION=v1.37.0
 CRANE_VERSION=v0.22.1
+# cosign signs and verifies in e2e/signatures_test.go (offline: a key pair, no Rekor or Fulcio).
+COSIGN_VERSION=v3.1.3
 CONTAINERD_VERSION=v2.4.2
 # @grafana/schema whose types describe the dashboard's schemaVersion (39: Grafana 10.4).
 GRAFANA_SCHEMA_VERSION=10.4.0
@@ -109,6 +111,7 @@ coredns() { go_install coredns "$COREDNS_VERSION" github.com/coredns/coredns; }
 helm() { go_install helm "$HELM_VERSION" helm.sh/helm/v3/cmd/helm; }
 crictl() { go_install crictl "$CRICTL_VERSION" sigs.k8s.io/cri-tools/cmd/crictl; }
 crane() { go_install crane "$CRANE_VERSION" github.com/google/go-containerregistry/cmd/crane; }
+cosign() { go_install cosign "$COSIGN_VERSION" github.com/sigstore/cosign/v3/cmd/cosign; }
 
 containerd2() {
   local dir="$TOOLS_DIR/containerd-$CONTAINERD_VERSION" c todo=()
@@ -145,6 +148,7 @@ path() {
     helm) echo "$TOOLS_DIR/helm-$HELM_VERSION" ;;
     crictl) echo "$TOOLS_DIR/crictl-$CRICTL_VERSION" ;;
     crane) echo "$TOOLS_DIR/crane-$CRANE_VERSION" ;;
+    cosign) echo "$TOOLS_DIR/cosign-$COSIGN_VERSION" ;;
     containerd) echo "$TOOLS_DIR/containerd-$CONTAINERD_VERSION" ;;
     grafana-schema) echo "$TOOLS_DIR/grafana-schema-$GRAFANA_SCHEMA_VERSION" ;;
     coredns) echo "$TOOLS_DIR/coredns-$COREDNS_VERSION" ;;
@@ -155,10 +159,10 @@ path() {
 
 if [ "${1:-}" = path ]; then shift; path "$1"; exit; fi
 # kube: kube-apiserver and the node components in one build.
-if [ $# -eq 0 ]; then set -- etcd kube helm crictl containerd coredns grafana-schema; fi
+if [ $# -eq 0 ]; then set -- etcd kube helm crictl containerd coredns grafana-schema cosign; fi
 for t in "$@"; do
   case $t in
-    etcd) etcd ;; kube-apiserver) kube_apiserver ;; helm) helm ;; crictl) crictl ;; crane) crane ;;
+    etcd) etcd ;; kube-apiserver) kube_apiserver ;; helm) helm ;; crictl) crictl ;; crane) crane ;; cosign) cosign ;;
     containerd) containerd2 ;;
     grafana-schema) grafana_schema ;;
     kube-node) kube_node ;; coredns) coredns ;;

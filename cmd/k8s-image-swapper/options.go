@@ -134,6 +134,8 @@ func engineOptions(c *config.Config) (mirror.Options, error) {
 		Retries:    maxRetries(c),
 		RetryWait:  c.Mirror.RetryWaitMax.D(),
 		Platforms:  platforms,
+		// source.copyReferrers defaults to true: only an explicit false skips.
+		SkipReferrers: c.IsSet("source.copyReferrers") && !c.Source.CopyReferrers,
 	}, nil
 }
 

@@ -161,3 +161,20 @@ func TestMaxRetriesZero(t *testing.T) {
 		t.Errorf("unset gives %d, want the engine's default (0)", r)
 	}
 }
+
+// source.copyReferrers is on unless the file says false.
+func TestCopyReferrers(t *testing.T) {
+	for doc, skip := range map[string]bool{
+		"":                                  false,
+		"source:\n  copyReferrers: true\n":  false,
+		"source:\n  copyReferrers: false\n": true,
+	} {
+		o, err := engineOptions(parse(t, doc))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if o.SkipReferrers != skip {
+			t.Errorf("%q: SkipReferrers %v, want %v", doc, o.SkipReferrers, skip)
+		}
+	}
+}

@@ -49,6 +49,9 @@ type Source struct {
 	// does not serve anonymously: check (default) only pods whose own pull
 	// secrets read it there; swap every pod, as the original did.
 	PrivateImages policy.PrivateImages `yaml:"privateImages"`
+	// CopyReferrers copies cosign signatures, attestations, SBOMs and OCI
+	// referrers after each image; unset means true (see IsSet).
+	CopyReferrers bool `yaml:"copyReferrers"`
 }
 
 // JMESPathFilter excludes a container when its expression is true.

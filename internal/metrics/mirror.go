@@ -25,6 +25,11 @@ var (
 		Namespace: namespace, Name: "copy_manifests_written_total",
 		Help: "Manifests (images and indexes) written to the target.",
 	}))
+	ReferrerCopies = register(prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Name: "referrer_copies_total",
+		Help: "Signatures, attestations, SBOMs and OCI referrers copied after their image, by result: copied, " +
+			"failed (the image copy stands), dropped (referrer queue full; copied with the image's next copy).",
+	}, []string{"result"}))
 	ExistsCache = register(prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: namespace, Name: "exists_cache_total",
 		Help: "Existence checks of target images by outcome: hit or miss of the cache.",

@@ -47,7 +47,10 @@ type Options struct {
 	RetryWait   time.Duration // cap on one retry wait (default 30s)
 	Jobs        int           // blobs uploaded at once per copy (default 4)
 	Platforms   []v1.Platform // copy only these; empty means all
-	Sources     *auth.Sources
+	// SkipReferrers copies no signatures, attestations, SBOMs nor OCI
+	// referrers after an image (source.copyReferrers: false).
+	SkipReferrers bool
+	Sources       *auth.Sources
 	// SourceKeychain adds credentials for sources (cloud registries).
 	SourceKeychain authn.Keychain
 	// SourceTransport reaches sources; default target.NewTransport(false).
@@ -101,6 +104,8 @@ type Engine struct {
 	cache   existsCache
 	homes   blobHomes
 	queue   chan *Job
+	refs    chan refJob    // referrer copies waiting, after their image
+	pending sync.WaitGroup // referrer copies queued or running
 	mu      sync.Mutex
 	jobs    map[string]*Job // in flight, by source reference
 	wg      sync.WaitGroup
@@ -142,6 +147,7 @@ func New(t target.Target, o Options) *Engine {
 	metrics.Zero(metrics.CopiesTotal, []string{resultCopied, resultPresent, resultFailed, resultDropped})
 	metrics.Zero(metrics.CopyDuration, []string{resultCopied, resultPresent, resultFailed})
 	metrics.Zero(metrics.ExistsCache, []string{cacheHit, cacheMiss})
+	metrics.Zero(metrics.ReferrerCopies, []string{refCopied, refFailed, refDropped})
 	return &Engine{
 		target: t,
 		opts:   o,
@@ -151,6 +157,7 @@ func New(t target.Target, o Options) *Engine {
 		cache:  newExistsCache(o.ExistsTTL, o.MissingTTL),
 		homes:  blobHomes{ttlcache.New[v1.Hash, name.Repository](maxBlobHomes)},
 		queue:  make(chan *Job, o.QueueSize),
+		refs:   make(chan refJob, o.QueueSize),
 		jobs:   map[string]*Job{},
 	}
 }
@@ -167,6 +174,13 @@ func (e *Engine) Start(ctx context.Context) {
 	}
 	e.started = true
 	ctx, e.stop = context.WithCancel(ctx)
+	for range referrerWorkers {
+		e.wg.Add(1)
+		go func() {
+			defer e.wg.Done()
+			e.referrerWorker(ctx)
+		}()
+	}
 	for range e.opts.Workers {
 		e.wg.Add(1)
 		go func() {
@@ -199,6 +213,8 @@ func (e *Engine) Close() {
 		select {
 		case j := <-e.queue:
 			e.finish(j, Result{}, errors.New("copy engine stopped"))
+		case <-e.refs:
+			e.pending.Done() // copied again with the image's next copy
 		default:
 			metrics.CopyQueueDepth.Set(0)
 			return
@@ -293,7 +309,7 @@ func (e *Engine) run(ctx context.Context, j *Job) {
 	defer metrics.CopiesInFlight.Dec()
 	start := time.Now()
 	req := j.req
-	res, err := e.copy(ctx, req)
+	res, sub, err := e.copy(ctx, req)
 	for err != nil && authDenied(err) && ctx.Err() == nil {
 		kc, ok := e.nextKeychain(j)
 		if !ok {
@@ -302,7 +318,7 @@ func (e *Engine) run(ctx context.Context, j *Job) {
 		e.log.Info("source refused the credentials of a copy; trying those of another caller",
 			"image", req.Source.String(), "error", err)
 		req.Keychain = kc
-		res, err = e.copy(ctx, req)
+		res, sub, err = e.copy(ctx, req)
 	}
 	result := resultCopied
 	switch {
@@ -317,7 +333,11 @@ func (e *Engine) run(ctx context.Context, j *Job) {
 	}
 	metrics.CopiesTotal.WithLabelValues(result).Inc()
 	metrics.CopyDuration.WithLabelValues(result).Observe(time.Since(start).Seconds())
+	// Signatures follow the image, present or copied (it may have been
+	// signed again), after its waiters have their answer.
+	after := e.referrersAfter(ctx, req, sub, err)
 	e.finish(j, res, err)
+	after()
 }
 
 // nextKeychain takes the keychain of the next caller that joined j. With

@@ -17,69 +17,75 @@ import (
 
 // copy mirrors one image. Blobs the target has are skipped by the library;
 // an image the target already has at the same digest costs one source HEAD
-// and one target HEAD.
-func (e *Engine) copy(ctx context.Context, req Request) (Result, error) {
+// and one target HEAD. It also returns the manifests whose signatures and
+// referrers follow the image.
+func (e *Engine) copy(ctx context.Context, req Request) (Result, subjects, error) {
 	src := req.Source
 	tgt, err := e.target.Mapper().ToTarget(src)
 	if err != nil {
-		return Result{}, err
+		return Result{}, subjects{}, err
 	}
 	res := Result{Source: src, Target: tgt}
+	var sub subjects
 	srcRef, err := name.ParseReference(sourceString(src), e.opts.Sources.NameOptions(reference.Domain(src))...)
 	if err != nil {
-		return res, fmt.Errorf("source reference %s: %w", src, err)
+		return res, subjects{}, fmt.Errorf("source reference %s: %w", src, err)
 	}
 	tgtRef, err := e.targetWriteRef(tgt)
 	if err != nil {
-		return res, err
+		return res, subjects{}, err
 	}
 	srcOpts := e.sourceOptions(ctx, req)
 	tgtOpts, err := e.targetOptions(ctx)
 	if err != nil {
-		return res, err
+		return res, subjects{}, err
 	}
 
 	// Cheap path: is the exact content there already?
 	want, mediaType, err := e.sourceDigest(srcRef, srcOpts)
 	if err != nil {
-		return res, err
+		return res, subjects{}, err
 	}
 	filter := e.filters(src, mediaType)
 	if !filter {
 		if d, err := remote.Head(tgtRef, tgtOpts...); err == nil && d.Digest == want {
 			res.Digest, res.Present = want, true
 			e.cache.set(tgt.String(), true)
-			return res, nil
+			return res, subjects{root: want, index: d.MediaType.IsIndex()}, nil
 		}
 	}
 
 	if err := e.target.EnsureRepository(ctx, tgtRef.Context().RepositoryStr()); err != nil {
-		return res, fmt.Errorf("ensure repository %s: %w", tgtRef.Context().RepositoryStr(), err)
+		return res, subjects{}, fmt.Errorf("ensure repository %s: %w", tgtRef.Context().RepositoryStr(), err)
 	}
 	desc, err := remote.Get(srcRef, srcOpts...)
 	if err != nil {
-		return res, fmt.Errorf("fetch %s: %w", src, err)
+		return res, subjects{}, fmt.Errorf("fetch %s: %w", src, err)
 	}
 	if desc.MediaType.IsIndex() {
 		idx, err := desc.ImageIndex()
 		if err != nil {
-			return res, fmt.Errorf("read index %s: %w", src, err)
+			return res, subjects{}, fmt.Errorf("read index %s: %w", src, err)
 		}
 		if filter {
 			if idx, err = e.filterIndex(idx); err != nil {
-				return res, fmt.Errorf("%s: %w", src, err)
+				return res, subjects{}, fmt.Errorf("%s: %w", src, err)
 			}
 		}
 		d, err := idx.Digest()
 		if err != nil {
-			return res, fmt.Errorf("digest of %s: %w", src, err)
+			return res, subjects{}, fmt.Errorf("digest of %s: %w", src, err)
 		}
 		res.Digest = d
+		sub = subjects{root: d, index: true}
+		if sub.children, err = indexChildren(idx); err != nil {
+			return res, subjects{}, fmt.Errorf("read index %s: %w", src, err)
+		}
 		if filter {
 			if h, err := remote.Head(tgtRef, tgtOpts...); err == nil && h.Digest == d {
 				res.Present = true
 				e.cache.set(tgt.String(), true)
-				return res, nil
+				return res, sub, nil
 			}
 		}
 		repo := tgtRef.Context()
@@ -87,27 +93,28 @@ func (e *Engine) copy(ctx context.Context, req Request) (Result, error) {
 		err = remote.WriteIndex(tgtRef, mountIndex{index: idx, homes: &e.homes, repo: repo}, opts...)
 		wait()
 		if err != nil {
-			return res, fmt.Errorf("write %s to %s: %w", src, tgtRef, err)
+			return res, subjects{}, fmt.Errorf("write %s to %s: %w", src, tgtRef, err)
 		}
 		e.homes.rememberIndex(repo, idx)
 	} else {
 		img, err := desc.Image()
 		if err != nil {
-			return res, fmt.Errorf("read image %s: %w", src, err)
+			return res, subjects{}, fmt.Errorf("read image %s: %w", src, err)
 		}
 		res.Digest = desc.Digest
+		sub = subjects{root: desc.Digest}
 		repo := tgtRef.Context()
 		opts, wait := withProgress(req, tgtOpts)
 		err = remote.Write(tgtRef, mountImage{Image: img, homes: &e.homes, repo: repo}, opts...)
 		wait()
 		if err != nil {
-			return res, fmt.Errorf("write %s to %s: %w", src, tgtRef, err)
+			return res, subjects{}, fmt.Errorf("write %s to %s: %w", src, tgtRef, err)
 		}
 		e.homes.remember(repo, img)
 	}
 	metrics.ManifestsWritten.Inc()
 	e.cache.set(tgt.String(), true)
-	return res, nil
+	return res, sub, nil
 }
 
 // sourceString drops the tag of a tag+digest reference: the digest decides.
