@@ -19,7 +19,6 @@ import (
 
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/testutil/images"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/testutil/registryproc"
-	"github.com/k8s-image-swapper/k8s-image-swapper/webhook/webhooktest"
 )
 
 // TestPrivateImageKeptWithoutRights: the target holds the copy of an image
@@ -52,15 +51,7 @@ func TestPrivateImageKeptWithoutRights(t *testing.T) {
 	images.Push(t, toTarget(secretImg), remoteImage(t, secretImg, creds))
 	images.Push(t, toTarget(publicImg), remoteImage(t, publicImg, nil))
 
-	dir := t.TempDir()
-	ca, err := webhooktest.NewCA("e2e webhook CA")
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile, keyFile, err := ca.WriteServing(dir, "127.0.0.1")
-	if err != nil {
-		t.Fatal(err)
-	}
+	dir, ca, certFile, keyFile := webhookCert(t)
 	cfg := filepath.Join(dir, "config.yaml")
 	writeKubeFile(t, cfg, []byte(fmt.Sprintf(`logLevel: debug
 logFormat: json

@@ -21,7 +21,6 @@ import (
 
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/testutil/images"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/testutil/registryproc"
-	"github.com/k8s-image-swapper/k8s-image-swapper/webhook/webhooktest"
 )
 
 // TestSignaturesFollowTheImage: an image signed and attested with cosign
@@ -78,15 +77,7 @@ func TestSignaturesFollowTheImage(t *testing.T) {
 	verify(image) // the test's own premise
 
 	// The webhook copies on the first pod (delayed) and swaps the next one.
-	dir := t.TempDir()
-	ca, err := webhooktest.NewCA("e2e webhook CA")
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile, keyFile, err := ca.WriteServing(dir, "127.0.0.1")
-	if err != nil {
-		t.Fatal(err)
-	}
+	dir, ca, certFile, keyFile := webhookCert(t)
 	cfg := filepath.Join(dir, "config.yaml")
 	writeKubeFile(t, cfg, []byte(fmt.Sprintf(`logLevel: debug
 imageSwapPolicy: exists

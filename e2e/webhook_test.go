@@ -67,15 +67,7 @@ func TestWebhookOnKubeAPIServer(t *testing.T) {
 	}
 
 	// The webhook, as the chart runs it: HTTPS with its own CA, secret reader on.
-	dir := t.TempDir()
-	ca, err := webhooktest.NewCA("e2e webhook CA")
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile, keyFile, err := ca.WriteServing(dir, "127.0.0.1")
-	if err != nil {
-		t.Fatal(err)
-	}
+	dir, ca, certFile, keyFile := webhookCert(t)
 	cfg := filepath.Join(dir, "config.yaml")
 	writeKubeFile(t, cfg, []byte(fmt.Sprintf(`logLevel: debug
 logFormat: json
@@ -285,6 +277,22 @@ type webhookProc struct {
 
 func (w *webhookProc) logText() string {
 	return w.String()
+}
+
+// webhookCert is a CA for the test and a serving certificate of it for
+// 127.0.0.1, written into a new folder.
+func webhookCert(t *testing.T) (dir string, ca *webhooktest.CA, certFile, keyFile string) {
+	t.Helper()
+	dir = t.TempDir()
+	ca, err := webhooktest.NewCA("e2e webhook CA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile, err = ca.WriteServing(dir, "127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dir, ca, certFile, keyFile
 }
 
 func startWebhook(t *testing.T, bin string, ca *webhooktest.CA, addr string, args ...string) *webhookProc {
