@@ -20,7 +20,6 @@ import (
 
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/testutil/images"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/testutil/registryproc"
-	"github.com/k8s-image-swapper/k8s-image-swapper/webhook/webhooktest"
 )
 
 // TestOriginalChartRBAC runs the webhook on a real kube-apiserver under
@@ -75,16 +74,8 @@ contexts:
 current-context: e2e
 `, kube.Host, base64.StdEncoding.EncodeToString(kube.CAPEM), token)))
 
-	ca, err := webhooktest.NewCA("e2e webhook CA")
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile, keyFile, err := ca.WriteServing(dir, "127.0.0.1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := filepath.Join(dir, "config.yaml")
-	writeKubeFile(t, cfg, []byte(fmt.Sprintf(`dryRun: false
+	// startConfiguredWebhook returns once /readyz answers 200.
+	wh, _ := startConfiguredWebhook(t, bin, kubeconfig, fmt.Sprintf(`dryRun: false
 source:
   registries:
     - type: generic
@@ -92,11 +83,7 @@ source:
 target:
   type: generic
   generic: {registry: "%s", insecure: true}
-`, private.Addr, dst.Addr)))
-	addr := registryproc.FreeAddr(t)
-	// startWebhook returns once /readyz answers 200.
-	wh := startWebhook(t, bin, ca, addr, "--config", cfg, "--listen-address", addr, "--tls-cert-file", certFile,
-		"--tls-key-file", keyFile, "--secret-reader", "--kubeconfig", kubeconfig)
+`, private.Addr, dst.Addr), "--secret-reader")
 	if n := strings.Count(wh.logText(), "RBAC allows secrets: get only, service accounts: get only"); n != 1 {
 		t.Errorf("the rights were logged %d times, want once:\n%s", n, wh.logText())
 	}

@@ -7,7 +7,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -51,9 +50,7 @@ func TestPrivateImageKeptWithoutRights(t *testing.T) {
 	images.Push(t, toTarget(secretImg), remoteImage(t, secretImg, creds))
 	images.Push(t, toTarget(publicImg), remoteImage(t, publicImg, nil))
 
-	dir, ca, certFile, keyFile := webhookCert(t)
-	cfg := filepath.Join(dir, "config.yaml")
-	writeKubeFile(t, cfg, []byte(fmt.Sprintf(`logLevel: debug
+	wh, ca := startConfiguredWebhook(t, bin, kube.Kubeconfig, fmt.Sprintf(`logLevel: debug
 logFormat: json
 imageSwapPolicy: exists
 imageCopyPolicy: delayed
@@ -67,10 +64,7 @@ source:
 target:
   type: generic
   generic: {registry: "%s", insecure: true}
-`, private.Addr, public.Addr, dst.Addr)))
-	whAddr := registryproc.FreeAddr(t)
-	wh := startWebhook(t, bin, ca, whAddr, "--config", cfg, "--listen-address", whAddr,
-		"--tls-cert-file", certFile, "--tls-key-file", keyFile, "--kubeconfig", kube.Kubeconfig)
+`, private.Addr, public.Addr, dst.Addr))
 
 	c := kube.Client
 	for _, ns := range []string{"apps", "a", "b"} {
@@ -90,7 +84,7 @@ target:
 			ImagePullSecrets: []corev1.LocalObjectReference{{Name: "regcred"}}}, metav1.CreateOptions{})
 		return err
 	})
-	registerWebhook(ctx, t, c, "https://"+whAddr+"/webhook", ca.CertPEM)
+	registerWebhook(ctx, t, c, wh.base+"/webhook", ca.CertPEM)
 	waitWebhookActive(ctx, t, c, publicImg, toTarget(publicImg))
 
 	pod := func(ns, name, img, secret, sa string) string {

@@ -77,9 +77,7 @@ func TestSignaturesFollowTheImage(t *testing.T) {
 	verify(image) // the test's own premise
 
 	// The webhook copies on the first pod (delayed) and swaps the next one.
-	dir, ca, certFile, keyFile := webhookCert(t)
-	cfg := filepath.Join(dir, "config.yaml")
-	writeKubeFile(t, cfg, []byte(fmt.Sprintf(`logLevel: debug
+	wh, ca := startConfiguredWebhook(t, bin, kube.Kubeconfig, fmt.Sprintf(`logLevel: debug
 imageSwapPolicy: exists
 imageCopyPolicy: delayed
 source:
@@ -89,13 +87,10 @@ source:
 target:
   type: generic
   generic: {registry: "%s", insecure: true}
-`, src.Addr, dst.Addr)))
-	whAddr := registryproc.FreeAddr(t)
-	wh := startWebhook(t, bin, ca, whAddr, "--config", cfg, "--listen-address", whAddr,
-		"--tls-cert-file", certFile, "--tls-key-file", keyFile, "--kubeconfig", kube.Kubeconfig)
+`, src.Addr, dst.Addr))
 	c := kube.Client
 	createNamespace(ctx, t, c, "apps")
-	registerWebhook(ctx, t, c, "https://"+whAddr+"/webhook", ca.CertPEM)
+	registerWebhook(ctx, t, c, wh.base+"/webhook", ca.CertPEM)
 	// Pods until one is swapped: the API server calls a new webhook after
 	// a moment, the first pod it sees starts the copy (a dry run would
 	// not) and keeps its image, and a pod after the copy gets the mirror.

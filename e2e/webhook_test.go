@@ -67,9 +67,7 @@ func TestWebhookOnKubeAPIServer(t *testing.T) {
 	}
 
 	// The webhook, as the chart runs it: HTTPS with its own CA, secret reader on.
-	dir, ca, certFile, keyFile := webhookCert(t)
-	cfg := filepath.Join(dir, "config.yaml")
-	writeKubeFile(t, cfg, []byte(fmt.Sprintf(`logLevel: debug
+	wh, ca := startConfiguredWebhook(t, bin, kube.Kubeconfig, fmt.Sprintf(`logLevel: debug
 logFormat: json
 imageSwapPolicy: exists
 imageCopyPolicy: delayed
@@ -85,16 +83,13 @@ source:
 target:
   type: generic
   generic: {registry: "%s", insecure: true}
-`, src.Addr, private.Addr, dst.Addr)))
-	whAddr := registryproc.FreeAddr(t)
-	wh := startWebhook(t, bin, ca, whAddr, "--config", cfg, "--listen-address", whAddr,
-		"--tls-cert-file", certFile, "--tls-key-file", keyFile, "--kubeconfig", kube.Kubeconfig)
+`, src.Addr, private.Addr, dst.Addr))
 
 	c := kube.Client
 	for _, ns := range []string{"apps", "filtered"} {
 		createNamespace(ctx, t, c, ns)
 	}
-	registerWebhook(ctx, t, c, "https://"+whAddr+"/webhook", ca.CertPEM)
+	registerWebhook(ctx, t, c, wh.base+"/webhook", ca.CertPEM)
 	waitWebhookActive(ctx, t, c, present, toTarget(present))
 
 	t.Run("image in target is swapped", func(t *testing.T) {
@@ -279,20 +274,25 @@ func (w *webhookProc) logText() string {
 	return w.String()
 }
 
-// webhookCert is a CA for the test and a serving certificate of it for
-// 127.0.0.1, written into a new folder.
-func webhookCert(t *testing.T) (dir string, ca *webhooktest.CA, certFile, keyFile string) {
+// startConfiguredWebhook runs the webhook as the chart does (HTTPS with a
+// CA of the test's own, a serving certificate for 127.0.0.1) with config as
+// its config file and kubeconfig, on a free port, plus extra flags.
+func startConfiguredWebhook(t *testing.T, bin, kubeconfig, config string, extra ...string) (*webhookProc, *webhooktest.CA) {
 	t.Helper()
-	dir = t.TempDir()
+	dir := t.TempDir()
 	ca, err := webhooktest.NewCA("e2e webhook CA")
 	if err != nil {
 		t.Fatal(err)
 	}
-	certFile, keyFile, err = ca.WriteServing(dir, "127.0.0.1")
+	certFile, keyFile, err := ca.WriteServing(dir, "127.0.0.1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	return dir, ca, certFile, keyFile
+	cfg := filepath.Join(dir, "config.yaml")
+	writeKubeFile(t, cfg, []byte(config))
+	addr := registryproc.FreeAddr(t)
+	return startWebhook(t, bin, ca, addr, append([]string{"--config", cfg, "--listen-address", addr,
+		"--tls-cert-file", certFile, "--tls-key-file", keyFile, "--kubeconfig", kubeconfig}, extra...)...), ca
 }
 
 func startWebhook(t *testing.T, bin string, ca *webhooktest.CA, addr string, args ...string) *webhookProc {
