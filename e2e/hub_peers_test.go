@@ -19,6 +19,7 @@ import (
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/peers"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/testutil/images"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/testutil/registryproc"
+	"github.com/k8s-image-swapper/k8s-image-swapper/proxy/hub"
 )
 
 // In a cluster the hub replicas find each other in their Service's
@@ -73,7 +74,7 @@ func TestHubPeersFromEndpointSlices(t *testing.T) {
 	repo := ""
 	for i := 0; repo == ""; i++ {
 		r := fmt.Sprintf("e2e/owned%d", i)
-		if owner, _ := both.Owner(fetch.Source{Registry: src.Addr, Repo: r}.String()); owner == addrs[1] {
+		if owner, _ := hub.Owner(both, fetch.Source{Registry: src.Addr, Repo: r}); owner == addrs[1] {
 			repo = r
 		}
 	}
