@@ -12,7 +12,6 @@ import (
 	"slices"
 
 	"github.com/k8s-image-swapper/k8s-image-swapper/daemonset/containerdcfg"
-	"github.com/k8s-image-swapper/k8s-image-swapper/internal/atomicfile"
 )
 
 // managedMark starts every file we write; it identifies our file when its marker is lost.
@@ -120,7 +119,7 @@ func applyHost(o Options, h Host, res *Result) error {
 	if base.existed {
 		mode = base.mode
 	}
-	if err := atomicfile.Write(p.hosts, out, mode); err != nil {
+	if err := writeFileAtomic(p.hosts, out, mode); err != nil {
 		return err
 	}
 	res.Written = append(res.Written, p.hosts)
@@ -266,5 +265,5 @@ func writeBackup(p paths, base baseline) error {
 	if old, _, ok, err := readRegular(p.backup); err == nil && ok && bytes.Equal(old, base.original) {
 		return nil
 	}
-	return atomicfile.Write(p.backup, base.original, base.mode)
+	return writeFileAtomic(p.backup, base.original, base.mode)
 }

@@ -8,8 +8,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-
-	"github.com/k8s-image-swapper/k8s-image-swapper/internal/atomicfile"
 )
 
 // Cleanup undoes Apply in every folder under CertsDir that carries our state marker, not
@@ -137,7 +135,7 @@ func restore(p paths, st state, res *Result) error {
 	if mode == 0 {
 		mode = 0o644
 	}
-	if err := atomicfile.Write(p.hosts, b, mode); err != nil {
+	if err := writeFileAtomic(p.hosts, b, mode); err != nil {
 		return err
 	}
 	res.Restored = append(res.Restored, p.hosts)

@@ -9,8 +9,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-
-	"github.com/k8s-image-swapper/k8s-image-swapper/internal/atomicfile"
 )
 
 const (
@@ -58,7 +56,7 @@ func writeState(p paths, s state) error {
 	if err != nil {
 		return err
 	}
-	return atomicfile.Write(p.state, append(b, '\n'), 0o644)
+	return writeFileAtomic(p.state, append(b, '\n'), 0o644)
 }
 
 func digest(b []byte) string {
@@ -84,6 +82,46 @@ func readRegular(path string) (b []byte, mode fs.FileMode, ok bool, err error) {
 		return nil, 0, false, err
 	}
 	return b, fi.Mode().Perm(), true, nil
+}
+
+// writeFileAtomic replaces path in one rename, so containerd never reads half a file.
+func writeFileAtomic(path string, data []byte, mode fs.FileMode) (err error) {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(f.Name())
+		}
+	}()
+	if _, err = f.Write(data); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err = f.Chmod(mode); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err = f.Sync(); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err = f.Close(); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err = os.Rename(f.Name(), path); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	syncDir(dir)
+	return nil
+}
+
+// syncDir makes a rename durable; best effort, as not every filesystem supports it.
+func syncDir(dir string) {
+	if d, err := os.Open(dir); err == nil {
+		_ = d.Sync()
+		_ = d.Close()
+	}
 }
 
 // removeIfExists removes path and reports whether it was there.

@@ -15,7 +15,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/opencontainers/go-digest"
 
-	"github.com/k8s-image-swapper/k8s-image-swapper/internal/atomicfile"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/registry"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/ttlcache"
 )
@@ -47,8 +46,20 @@ func (l *ledger) record(repo, tag string, d digest.Digest) error {
 	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 		return fmt.Errorf("tag ledger: %w", err)
 	}
-	if err := atomicfile.Write(p, []byte(d.String()), 0o600); err != nil {
-		return fmt.Errorf("tag ledger %s:%s: %w", repo, tag, err)
+	tmp, err := os.CreateTemp(filepath.Dir(p), ".tmp-")
+	if err != nil {
+		return fmt.Errorf("tag ledger: %w", err)
+	}
+	_, werr := tmp.WriteString(d.String())
+	if cerr := tmp.Close(); werr == nil {
+		werr = cerr
+	}
+	if werr == nil {
+		werr = os.Rename(tmp.Name(), p)
+	}
+	if werr != nil {
+		_ = os.Remove(tmp.Name())
+		return fmt.Errorf("tag ledger %s:%s: %w", repo, tag, werr)
 	}
 	l.cache.Set(repo+":"+tag, d, 0)
 	return nil

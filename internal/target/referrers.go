@@ -13,8 +13,6 @@ import (
 	"strconv"
 
 	"github.com/opencontainers/go-digest"
-
-	"github.com/k8s-image-swapper/k8s-image-swapper/internal/atomicfile"
 )
 
 // The referrers API (distribution spec 1.1), which distribution's library
@@ -90,8 +88,20 @@ func (x *referrers) add(repo string, subject digest.Digest, desc descriptor) err
 	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 		return fmt.Errorf("referrers: %w", err)
 	}
-	if err := atomicfile.Write(p, b, 0o600); err != nil {
-		return fmt.Errorf("referrers of %s@%s: %w", repo, subject, err)
+	tmp, err := os.CreateTemp(filepath.Dir(p), ".tmp-")
+	if err != nil {
+		return fmt.Errorf("referrers: %w", err)
+	}
+	_, werr := tmp.Write(b)
+	if cerr := tmp.Close(); werr == nil {
+		werr = cerr
+	}
+	if werr == nil {
+		werr = os.Rename(tmp.Name(), p)
+	}
+	if werr != nil {
+		_ = os.Remove(tmp.Name())
+		return fmt.Errorf("referrers of %s@%s: %w", repo, subject, werr)
 	}
 	return nil
 }
