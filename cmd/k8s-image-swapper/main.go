@@ -10,6 +10,8 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/profiling"
 )
 
 // Set at build time with -ldflags "-X main.version=...".
@@ -65,6 +67,7 @@ func newRoot() *cobra.Command {
 	pf.String("log-level", "", "trace, debug, info, warn, error, fatal or panic (default: logLevel from the config, else info)")
 	pf.String("log-format", "", "json or console (default: logFormat from the config, else json)")
 	pf.Bool("strict-config", false, "refuse a config file with unknown keys (by default they are warnings, as the original ignored them)")
+	addProfileFlags(root)
 	root.AddCommand(
 		newWebhookCmd(),
 		newProxyCmd(),
@@ -89,4 +92,25 @@ func newVersionCmd() *cobra.Command {
 			fmt.Fprintf(cmd.OutOrStdout(), "k8s-image-swapper %s (commit %s)\n", version, commit)
 		},
 	}
+}
+
+// addProfileFlags gives every command hidden flags that write pprof profiles
+// of its run (written when it returns: a server on SIGTERM), for benchmarks
+// and for finding where time goes on a node.
+func addProfileFlags(root *cobra.Command) {
+	var o profiling.Options
+	pf := root.PersistentFlags()
+	for _, f := range []struct {
+		dst  *string
+		name string
+	}{{&o.CPU, "cpu-profile"}, {&o.Block, "block-profile"}, {&o.Mutex, "mutex-profile"}, {&o.Heap, "heap-profile"}} {
+		pf.StringVar(f.dst, f.name, "", "write a pprof "+f.name+" of this run to this file")
+		_ = pf.MarkHidden(f.name)
+	}
+	var stop func() error
+	root.PersistentPreRunE = func(*cobra.Command, []string) (err error) {
+		stop, err = profiling.Start(o)
+		return err
+	}
+	root.PersistentPostRunE = func(*cobra.Command, []string) error { return stop() }
 }
