@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 
@@ -17,6 +19,9 @@ import (
 // spool, with Range.
 func (p *Proxy) serveBlob(ex *exchange, pl plan) error {
 	ctx := ex.r.Context()
+	if p.serveBlobFile(ex, pl) {
+		return nil
+	}
 	if done, err := p.fromTarget(ex, pl, func() (*http.Response, error) { return p.targetBlob(ex, pl) }); done {
 		return err
 	}
@@ -56,10 +61,44 @@ func (p *Proxy) serveBlob(ex *exchange, pl plan) error {
 	}
 	ex.from = sourceFrom(pl, b.Relay())
 	ex.w.WriteHeader(status)
-	if err := copyBody(ex.w, b.Reader(ctx, start, limit)); err != nil {
+	if _, ok := ex.w.ResponseWriter.(io.ReaderFrom); ok {
+		_, err = b.SendTo(ctx, ex.w, start, limit) // sendfile on plain TCP
+	} else {
+		err = copyBody(ex.w, b.Reader(ctx, start, limit))
+	}
+	if err != nil {
 		abort(ex, err)
 	}
 	return nil
+}
+
+// blobFiles is a target whose blobs are files here (the local store).
+type blobFiles interface {
+	BlobFile(repo string, d digest.Digest) (*os.File, error)
+}
+
+// serveBlobFile serves a blob of a local target straight from its file, with
+// Range, the kernel copying the bytes (sendfile); false when the target is
+// not local or does not hold the blob.
+func (p *Proxy) serveBlobFile(ex *exchange, pl plan) bool {
+	if p.files == nil || pl.targetRepo == "" {
+		return false
+	}
+	f, err := p.files.BlobFile(pl.targetRepo, ex.call.Digest)
+	if err != nil {
+		if !errors.Is(err, os.ErrNotExist) {
+			p.log.Warn("local store blob unreadable; serving through the store", "repository", pl.targetRepo, "digest", ex.call.Digest.String(), "error", err)
+		}
+		return false
+	}
+	defer f.Close()
+	h := ex.w.Header()
+	h.Set("Content-Type", "application/octet-stream")
+	h.Set("Docker-Content-Digest", ex.call.Digest.String())
+	h.Set("Etag", `"`+ex.call.Digest.String()+`"`)
+	ex.from = fromTarget
+	http.ServeContent(ex.w, ex.r, "", time.Time{}, f)
+	return true
 }
 
 // headSourceBlob answers a HEAD from a blob in the spool, else from the source.

@@ -127,6 +127,21 @@ func (r *recorder) Write(b []byte) (int, error) {
 	return n, err
 }
 
+// ReadFrom passes a file body to the ResponseWriter's ReadFrom, which on a
+// plain TCP connection sends it with sendfile; it counts the bytes.
+func (r *recorder) ReadFrom(src io.Reader) (int64, error) {
+	if r.status == 0 {
+		r.status = http.StatusOK
+	}
+	rf, ok := r.ResponseWriter.(io.ReaderFrom)
+	if !ok {
+		return io.Copy(struct{ io.Writer }{r}, src)
+	}
+	n, err := rf.ReadFrom(src)
+	r.bytes += n
+	return n, err
+}
+
 // relayed are the headers passed on from an upstream's answer.
 var relayed = []string{"Content-Type", "Content-Length", "Docker-Content-Digest", "Content-Range",
 	"Accept-Ranges", "Location", "Etag", "Last-Modified"}

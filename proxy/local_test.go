@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"net"
@@ -119,5 +120,31 @@ func TestLocalPullThrough(t *testing.T) {
 	}
 	if !strings.Contains(resp.Header.Get("Content-Type"), "manifest") {
 		t.Fatalf("Content-Type %q", resp.Header.Get("Content-Type"))
+	}
+
+	// Blobs come from the store's files, whole and by range.
+	layers, err := img.Layers()
+	must(t, err)
+	rc, err := layers[0].Compressed()
+	must(t, err)
+	whole, err := io.ReadAll(rc)
+	must(t, err)
+	rc.Close()
+	d := blobs(t, img)[1]
+	before = served(src.Addr, "blob", fromTarget)
+	resp, body = e.get(t, http.MethodGet, src.Addr, "/v2/team/app/blobs/"+d.String())
+	if resp.StatusCode != 200 || !bytes.Equal(body, whole) || resp.Header.Get("Docker-Content-Digest") != d.String() {
+		t.Fatalf("blob from the local store: %s, %d bytes, digest %q", resp.Status, len(body), resp.Header.Get("Docker-Content-Digest"))
+	}
+	resp, body = e.get(t, http.MethodGet, src.Addr, "/v2/team/app/blobs/"+d.String(), "Range", "bytes=10-19")
+	if resp.StatusCode != http.StatusPartialContent || !bytes.Equal(body, whole[10:20]) {
+		t.Fatalf("range of a blob from the local store: %s %q", resp.Status, body)
+	}
+	resp, _ = e.get(t, http.MethodHead, src.Addr, "/v2/team/app/blobs/"+d.String())
+	if resp.StatusCode != 200 || resp.ContentLength != int64(len(whole)) {
+		t.Fatalf("HEAD of a blob from the local store: %s, length %d", resp.Status, resp.ContentLength)
+	}
+	if n := served(src.Addr, "blob", fromTarget) - before; n != 3 {
+		t.Fatalf("%v blob answers counted from the target, want 3", n)
 	}
 }

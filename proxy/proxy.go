@@ -95,6 +95,7 @@ type Proxy struct {
 	target  *upstream.Client
 	sources *fetch.Sources
 	store   http.Handler     // the local target's full API; nil for others
+	files   blobFiles        // the local target's blob files; nil for others
 	push    *pushAuth        // nil: no client writes
 	ledger  target.TagLedger // the tags copies wrote; nil when the target keeps none
 	mirror  Mirror
@@ -144,6 +145,7 @@ func New(o Options) (*Proxy, error) {
 	if s, ok := t.(interface{ Handler() http.Handler }); ok {
 		p.store = s.Handler()
 	}
+	p.files, _ = t.(blobFiles)
 	if l, ok := t.(target.TagLedger); ok {
 		p.ledger = l
 	}

@@ -124,6 +124,10 @@ func (p *Proxy) fromTargetOnly(ex *exchange, pl plan) bool {
 	var resp *http.Response
 	var err error
 	if ex.call.Kind == registry.Blobs {
+		if p.serveBlobFile(ex, pl) {
+			ex.use(pl)
+			return true
+		}
 		resp, err = p.targetBlob(ex, pl)
 	} else {
 		resp, err = p.targetManifest(ex.r.Context(), ex.r.Method, pl, ex.call.Ref)

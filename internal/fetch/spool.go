@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -42,7 +43,19 @@ type spool struct {
 	// brokenUntil stops new spooling for a while after a write failed (a
 	// full disk): blobs then stream straight through, unshared.
 	brokenUntil time.Time
+
+	// lastPull is when a pull last read from the spool (Unix ns): copies
+	// into the target read only while pulls are quiet (see yield).
+	lastPull atomic.Int64
 }
+
+// A copy reading the spool gives way to pulls: it waits while a pull read
+// within pullQuiet, up to maxYield in all per blob, so a pull streams at
+// full speed and the copy follows behind it from the spool, never starved.
+const (
+	pullQuiet = 20 * time.Millisecond
+	maxYield  = 10 * time.Second
+)
 
 // spoolPause is how long a failed spool write stops spooling.
 const spoolPause = time.Minute
@@ -232,6 +245,15 @@ func readChunk(r io.Reader, buf []byte) (int, error) {
 }
 
 func (s *spool) finish(b *Blob, err error) {
+	if err != nil {
+		// A failed fetch is forgotten before anyone hears of it, so the
+		// next request tries again rather than joining the failure.
+		s.mu.Lock()
+		if s.blobs[b.key] == b {
+			delete(s.blobs, b.key)
+		}
+		s.mu.Unlock()
+	}
 	b.mu.Lock()
 	b.done, b.err, b.finished = true, err, time.Now()
 	b.notifyLocked()
@@ -242,12 +264,6 @@ func (s *spool) finish(b *Blob, err error) {
 		close(b.ready)
 	}
 	if err != nil {
-		// A failed fetch is forgotten at once, so the next request tries again.
-		s.mu.Lock()
-		if s.blobs[b.key] == b {
-			delete(s.blobs, b.key)
-		}
-		s.mu.Unlock()
 		s.drop(b)
 	}
 }
@@ -357,20 +373,49 @@ func (b *Blob) Length() int64 {
 	return b.size
 }
 
-// Reader reads [off, end) of b (end -1: to the end) as the fetch goes. The
-// last byte is held back until the digest is verified, so a client never
-// gets a whole blob of wrong bytes: a mismatch ends its transfer short.
+// Reader reads [off, end) of b (end -1: to the end) for a pull, as the
+// fetch goes. The last byte is held back until the digest is verified, so a
+// client never gets a whole blob of wrong bytes: a mismatch ends its
+// transfer short.
 func (b *Blob) Reader(ctx context.Context, off, end int64) io.Reader {
-	return &spoolReader{b: b, ctx: ctx, off: off, end: end}
+	return &spoolReader{b: b, ctx: ctx, off: off, end: end, pull: true}
+}
+
+// copyReader reads all of b for a copy into the target: as Reader, but
+// giving way to pulls.
+func (b *Blob) copyReader(ctx context.Context) io.Reader {
+	return &spoolReader{b: b, ctx: ctx, end: -1, yield: maxYield}
 }
 
 type spoolReader struct {
 	b        *Blob
 	ctx      context.Context
 	off, end int64
+	pull     bool
+	yield    time.Duration // what is left of a copy's time to give way to pulls
 }
 
 func (r *spoolReader) Read(p []byte) (int, error) {
+	if r.pull {
+		defer r.b.spool.markPull()
+	} else if err := r.giveWay(); err != nil {
+		return 0, err
+	}
+	n, err := r.ready()
+	if err != nil || len(p) == 0 {
+		return 0, err
+	}
+	got, err := r.b.file.ReadAt(p[:min(n, int64(len(p)))], r.off)
+	r.off += int64(got)
+	if got > 0 {
+		return got, nil
+	}
+	return 0, err
+}
+
+// ready waits until bytes from r.off on may be read and says how many
+// (io.EOF at the end of what r reads).
+func (r *spoolReader) ready() (int64, error) {
 	for {
 		if r.end >= 0 && r.off >= r.end {
 			return 0, io.EOF
@@ -391,15 +436,7 @@ func (r *spoolReader) Read(p []byte) (int, error) {
 			if r.end >= 0 {
 				n = min(n, r.end-r.off)
 			}
-			n = min(n, int64(len(p)))
-			got, err := b.file.ReadAt(p[:n], r.off)
-			r.off += int64(got)
-			if got > 0 {
-				return got, nil
-			}
-			if err != nil {
-				return 0, err
-			}
+			return n, nil
 		}
 		if done {
 			if r.end >= 0 && r.off < r.end {
@@ -413,6 +450,57 @@ func (r *spoolReader) Read(p []byte) (int, error) {
 			return 0, r.ctx.Err()
 		}
 	}
+}
+
+// SendTo writes [off, end) of b (end -1: to the end) to w for a pull, as
+// Reader reads it, but hands w a file of its own to read from: on a plain
+// TCP connection net/http then has the kernel copy the bytes (sendfile),
+// and they never pass through this process.
+func (b *Blob) SendTo(ctx context.Context, w io.ReaderFrom, off, end int64) (int64, error) {
+	f, err := os.Open(b.path)
+	if err != nil {
+		return 0, fmt.Errorf("%w: %w", ErrSpool, err)
+	}
+	defer f.Close()
+	r := &spoolReader{b: b, ctx: ctx, off: off, end: end, pull: true}
+	var sent int64
+	for {
+		n, err := r.ready()
+		if err == io.EOF {
+			return sent, nil
+		}
+		if err != nil {
+			return sent, err
+		}
+		if _, err := f.Seek(r.off, io.SeekStart); err != nil {
+			return sent, err
+		}
+		m, err := w.ReadFrom(&io.LimitedReader{R: f, N: n})
+		r.off += m
+		sent += m
+		b.spool.markPull()
+		if err != nil {
+			return sent, err
+		}
+		if m < n {
+			return sent, io.ErrUnexpectedEOF
+		}
+	}
+}
+
+func (s *spool) markPull() { s.lastPull.Store(time.Now().UnixNano()) }
+
+// giveWay waits while pulls read the spool, within what is left of r.yield.
+func (r *spoolReader) giveWay() error {
+	for r.yield > 0 && time.Since(time.Unix(0, r.b.spool.lastPull.Load())) < pullQuiet {
+		select {
+		case <-time.After(pullQuiet):
+			r.yield -= pullQuiet
+		case <-r.ctx.Done():
+			return r.ctx.Err()
+		}
+	}
+	return nil
 }
 
 // lookup tells the length of a blob in flight or kept, if known.

@@ -263,3 +263,39 @@ func TestSpoolResumes(t *testing.T) {
 		b.Release()
 	}
 }
+
+// A copy's reader gives way to pulls: it reads nothing while pulls read
+// (a pull's read marks the spool), and all of the blob once they are quiet.
+func TestSpoolCopyFollowsPulls(t *testing.T) {
+	s := newSpool(t.TempDir(), time.Minute, 1<<30, quiet())
+	data := randomBytes(1 << 20)
+	d := digest.FromBytes(data)
+	src := newPipeSource(int64(len(data)))
+	ctx := context.Background()
+	b, _, err := s.open(ctx, "k", d, src.fetch, func() {})
+	must(t, err)
+	defer s.release(b)
+	go func() { _, _ = src.pw.Write(data); src.pw.Close() }()
+
+	if _, err := b.Reader(ctx, 0, -1).Read(make([]byte, 10)); err != nil {
+		t.Fatal(err)
+	}
+	if s.lastPull.Load() == 0 {
+		t.Fatal("a pull's read did not mark the spool")
+	}
+	// Pulls go on reading until the test says they stopped.
+	s.lastPull.Store(time.Now().Add(time.Hour).UnixNano())
+	var stopped atomic.Bool
+	go func() {
+		time.Sleep(5 * pullQuiet)
+		stopped.Store(true)
+		s.lastPull.Store(0)
+	}()
+	got, err := io.ReadAll(b.copyReader(ctx))
+	if !stopped.Load() {
+		t.Fatal("the copy read while pulls were reading")
+	}
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("copy read %d bytes (%v), want the blob's %d", len(got), err, len(data))
+	}
+}

@@ -60,7 +60,7 @@ func (t *sharedTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		h.Set("Content-Length", strconv.FormatInt(size, 10))
 	}
 	h.Set("Content-Type", "application/octet-stream")
-	body := &spoolBody{Reader: b.Reader(ctx, 0, -1), close: b.Release}
+	body := &spoolBody{Reader: b.copyReader(ctx), close: b.Release}
 	return response(req, h, size, body), nil
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/distribution/distribution/v3/registry/handlers"
 	"github.com/distribution/distribution/v3/registry/storage/driver/factory"
 	_ "github.com/distribution/distribution/v3/registry/storage/driver/filesystem" // the local store's driver
+	"github.com/distribution/reference"
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/opencontainers/go-digest"
@@ -30,6 +31,7 @@ type Local struct {
 	app    *handlers.App
 	api    http.Handler // app and what it lacks (store.go)
 	tags   *ledger
+	root   string // the store's folder
 }
 
 // DefaultLocalPath is target.local.path's default.
@@ -93,7 +95,7 @@ func NewLocal(ctx context.Context, l LocalSpec) (t *Local, err error) {
 		return nil, fmt.Errorf("open local store %s: %w", dir, err)
 	}
 	api := &storeAPI{app: app, refs: &referrers{root: filepath.Join(own, "referrers")}, driver: driver}
-	return &Local{mapper: m, app: app, api: api, tags: tags}, nil
+	return &Local{mapper: m, app: app, api: api, tags: tags, root: dir}, nil
 }
 
 // httpSecret keeps the upload-state secret stable across restarts so that
@@ -136,6 +138,25 @@ func (l *Local) NameOptions() []name.Option {
 // Handler serves the store's full registry API (pull and push); tags
 // pushed through it are not copies.
 func (l *Local) Handler() http.Handler { return l.api }
+
+// BlobFile opens blob d of repo for serving it straight from disk (with
+// sendfile); an error wrapping os.ErrNotExist when repo does not hold it.
+// The store checked the bytes against d when the copy wrote them.
+func (l *Local) BlobFile(repo string, d digest.Digest) (*os.File, error) {
+	if err := d.Validate(); err != nil {
+		return nil, err
+	}
+	if _, err := reference.WithName(repo); err != nil { // no "..", no absolute path
+		return nil, fmt.Errorf("repository %q: %w", repo, os.ErrNotExist)
+	}
+	// distribution's filesystem layout: a repository holds the blobs it links.
+	v2 := filepath.Join(l.root, "docker", "registry", "v2")
+	alg, hex := d.Algorithm().String(), d.Encoded()
+	if _, err := os.Stat(filepath.Join(v2, "repositories", filepath.FromSlash(repo), "_layers", alg, hex, "link")); err != nil {
+		return nil, err
+	}
+	return os.Open(filepath.Join(v2, "blobs", alg, hex[:2], hex, "data"))
+}
 
 // Close stops the store's background work.
 func (l *Local) Close() error { return l.app.Shutdown() }
