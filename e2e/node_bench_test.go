@@ -16,6 +16,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/testutil/linkrelay"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/testutil/registryproc"
 )
 
@@ -51,8 +52,8 @@ func BenchmarkPodStart(b *testing.B) {
 	// The same storage on a second address: what the node pulls directly.
 	direct := registryproc.Start(b, registryproc.Options{Addr: n.Net.FreeAddr(b), Dir: src.Dir})
 	tgt := registryproc.Start(b, registryproc.Options{Addr: n.Net.FreeAddr(b)})
-	remote := startLinkRelay(b, n.Net.FreeAddr(b), src.Addr, remoteRate, remoteDelay)
-	remoteDirect := startLinkRelay(b, n.Net.FreeAddr(b), direct.Addr, remoteRate, remoteDelay)
+	remote := linkrelay.Start(b, n.Net.FreeAddr(b), src.Addr, remoteRate, remoteDelay)
+	remoteDirect := linkrelay.Start(b, n.Net.FreeAddr(b), direct.Addr, remoteRate, remoteDelay)
 	for _, h := range []string{direct.Addr, remoteDirect.Addr} {
 		n.WriteHostsToml(b, h, plainHostsToml(h))
 	}

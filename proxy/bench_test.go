@@ -23,6 +23,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -85,32 +86,40 @@ func startBenchStack(b *testing.B) *benchStack {
 	dir := b.TempDir()
 	cfg := fmt.Sprintf("logLevel: warn\ntarget:\n  type: generic\n  generic:\n    registry: %q\n    insecure: true\n"+
 		"proxy:\n  registries: [%q]\n", s.tgt.Addr, s.src.Addr)
+	s.cmd = startBenchProxy(b, dir, cfg, s.addr, "proxy")
+	return s
+}
+
+// startBenchProxy runs the built binary's proxy with cfg on addr, its spool
+// under dir (more flags after), and waits until it answers. Its log goes
+// to a file, shown on failure: on the benchmark's stderr it could split a
+// result line that hack/benchtable reads.
+func startBenchProxy(b *testing.B, dir, cfg, addr, name string, flags ...string) *exec.Cmd {
+	b.Helper()
 	must(b, os.WriteFile(filepath.Join(dir, "config.yml"), []byte(cfg), 0o600))
-	s.cmd = exec.Command(benchBinary(b), "proxy", "--config", filepath.Join(dir, "config.yml"),
-		"--listen-address", s.addr, "--spool-dir", filepath.Join(dir, "spool"))
-	// The proxy's log goes to a file, shown on failure: on the benchmark's
-	// stderr it could split a result line that hack/benchtable reads.
+	args := append([]string{"proxy", "--config", filepath.Join(dir, "config.yml"),
+		"--listen-address", addr, "--spool-dir", filepath.Join(dir, "spool")}, flags...)
+	cmd := exec.Command(benchBinary(b), append(args, profileFlags(b, name)...)...)
 	logFile, err := os.Create(filepath.Join(dir, "proxy.log"))
 	must(b, err)
-	s.cmd.Stdout, s.cmd.Stderr = logFile, logFile
-	must(b, s.cmd.Start())
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	must(b, cmd.Start())
 	b.Cleanup(func() {
-		_ = s.cmd.Process.Kill()
-		_ = s.cmd.Wait()
+		stopProcess(cmd)
 		logFile.Close()
 		if b.Failed() {
 			if out, err := os.ReadFile(logFile.Name()); err == nil {
-				b.Logf("proxy log:\n%s", out)
+				b.Logf("%s log:\n%s", name, out)
 			}
 		}
 	})
 	for i := 0; ; i++ {
-		if resp, err := http.Get("http://" + s.addr + "/healthz"); err == nil {
+		if resp, err := http.Get("http://" + addr + "/healthz"); err == nil {
 			resp.Body.Close()
-			return s
+			return cmd
 		}
 		if i > 400 {
-			b.Fatal("the proxy did not start")
+			b.Fatalf("the %s did not start", name)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -347,4 +356,31 @@ func procStatus(pid int, field string) int64 {
 		}
 	}
 	return 0
+}
+
+// profileFlags has a benchmark's process write pprof profiles into
+// $BENCH_PROFILE_DIR (named after the benchmark and the process), when set.
+func profileFlags(b *testing.B, name string) []string {
+	dir := os.Getenv("BENCH_PROFILE_DIR")
+	if dir == "" {
+		return nil
+	}
+	base := filepath.Join(dir, strings.NewReplacer("/", "-", " ", "_").Replace(b.Name())+"-"+name)
+	b.Logf("profiles of %s: %s.{cpu,block,mutex}.pprof", name, base)
+	return []string{"--cpu-profile", base + ".cpu.pprof", "--block-profile", base + ".block.pprof",
+		"--mutex-profile", base + ".mutex.pprof"}
+}
+
+// stopProcess ends cmd with SIGTERM (so it writes its profiles), then a kill
+// after a grace period.
+func stopProcess(cmd *exec.Cmd) {
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		_ = cmd.Process.Kill()
+		<-done
+	}
 }

@@ -107,4 +107,33 @@ func init() {
 	}
 	at := slices.IndexFunc(rows, func(r row) bool { return strings.HasPrefix(r.bench, "BenchmarkPodStart") })
 	rows = slices.Insert(rows, at, hub...)
+	rows = slices.Insert(rows, at, peerRows()...)
+}
+
+// peerRows are BenchmarkPeers': per origin and client, each phase through
+// our proxy and through distribution's, both against the origin straight,
+// and the two proxies' peak RSS side by side.
+func peerRows() []row {
+	var out []row
+	for _, c := range []struct{ sub, what, image string }{
+		{"origin=loopback/client=containerd", "containerd-style client, source on loopback", pullImage},
+		{"origin=loopback/client=crane", "crane-style client, source on loopback", pullImage},
+		{"origin=remote/client=containerd", "containerd-style client, " + remote, "64 MiB image (4 x 16 MiB layers)"},
+	} {
+		bench := "BenchmarkPeers/" + c.sub
+		for _, ph := range []struct{ unit, what, aim string }{
+			{"cold", "1 cold pull", ""}, {"warm", "1 warm pull", ""},
+			{"cold10", "10 cold pulls at once", ""}, {"warm10", "10 warm pulls at once", ""},
+		} {
+			label := fmt.Sprintf("Peers, %s, %s, %s: wall s, ", c.what, c.image, ph.what)
+			out = append(out,
+				row{label: label + "k8s-image-swapper (local store)", bench: bench, unit: ph.unit + "-s", ref: ph.unit + "-direct-s", refIs: "pull from the origin"},
+				row{label: label + "distribution's proxy", bench: bench, unit: ph.unit + "-dist-s", ref: ph.unit + "-direct-s", refIs: "pull from the origin"})
+		}
+		for _, ph := range []string{"cold10", "warm10"} {
+			out = append(out, row{label: fmt.Sprintf("Peers, %s, %s pulls: peak RSS MiB, k8s-image-swapper", c.what, ph), bench: bench,
+				unit: ph + "-peak-RSS-MiB", ref: ph + "-dist-peak-RSS-MiB", refIs: "distribution's proxy", aim: &aim{op: "<=", v: 40}})
+		}
+	}
+	return out
 }

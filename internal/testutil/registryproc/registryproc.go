@@ -46,6 +46,9 @@ type Options struct {
 	Dir string
 	// Addr reuses an address (to restart on the same port).
 	Addr string
+	// ProxyRemote makes it distribution's pull-through cache of this
+	// registry URL (proxy.remoteurl): the peer the proxy is measured against.
+	ProxyRemote string
 }
 
 // Start runs a registry until the test ends. It skips the test when the
@@ -93,6 +96,9 @@ http:
   addr: %s
   secret: test-secret
 %s`, r.Dir, r.Addr, auth)
+	if o.ProxyRemote != "" {
+		cfg += fmt.Sprintf("proxy:\n  remoteurl: %s\n", o.ProxyRemote)
+	}
 	r.cfgPath = filepath.Join(cfgDir, "config.yml")
 	if err := os.WriteFile(r.cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -212,3 +218,6 @@ func FreeAddr(t testing.TB) string {
 	defer l.Close()
 	return l.Addr().String()
 }
+
+// Pid is the registry process's id (for its memory figures).
+func (r *Registry) Pid() int { return r.cmd.Process.Pid }

@@ -1,6 +1,4 @@
-//go:build e2e
-
-package e2e
+package linkrelay
 
 import (
 	"io"
@@ -41,7 +39,7 @@ func TestLinkRelay(t *testing.T) {
 			}()
 		}
 	}()
-	r := startLinkRelay(t, registryproc.FreeAddr(t), l.Addr().String(), 16<<20, 25*time.Millisecond)
+	r := Start(t, registryproc.FreeAddr(t), l.Addr().String(), 16<<20, 25*time.Millisecond)
 	dial := func(what byte) (time.Duration, int64) {
 		c, err := net.Dial("tcp", r.Addr)
 		if err != nil {

@@ -1,6 +1,6 @@
-//go:build e2e
-
-package e2e
+// Package linkrelay makes a long, narrow link in user space for tests and benchmarks:
+// a TCP relay with a delay and a shared rate each way.
+package linkrelay
 
 import (
 	"io"
@@ -10,11 +10,11 @@ import (
 	"time"
 )
 
-// linkRelay is a TCP relay that behaves like a long link to a remote registry: every byte
+// Relay is a TCP relay that behaves like a long link to a remote registry: every byte
 // arrives delay later in each direction (so a round trip costs 2 x delay more), and all the
 // connections together get at most rate bytes a second each way. netem is not available in
 // this kernel, so the link is made in user space; TCP on both sides is real.
-type linkRelay struct {
+type Relay struct {
 	Addr    string
 	backend string
 	delay   time.Duration
@@ -26,21 +26,21 @@ type linkRelay struct {
 	conns   []net.Conn
 }
 
-// startLinkRelay listens on addr (host:port) in front of backend until the test ends.
-func startLinkRelay(t testing.TB, addr, backend string, rate int64, delay time.Duration) *linkRelay {
+// Start listens on addr (host:port) in front of backend until the test ends.
+func Start(t testing.TB, addr, backend string, rate int64, delay time.Duration) *Relay {
 	t.Helper()
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &linkRelay{Addr: l.Addr().String(), backend: backend, delay: delay, up: &pacer{rate: rate}, down: &pacer{rate: rate}, l: l}
+	r := &Relay{Addr: l.Addr().String(), backend: backend, delay: delay, up: &pacer{rate: rate}, down: &pacer{rate: rate}, l: l}
 	r.wg.Add(1)
 	go r.serve()
 	t.Cleanup(r.Close)
 	return r
 }
 
-func (r *linkRelay) serve() {
+func (r *Relay) serve() {
 	defer r.wg.Done()
 	for {
 		c, err := r.l.Accept()
@@ -70,7 +70,7 @@ func (r *linkRelay) serve() {
 }
 
 // Close stops the relay and its connections.
-func (r *linkRelay) Close() {
+func (r *Relay) Close() {
 	r.l.Close()
 	r.mu.Lock()
 	for _, c := range r.conns {
@@ -90,7 +90,7 @@ type chunk struct {
 // a writer waits for it and for the pacer. The line holds about 4 MiB, well above what a
 // 50 MB/s link keeps in flight in 20 ms, so the delay does not cap throughput; beyond
 // that the reader waits (TCP back-pressure, as on a real link).
-func (r *linkRelay) pipe(dst, src net.Conn, p *pacer) {
+func (r *Relay) pipe(dst, src net.Conn, p *pacer) {
 	line := make(chan chunk, 128)
 	go func() {
 		defer close(line)
