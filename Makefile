@@ -129,6 +129,8 @@ BENCHDIR   ?= bin/bench
 BENCHRUN   ?= ^Benchmark(Pull|ColdPull10|Peers|CopyVsRead|Admission|HubColdPull)$$
 BENCHPKGS  := proxy internal/mirror webhook proxy/hub
 bench: deps build
+	@command -v skopeo >/dev/null 2>&1 || { echo "installing skopeo (apt), the copy benchmark's reference"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends skopeo >/dev/null; }
 	@mkdir -p $(BENCHDIR)
 	$(GO) test -c -o $(BENCHDIR)/ $(addprefix ./,$(BENCHPKGS))
 	@echo "running $(BENCHCOUNT) runs of each benchmark (several minutes; raw output in $(BENCHDIR)/bench.txt)" >&2
