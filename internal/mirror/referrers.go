@@ -3,11 +3,13 @@ package mirror
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"github.com/distribution/reference"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/metrics"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/target"
@@ -111,13 +113,19 @@ func (e *Engine) copyReferrers(ctx context.Context, job refJob) {
 		e.log.Warn("signatures and referrers not copied", "image", c.image, "error", err)
 		return
 	}
+	// The subjects at once, as many as blobs (each is a few round trips).
+	var g errgroup.Group
+	g.SetLimit(e.opts.Jobs)
 	for _, d := range append([]v1.Hash{job.sub.root}, job.sub.children...) {
-		if ctx.Err() != nil {
-			return
-		}
-		c.cosignTags(d)
-		c.referrers(d)
+		g.Go(func() error {
+			if ctx.Err() == nil {
+				c.cosignTags(d)
+				c.referrers(d)
+			}
+			return nil
+		})
 	}
+	_ = g.Wait()
 }
 
 func (e *Engine) newRefCopy(ctx context.Context, req Request) (*refCopy, error) {
@@ -227,7 +235,7 @@ func (c *refCopy) referrers(d v1.Hash) {
 // as a pull. An error of the API is dropped when the fallback answers: a
 // registry without the API answers it with an error.
 func listReferrers(d name.Digest, opts []remote.Option) ([]v1.Descriptor, error) {
-	if idx, err := remote.Referrers(d, append(opts, remote.WithReferrersTagFallback(false))...); err == nil {
+	if idx, err := remote.Referrers(d, slices.Concat(opts, []remote.Option{remote.WithReferrersTagFallback(false)})...); err == nil {
 		return manifests(idx)
 	}
 	h, err := v1.NewHash(d.DigestStr())
