@@ -45,7 +45,7 @@ type spool struct {
 	brokenUntil time.Time
 
 	// lastPull is when a pull last read from the spool (Unix ns): copies
-	// into the target read only while pulls are quiet (see yield).
+	// into the target read only while pulls are quiet (see giveWay).
 	lastPull atomic.Int64
 }
 
