@@ -170,6 +170,13 @@ proxy:
 			t.Errorf("the proxy was not restarted by a change of its config")
 		}
 		x := src.Addr + "/apps/x:1"
+		// A Ready webhook pod is not yet one the API server reaches through the Service (its endpoints
+		// and kube-proxy's rules follow it), and until then failurePolicy Ignore admits pods unchanged:
+		// dry-run creates go through the webhook until one comes back swapped.
+		waitFor(ctx, t, "the upgraded webhook answering through its Service", func() bool {
+			p, err := n.Client.CoreV1().Pods("apps").Create(ctx, podSpec("e", x), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+			return err == nil && p.Spec.Containers[0].Image == toTarget(x)
+		})
 		if got := createPod(ctx, t, n.Client, "apps", "e", x).Spec.Containers[0].Image; got != toTarget(x) {
 			t.Errorf("after the upgrade: pod image %q, want %q", got, toTarget(x))
 		}
