@@ -42,24 +42,8 @@ func (l *ledger) file(repo, tag string) string {
 }
 
 func (l *ledger) record(repo, tag string, d digest.Digest) error {
-	p := l.file(repo, tag)
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-		return fmt.Errorf("tag ledger: %w", err)
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(p), ".tmp-")
-	if err != nil {
-		return fmt.Errorf("tag ledger: %w", err)
-	}
-	_, werr := tmp.WriteString(d.String())
-	if cerr := tmp.Close(); werr == nil {
-		werr = cerr
-	}
-	if werr == nil {
-		werr = os.Rename(tmp.Name(), p)
-	}
-	if werr != nil {
-		_ = os.Remove(tmp.Name())
-		return fmt.Errorf("tag ledger %s:%s: %w", repo, tag, werr)
+	if err := replaceFile(l.file(repo, tag), []byte(d.String())); err != nil {
+		return fmt.Errorf("tag ledger %s:%s: %w", repo, tag, err)
 	}
 	l.cache.Set(repo+":"+tag, d, 0)
 	return nil
@@ -164,4 +148,27 @@ func taggedManifestPath(p string) (repo, tag string, ok bool) {
 		return "", "", false
 	}
 	return c.Repo, c.Ref, true
+}
+
+// replaceFile writes data to p (making its folder) through a temporary file
+// renamed over p, so a reader never sees half of it.
+func replaceFile(p string, data []byte) error {
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(p), ".tmp-")
+	if err != nil {
+		return err
+	}
+	_, werr := tmp.Write(data)
+	if cerr := tmp.Close(); werr == nil {
+		werr = cerr
+	}
+	if werr == nil {
+		werr = os.Rename(tmp.Name(), p)
+	}
+	if werr != nil {
+		_ = os.Remove(tmp.Name())
+	}
+	return werr
 }

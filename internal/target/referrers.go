@@ -84,24 +84,8 @@ func (x *referrers) add(repo string, subject digest.Digest, desc descriptor) err
 	if err != nil {
 		return fmt.Errorf("referrers: %w", err)
 	}
-	p := x.file(repo, subject, desc.Digest)
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-		return fmt.Errorf("referrers: %w", err)
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(p), ".tmp-")
-	if err != nil {
-		return fmt.Errorf("referrers: %w", err)
-	}
-	_, werr := tmp.Write(b)
-	if cerr := tmp.Close(); werr == nil {
-		werr = cerr
-	}
-	if werr == nil {
-		werr = os.Rename(tmp.Name(), p)
-	}
-	if werr != nil {
-		_ = os.Remove(tmp.Name())
-		return fmt.Errorf("referrers of %s@%s: %w", repo, subject, werr)
+	if err := replaceFile(x.file(repo, subject, desc.Digest), b); err != nil {
+		return fmt.Errorf("referrers of %s@%s: %w", repo, subject, err)
 	}
 	return nil
 }
