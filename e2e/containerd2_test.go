@@ -17,6 +17,7 @@ import (
 	"github.com/k8s-image-swapper/k8s-image-swapper/daemonset/hoststoml"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/testutil/images"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/testutil/registryproc"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/testutil/swapperbin"
 )
 
 // defaultCertsDir is the first folder of containerd 2.x's default config_path.
@@ -60,7 +61,7 @@ target:
 proxy:
   registries: [%q]
 `, tgt.Addr, src.Addr))
-	bin := proxyBinary(t)
+	bin := swapperbin.Path(t)
 	// A list as containerd 2.x's default is, of the node's own folders.
 	const list = "{hosts}:{dir}/docker-certs.d"
 

@@ -19,6 +19,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/k8s-image-swapper/k8s-image-swapper/daemonset/hoststoml"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/testutil/swapperbin"
 )
 
 // faultNode is a containerd whose pulls of registries go through a proxy
@@ -137,7 +138,7 @@ target:
 	if err := os.WriteFile(cfg, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return exec.Command(proxyBinary(t), append([]string{"copy", "--config", cfg, "--timeout", "5m"}, images...)...)
+	return exec.Command(swapperbin.Path(t), append([]string{"copy", "--config", cfg, "--timeout", "5m"}, images...)...)
 }
 
 // procStatus reads one field (in kB) of /proc/<pid>/status.

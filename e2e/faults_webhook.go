@@ -12,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/testutil/swapperbin"
 	"github.com/k8s-image-swapper/k8s-image-swapper/webhook/webhooktest"
 )
 
@@ -32,7 +33,7 @@ func newFaultWebhook(t *testing.T, source, target string) *faultWebhook {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := &faultWebhook{CA: ca, bin: webhookBinary(t), config: filepath.Join(dir, "config.yaml")}
+	w := &faultWebhook{CA: ca, bin: swapperbin.Path(t), config: filepath.Join(dir, "config.yaml")}
 	if w.certFile, w.keyFile, err = ca.WriteServing(dir, "127.0.0.1"); err != nil {
 		t.Fatal(err)
 	}

@@ -23,6 +23,7 @@ import (
 
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/testutil/images"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/testutil/registryproc"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/testutil/swapperbin"
 	"github.com/k8s-image-swapper/k8s-image-swapper/webhook/webhooktest"
 )
 
@@ -39,7 +40,7 @@ import (
 func TestFullLoop(t *testing.T) {
 	helmBin := kubeTool(t, "helm")
 	kube := startKube(t)
-	bin := webhookBinary(t)
+	bin := swapperbin.Path(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
 	src := registryproc.Start(t, registryproc.Options{})

@@ -19,6 +19,7 @@ import (
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/testutil/images"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/testutil/mirrorpull"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/testutil/registryproc"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/testutil/swapperbin"
 )
 
 // startHubProcess runs `hub` with cfg on addr (a free one when "").
@@ -237,7 +238,7 @@ func TestHubWebhook(t *testing.T) {
 	for _, a := range addrs {
 		hubs = append(hubs, startHubProcess(t, hubConfig(src.Addr, tgt.Addr, ""), a, "--peers", strings.Join(addrs, ","), "--self", a))
 	}
-	bin := webhookBinary(t)
+	bin := swapperbin.Path(t)
 	certs := newServingTLS(t)
 	cfg := func(hubAddr string) string {
 		return fmt.Sprintf("imageSwapPolicy: exists\nimageCopyPolicy: immediate\nimageCopyDeadline: 20s\nsource:\n  registries:\n    - {type: generic, generic: {registry: %q, insecure: true}}\n", src.Addr) +

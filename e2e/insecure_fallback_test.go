@@ -14,6 +14,7 @@ import (
 
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/testutil/images"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/testutil/registryproc"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/testutil/swapperbin"
 )
 
 // TestInsecureOriginFallback: a source and a target the config says are
@@ -47,7 +48,7 @@ proxy:
   registries: [docker.io]
 `, src.Addr, tgt.Addr)
 			px := startProxyProcess(t, cfg)
-			out, err := exec.CommandContext(ctx, proxyBinary(t), "containerd-config", "--config", px.config,
+			out, err := exec.CommandContext(ctx, swapperbin.Path(t), "containerd-config", "--config", px.config,
 				"--certs-dir", node.HostsDir, "--proxy-url", "http://"+px.Addr, "--containerd-config", node.Config).CombinedOutput()
 			if err != nil {
 				t.Fatalf("containerd-config: %v\n%s", err, out)

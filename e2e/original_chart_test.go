@@ -19,6 +19,7 @@ import (
 
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/testutil/images"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/testutil/registryproc"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/testutil/swapperbin"
 	"github.com/k8s-image-swapper/k8s-image-swapper/webhook/webhooktest"
 )
 
@@ -169,7 +170,7 @@ func (p *originalProc) review(t *testing.T, body []byte) string {
 // tls.crt and tls.key from cert-manager), liveness and readiness probed at /
 // over HTTPS, and reviews in admission.k8s.io/v1beta1.
 func TestOriginalChartStart(t *testing.T) {
-	bin := webhookBinary(t)
+	bin := swapperbin.Path(t)
 	src, dst, image, target := imageInTarget(t)
 
 	for _, certs := range []struct{ name, cert, key string }{
@@ -219,7 +220,7 @@ target:
 // defaults (the config file from $HOME, here only to pick a free port), as
 // the original did, and neither prints its help nor exits.
 func TestNoArguments(t *testing.T) {
-	bin := webhookBinary(t)
+	bin := swapperbin.Path(t)
 	home, work := t.TempDir(), t.TempDir()
 	addr := registryproc.FreeAddr(t)
 	writeKubeFile(t, filepath.Join(home, ".k8s-image-swapper.yaml"), []byte("listenAddress: "+addr+"\n"))
@@ -236,7 +237,7 @@ func TestNoArguments(t *testing.T) {
 // it, the webhook honours it, and says so: in its log, on /readyz and in
 // k8s_image_swapper_dry_run; / still answers 200 for the chart's probes.
 func TestOriginalChartDryRun(t *testing.T) {
-	bin := webhookBinary(t)
+	bin := swapperbin.Path(t)
 	_, dst, image, _ := imageInTarget(t)
 
 	root := t.TempDir()

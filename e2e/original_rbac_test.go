@@ -20,6 +20,7 @@ import (
 
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/testutil/images"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/testutil/registryproc"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/testutil/swapperbin"
 )
 
 // TestOriginalChartRBAC runs the webhook on a real kube-apiserver under
@@ -29,7 +30,7 @@ import (
 // copy a private image with the pod's pull secret read with get.
 func TestOriginalChartRBAC(t *testing.T) {
 	kube := startKube(t)
-	bin := webhookBinary(t)
+	bin := swapperbin.Path(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	c := kube.Client

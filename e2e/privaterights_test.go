@@ -18,6 +18,7 @@ import (
 
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/testutil/images"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/testutil/registryproc"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/testutil/swapperbin"
 )
 
 // TestPrivateImageKeptWithoutRights: the target holds the copy of an image
@@ -29,7 +30,7 @@ import (
 // with the node's credentials. A public image is swapped for both.
 func TestPrivateImageKeptWithoutRights(t *testing.T) {
 	kube := startKube(t)
-	bin := webhookBinary(t)
+	bin := swapperbin.Path(t)
 	const user, pass = "puller", "s3cret"
 	hash, err := bcrypt.GenerateFromPassword([]byte(pass), bcrypt.MinCost)
 	if err != nil {

@@ -33,6 +33,7 @@ import (
 
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/testutil/images"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/testutil/registryproc"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/testutil/swapperbin"
 	"github.com/k8s-image-swapper/k8s-image-swapper/webhook/webhooktest"
 )
 
@@ -54,7 +55,7 @@ func TestPrometheus(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
 	const ns = "swapper"
-	bin := webhookBinary(t)
+	bin := swapperbin.Path(t)
 	helmBin := kubeTool(t, "helm")
 	src := registryproc.Start(t, registryproc.Options{})
 	tgt := registryproc.Start(t, registryproc.Options{})

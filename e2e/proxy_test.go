@@ -25,6 +25,7 @@ import (
 	"github.com/k8s-image-swapper/k8s-image-swapper/daemonset/hoststoml"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/testutil/images"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/testutil/registryproc"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/testutil/swapperbin"
 )
 
 // TestProxyContainerd runs the node proxy as a process in front of a real
@@ -259,37 +260,6 @@ type proxyProcess struct {
 	syncLog
 }
 
-var (
-	proxyBinOnce sync.Once
-	proxyBin     string
-	proxyBinErr  error
-)
-
-// proxyBinary is $K8S_IMAGE_SWAPPER_BIN (make e2e builds it), else built once.
-func proxyBinary(t *testing.T) string {
-	t.Helper()
-	if b := os.Getenv("K8S_IMAGE_SWAPPER_BIN"); b != "" {
-		return b
-	}
-	proxyBinOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "kis-bin-")
-		if err != nil {
-			proxyBinErr = err
-			return
-		}
-		proxyBin = filepath.Join(dir, "k8s-image-swapper")
-		cmd := exec.Command("go", "build", "-o", proxyBin, "./cmd/k8s-image-swapper")
-		cmd.Dir = repoRoot()
-		if out, err := cmd.CombinedOutput(); err != nil {
-			proxyBinErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if proxyBinErr != nil {
-		t.Fatal(proxyBinErr)
-	}
-	return proxyBin
-}
-
 // startProxyProcess writes cfg (plus the listen address) and runs the proxy
 // with extra arguments.
 func startProxyProcess(t *testing.T, cfg string, extra ...string) *proxyProcess {
@@ -306,7 +276,7 @@ func startProxyProcess(t *testing.T, cfg string, extra ...string) *proxyProcess 
 // Start runs the process (again) and waits until it answers.
 func (p *proxyProcess) Start(t *testing.T) {
 	t.Helper()
-	p.cmd = exec.Command(proxyBinary(t), append([]string{cmp.Or(p.command, "proxy"), "--config", p.config, "--listen-address", p.Addr,
+	p.cmd = exec.Command(swapperbin.Path(t), append([]string{cmp.Or(p.command, "proxy"), "--config", p.config, "--listen-address", p.Addr,
 		"--spool-dir", filepath.Join(filepath.Dir(p.config), "spool")}, p.extra...)...)
 	p.cmd.Stdout, p.cmd.Stderr = p, p
 	if err := p.cmd.Start(); err != nil {

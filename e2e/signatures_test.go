@@ -21,6 +21,7 @@ import (
 
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/testutil/images"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/testutil/registryproc"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/testutil/swapperbin"
 )
 
 // TestSignaturesFollowTheImage: an image signed and attested with cosign
@@ -32,7 +33,7 @@ import (
 func TestSignaturesFollowTheImage(t *testing.T) {
 	cosign := kubeTool(t, "cosign")
 	kube := startKube(t)
-	bin := webhookBinary(t)
+	bin := swapperbin.Path(t)
 	src := registryproc.Start(t, registryproc.Options{})
 	dst := registryproc.Start(t, registryproc.Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)

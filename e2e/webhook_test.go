@@ -30,6 +30,7 @@ import (
 
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/testutil/images"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/testutil/registryproc"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/testutil/swapperbin"
 	"github.com/k8s-image-swapper/k8s-image-swapper/webhook/webhooktest"
 )
 
@@ -38,7 +39,7 @@ import (
 // what pods end up with.
 func TestWebhookOnKubeAPIServer(t *testing.T) {
 	kube := startKube(t)
-	bin := webhookBinary(t)
+	bin := swapperbin.Path(t)
 	src := registryproc.Start(t, registryproc.Options{})
 	const user, pass = "puller", "s3cret"
 	hash, err := bcrypt.GenerateFromPassword([]byte(pass), bcrypt.MinCost)
@@ -244,22 +245,6 @@ target:
 			t.Fatal("kube-apiserver did not log a failed call to the webhook")
 		}
 	})
-}
-
-// webhookBinary is $K8S_IMAGE_SWAPPER_BIN (make e2e builds it), else a
-// fresh build.
-func webhookBinary(t *testing.T) string {
-	t.Helper()
-	if p := os.Getenv("K8S_IMAGE_SWAPPER_BIN"); p != "" {
-		return p
-	}
-	out := filepath.Join(t.TempDir(), "k8s-image-swapper")
-	cmd := exec.Command("go", "build", "-o", out, "github.com/k8s-image-swapper/k8s-image-swapper/cmd/k8s-image-swapper")
-	cmd.Stderr = os.Stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("build the binary: %v", err)
-	}
-	return out
 }
 
 type webhookProc struct {

@@ -31,6 +31,7 @@ import (
 
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/registry"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/testutil/registryproc"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/testutil/swapperbin"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/upstream"
 )
 
@@ -44,39 +45,6 @@ type benchStack struct {
 	env
 	addr string // the proxy's
 	cmd  *exec.Cmd
-}
-
-var (
-	benchBinOnce sync.Once
-	benchBin     string
-	benchBinErr  error
-)
-
-// benchBinary is $K8S_IMAGE_SWAPPER_BIN, else the binary built once per run.
-func benchBinary(b *testing.B) string {
-	if p := os.Getenv("K8S_IMAGE_SWAPPER_BIN"); p != "" {
-		return p
-	}
-	benchBinOnce.Do(func() {
-		dir, err := os.UserCacheDir()
-		if err != nil {
-			dir = os.TempDir()
-		}
-		dir = filepath.Join(dir, "k8s-image-swapper", "bench")
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			benchBinErr = err
-			return
-		}
-		benchBin = filepath.Join(dir, "k8s-image-swapper")
-		out, err := exec.Command("go", "build", "-o", benchBin, "../cmd/k8s-image-swapper").CombinedOutput()
-		if err != nil {
-			benchBinErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if benchBinErr != nil {
-		b.Fatal(benchBinErr)
-	}
-	return benchBin
 }
 
 func startBenchStack(b *testing.B) *benchStack {
@@ -99,7 +67,7 @@ func startBenchProxy(b *testing.B, dir, cfg, addr, name string, flags ...string)
 	must(b, os.WriteFile(filepath.Join(dir, "config.yml"), []byte(cfg), 0o600))
 	args := append([]string{"proxy", "--config", filepath.Join(dir, "config.yml"),
 		"--listen-address", addr, "--spool-dir", filepath.Join(dir, "spool")}, flags...)
-	cmd := exec.Command(benchBinary(b), append(args, profileFlags(b, name)...)...)
+	cmd := exec.Command(swapperbin.Path(b), append(args, profileFlags(b, name)...)...)
 	logFile, err := os.Create(filepath.Join(dir, "proxy.log"))
 	must(b, err)
 	cmd.Stdout, cmd.Stderr = logFile, logFile

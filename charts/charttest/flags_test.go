@@ -12,53 +12,15 @@ import (
 	"testing"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-)
 
-var (
-	binOnce sync.Once
-	binDir  string
-	binPath string
-	binErr  error
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/testutil/swapperbin"
 )
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if binDir != "" {
-		_ = os.RemoveAll(binDir)
-	}
+	swapperbin.Remove()
 	os.Exit(code)
 }
-
-// swapperBin is the k8s-image-swapper binary: $K8S_IMAGE_SWAPPER_BIN, else built from
-// ./cmd/k8s-image-swapper once per test run.
-func swapperBin(t testing.TB) string {
-	t.Helper()
-	if p := os.Getenv("K8S_IMAGE_SWAPPER_BIN"); p != "" {
-		return p
-	}
-	binOnce.Do(func() {
-		if binDir, binErr = os.MkdirTemp("", "charttest-bin-"); binErr != nil {
-			return
-		}
-		binPath = filepath.Join(binDir, "k8s-image-swapper")
-		cmd := exec.Command("go", "build", "-o", binPath, "./cmd/k8s-image-swapper")
-		cmd.Dir = repoRoot(t)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			binErr = &buildError{err: err, out: string(out)}
-		}
-	})
-	if binErr != nil {
-		t.Fatalf("build k8s-image-swapper: %v", binErr)
-	}
-	return binPath
-}
-
-type buildError struct {
-	err error
-	out string
-}
-
-func (e *buildError) Error() string { return e.err.Error() + "\n" + e.out }
 
 var (
 	flagsMu    sync.Mutex
@@ -74,7 +36,7 @@ func binaryFlags(t testing.TB, sub string) []string {
 	if f, ok := flagsCache[sub]; ok {
 		return f
 	}
-	out, err := exec.Command(swapperBin(t), sub, "--help").CombinedOutput()
+	out, err := exec.Command(swapperbin.Path(t), sub, "--help").CombinedOutput()
 	if err != nil {
 		t.Fatalf("k8s-image-swapper %s --help: %v\n%s", sub, err, out)
 	}

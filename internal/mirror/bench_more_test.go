@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -16,7 +18,9 @@ import (
 	"github.com/google/go-containerregistry/pkg/crane"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/testutil/images"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/testutil/registryproc"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/testutil/swapperbin"
 )
 
 // BenchmarkCopyVsRead: a 2-platform image of 6 x 16 MiB layers between two
@@ -177,4 +181,62 @@ func readAll(ctx context.Context, base, repo, tag string, jobs int) (int64, erro
 	}
 	wg.Wait()
 	return total, firstErr
+}
+
+// BenchmarkCopyCommand: `k8s-image-swapper copy` of an image the target
+// already has (3 x 1 MiB layers), as a process, as a CI job or an operator
+// runs it; beside it the same binary's `version` (the start-up floor) and
+// skopeo copying the same present image. requests counts what the copy
+// asked both registries.
+//
+//	go test -run '^$' -bench CopyCommand -benchtime 1x -count 5 ./internal/mirror/
+func BenchmarkCopyCommand(b *testing.B) {
+	src := registryproc.Start(b, registryproc.Options{})
+	dst := registryproc.Start(b, registryproc.Options{})
+	image := src.Addr + "/bench/small:1"
+	images.Push(b, image, images.Image(b, 1<<20, 3, "linux/amd64"))
+	cfg := filepath.Join(b.TempDir(), "config.yml")
+	if err := os.WriteFile(cfg, []byte("logLevel: error\nsource:\n  registries:\n    - type: generic\n      generic: {registry: \""+src.Addr+
+		"\", insecure: true}\ntarget:\n  type: generic\n  generic:\n    registry: "+dst.Addr+"\n    insecure: true\n"), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	bin := swapperbin.Path(b)
+	run := func(args ...string) time.Duration {
+		t0 := time.Now()
+		if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
+			b.Fatalf("%v: %v\n%s", args, err, out)
+		}
+		return time.Since(t0)
+	}
+	copyArgs := []string{bin, "copy", "--quiet", "--config", cfg, image}
+	run(copyArgs...) // now it is present
+	skopeo, skopeoErr := exec.LookPath("skopeo")
+	skopeoArgs := []string{skopeo, "copy", "--all", "--quiet", "--src-tls-verify=false", "--dest-tls-verify=false",
+		"docker://" + image, "docker://" + dst.Addr + "/skopeo/small:1"}
+	if skopeoErr == nil {
+		run(skopeoArgs...)
+	} else {
+		b.Logf("no skopeo reference: %v (Debian's skopeo package; make bench installs it)", skopeoErr)
+	}
+	var cp, version, sk time.Duration
+	var requests int
+	b.ResetTimer()
+	for range b.N {
+		src.ResetLog()
+		dst.ResetLog()
+		cp += run(copyArgs...)
+		requests += len(src.Requests()) + len(dst.Requests())
+		version += run(bin, "version")
+		if skopeoErr == nil {
+			sk += run(skopeoArgs...)
+		}
+	}
+	b.StopTimer()
+	n := float64(b.N)
+	b.ReportMetric(cp.Seconds()/n, "present-copy-s")
+	b.ReportMetric(version.Seconds()/n, "version-s")
+	b.ReportMetric(float64(requests)/n, "requests")
+	if skopeoErr == nil {
+		b.ReportMetric(sk.Seconds()/n, "skopeo-present-copy-s")
+	}
 }

@@ -304,12 +304,23 @@ func (e *Engine) claim(req Request) (*Job, bool) {
 	return j, true
 }
 
+// copyWith copies req with clients of its own, which the referrer copy
+// after it reuses.
+func (e *Engine) copyWith(ctx context.Context, req Request) (*clients, Result, subjects, error) {
+	c, err := e.clients(ctx, req)
+	if err != nil {
+		return nil, Result{Source: req.Source}, subjects{}, err
+	}
+	res, sub, err := e.copy(ctx, req, c)
+	return c, res, sub, err
+}
+
 func (e *Engine) run(ctx context.Context, j *Job) {
 	metrics.CopiesInFlight.Inc()
 	defer metrics.CopiesInFlight.Dec()
 	start := time.Now()
 	req := j.req
-	res, sub, err := e.copy(ctx, req)
+	c, res, sub, err := e.copyWith(ctx, req)
 	for err != nil && authDenied(err) && ctx.Err() == nil {
 		kc, ok := e.nextKeychain(j)
 		if !ok {
@@ -318,7 +329,7 @@ func (e *Engine) run(ctx context.Context, j *Job) {
 		e.log.Info("source refused the credentials of a copy; trying those of another caller",
 			"image", req.Source.String(), "error", err)
 		req.Keychain = kc
-		res, sub, err = e.copy(ctx, req)
+		c, res, sub, err = e.copyWith(ctx, req)
 	}
 	result := resultCopied
 	switch {
@@ -335,7 +346,7 @@ func (e *Engine) run(ctx context.Context, j *Job) {
 	metrics.CopyDuration.WithLabelValues(result).Observe(time.Since(start).Seconds())
 	// Signatures follow the image, present or copied (it may have been
 	// signed again), after its waiters have their answer.
-	after := e.referrersAfter(ctx, req, sub, err)
+	after := e.referrersAfter(ctx, req, c, sub, err)
 	e.finish(j, res, err)
 	after()
 }

@@ -19,7 +19,7 @@ import (
 // an image the target already has at the same digest costs one source HEAD
 // and one target HEAD. It also returns the manifests whose signatures and
 // referrers follow the image.
-func (e *Engine) copy(ctx context.Context, req Request) (Result, subjects, error) {
+func (e *Engine) copy(ctx context.Context, req Request, c *clients) (Result, subjects, error) {
 	src := req.Source
 	tgt, err := e.target.Mapper().ToTarget(src)
 	if err != nil {
@@ -35,11 +35,7 @@ func (e *Engine) copy(ctx context.Context, req Request) (Result, subjects, error
 	if err != nil {
 		return res, subjects{}, err
 	}
-	srcOpts := e.sourceOptions(ctx, req)
-	tgtOpts, err := e.targetOptions(ctx)
-	if err != nil {
-		return res, subjects{}, err
-	}
+	srcOpts, tgtHead := c.sourceRead(ctx), c.targetRead(ctx)
 
 	// Cheap path: is the exact content there already?
 	want, mediaType, err := e.sourceDigest(srcRef, srcOpts)
@@ -48,7 +44,7 @@ func (e *Engine) copy(ctx context.Context, req Request) (Result, subjects, error
 	}
 	filter := e.filters(src, mediaType)
 	if !filter {
-		if d, err := remote.Head(tgtRef, tgtOpts...); err == nil && d.Digest == want {
+		if d, err := remote.Head(tgtRef, tgtHead...); err == nil && d.Digest == want {
 			res.Digest, res.Present = want, true
 			e.cache.set(tgt.String(), true)
 			return res, subjects{root: want, index: d.MediaType.IsIndex()}, nil
@@ -82,14 +78,14 @@ func (e *Engine) copy(ctx context.Context, req Request) (Result, subjects, error
 			return res, subjects{}, fmt.Errorf("read index %s: %w", src, err)
 		}
 		if filter {
-			if h, err := remote.Head(tgtRef, tgtOpts...); err == nil && h.Digest == d {
+			if h, err := remote.Head(tgtRef, tgtHead...); err == nil && h.Digest == d {
 				res.Present = true
 				e.cache.set(tgt.String(), true)
 				return res, sub, nil
 			}
 		}
 		repo := tgtRef.Context()
-		opts, wait := withProgress(req, tgtOpts)
+		opts, wait := withProgress(req, c.targetWrite(ctx))
 		err = remote.WriteIndex(tgtRef, mountIndex{index: idx, homes: &e.homes, repo: repo}, opts...)
 		wait()
 		if err != nil {
@@ -104,7 +100,7 @@ func (e *Engine) copy(ctx context.Context, req Request) (Result, subjects, error
 		res.Digest = desc.Digest
 		sub = subjects{root: desc.Digest}
 		repo := tgtRef.Context()
-		opts, wait := withProgress(req, tgtOpts)
+		opts, wait := withProgress(req, c.targetWrite(ctx))
 		err = remote.Write(tgtRef, mountImage{Image: img, homes: &e.homes, repo: repo}, opts...)
 		wait()
 		if err != nil {

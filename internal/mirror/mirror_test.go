@@ -639,3 +639,37 @@ func TestNoRetries(t *testing.T) {
 		t.Errorf("the source was asked %d times", refused.Load())
 	}
 }
+
+// A copy of an image the target has, made as the copy command makes it (an
+// engine not started, nothing cached): one /v2/ ping per registry however
+// many reads follow (the image, its cosign tags, its referrers), and no
+// manifest GET at the source, which Docker Hub would count as a pull.
+func TestPresentCopyPingsOnce(t *testing.T) {
+	e := newEnv(t)
+	images.Push(t, e.src.Addr+"/library/app:1", images.Image(t, 1024, 2, "linux/amd64"))
+	o := Options{Sources: e.sources, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	src := ref(t, e.src.Addr+"/library/app:1")
+	if _, err := New(e.tgt, o).Copy(context.Background(), Request{Source: src}); err != nil {
+		t.Fatal(err)
+	}
+	e.src.ResetLog()
+	e.dst.ResetLog()
+	res, err := New(e.tgt, o).Copy(context.Background(), Request{Source: src})
+	if err != nil || !res.Present {
+		t.Fatalf("re-copy: %+v %v", res, err)
+	}
+	for side, r := range map[string]*registryproc.Registry{"source": e.src, "target": e.dst} {
+		pings := 0
+		for _, q := range r.Requests() {
+			if q.Path == "/v2/" {
+				pings++
+			}
+		}
+		if pings != 1 {
+			t.Errorf("%s: %d pings of /v2/, want 1: %v", side, pings, r.Requests())
+		}
+	}
+	if n := e.src.Count(http.MethodGet, "/manifests/"); n != 0 {
+		t.Errorf("source manifest GETs: %d, want 0: %v", n, e.src.Requests())
+	}
+}

@@ -43,6 +43,7 @@ type subjects struct {
 // refJob copies what points at one image, after the image.
 type refJob struct {
 	req Request
+	c   *clients // the image copy's
 	sub subjects
 }
 
@@ -50,11 +51,11 @@ type refJob struct {
 // answer: queue the referrer copy for a referrer worker, or, in an engine
 // that was not started (the copy command), copy them at once. The pending
 // count is raised before the answer so that pendingReferrers sees it.
-func (e *Engine) referrersAfter(ctx context.Context, req Request, sub subjects, err error) func() {
+func (e *Engine) referrersAfter(ctx context.Context, req Request, c *clients, sub subjects, err error) func() {
 	if err != nil || e.opts.SkipReferrers || sub.root == (v1.Hash{}) {
 		return func() {}
 	}
-	job := refJob{req: req, sub: sub}
+	job := refJob{req: req, c: c, sub: sub}
 	e.mu.Lock()
 	started := e.started
 	e.mu.Unlock()
@@ -96,7 +97,8 @@ type refCopy struct {
 	e                *Engine
 	image            string // for logs
 	src, tgt         name.Repository
-	srcOpts, tgtOpts []remote.Option
+	srcOpts, tgtOpts []remote.Option // reads
+	tgtWrite         []remote.Option
 }
 
 // copyReferrers copies, for each subject, cosign's tags and the OCI
@@ -104,7 +106,7 @@ type refCopy struct {
 // (a re-signed image). Failures are logged and counted, never returned: the
 // image is already in the target.
 func (e *Engine) copyReferrers(ctx context.Context, job refJob) {
-	c, err := e.newRefCopy(ctx, job.req)
+	c, err := e.newRefCopy(ctx, job)
 	if err == nil && job.sub.index && job.sub.children == nil {
 		job.sub.children, err = c.targetChildren(job.sub.root)
 	}
@@ -128,7 +130,8 @@ func (e *Engine) copyReferrers(ctx context.Context, job refJob) {
 	_ = g.Wait()
 }
 
-func (e *Engine) newRefCopy(ctx context.Context, req Request) (*refCopy, error) {
+func (e *Engine) newRefCopy(ctx context.Context, job refJob) (*refCopy, error) {
+	req := job.req
 	c := &refCopy{e: e, image: req.Source.String()}
 	srcRef, err := name.ParseReference(sourceString(req.Source), e.opts.Sources.NameOptions(reference.Domain(req.Source))...)
 	if err != nil {
@@ -145,10 +148,7 @@ func (e *Engine) newRefCopy(ctx context.Context, req Request) (*refCopy, error) 
 		return c, err
 	}
 	c.src, c.tgt = srcRef.Context(), tgtRef.Context()
-	c.srcOpts = e.sourceOptions(ctx, req)
-	if c.tgtOpts, err = e.targetOptions(ctx); err != nil {
-		return c, err
-	}
+	c.srcOpts, c.tgtOpts, c.tgtWrite = job.c.sourceRead(ctx), job.c.targetRead(ctx), job.c.targetWrite(ctx)
 	return c, nil
 }
 
@@ -284,7 +284,7 @@ func (c *refCopy) write(src, dst name.Reference) error {
 		if err != nil {
 			return fmt.Errorf("read index %s: %w", src, err)
 		}
-		if err := remote.WriteIndex(dst, idx, c.tgtOpts...); err != nil {
+		if err := remote.WriteIndex(dst, idx, c.tgtWrite...); err != nil {
 			return fmt.Errorf("write %s to %s: %w", src, dst, err)
 		}
 		return nil
@@ -293,7 +293,7 @@ func (c *refCopy) write(src, dst name.Reference) error {
 	if err != nil {
 		return fmt.Errorf("read %s: %w", src, err)
 	}
-	if err := remote.Write(dst, img, c.tgtOpts...); err != nil {
+	if err := remote.Write(dst, img, c.tgtWrite...); err != nil {
 		return fmt.Errorf("write %s to %s: %w", src, dst, err)
 	}
 	return nil

@@ -12,7 +12,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -24,6 +23,7 @@ import (
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/testutil/images"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/testutil/mirrorpull"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/testutil/registryproc"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/testutil/swapperbin"
 )
 
 // BenchmarkHubColdPull: N node proxy processes (N = 1, 4, 8, 16) cold-pull
@@ -32,7 +32,7 @@ import (
 // the origin's GETs per blob (the most any blob got) and the wall time of
 // the N pulls.
 func BenchmarkHubColdPull(b *testing.B) {
-	bin := benchBinary(b)
+	bin := swapperbin.Path(b)
 	src := registryproc.Start(b, registryproc.Options{})
 	tgt := registryproc.Start(b, registryproc.Options{})
 	hubAddr := registryproc.FreeAddr(b)
@@ -151,18 +151,4 @@ func startProcess(b *testing.B, bin, command, cfg, addr string) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-}
-
-// benchBinary is $K8S_IMAGE_SWAPPER_BIN (make bench builds it), else built here.
-func benchBinary(b *testing.B) string {
-	b.Helper()
-	if p := os.Getenv("K8S_IMAGE_SWAPPER_BIN"); p != "" {
-		return p
-	}
-	out := filepath.Join(b.TempDir(), "k8s-image-swapper")
-	cmd := exec.Command("go", "build", "-o", out, "github.com/k8s-image-swapper/k8s-image-swapper/cmd/k8s-image-swapper")
-	if o, err := cmd.CombinedOutput(); err != nil {
-		b.Fatalf("build: %v\n%s", err, strings.TrimSpace(string(o)))
-	}
-	return out
 }
