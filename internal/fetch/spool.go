@@ -44,9 +44,12 @@ type spool struct {
 	// full disk): blobs then stream straight through, unshared.
 	brokenUntil time.Time
 
-	// lastPull is when a pull last read from the spool (Unix ns): copies
-	// into the target read only while pulls are quiet (see giveWay).
+	// lastPull is when a pull last read from the spool (Unix ns), and
+	// sending counts the pulls in a send (SendTo, where one write may take
+	// long): copies into the target read only while pulls are quiet (see
+	// giveWay).
 	lastPull atomic.Int64
+	sending  atomic.Int64
 }
 
 // A copy reading the spool gives way to pulls: it waits while a pull read
@@ -462,6 +465,9 @@ func (b *Blob) SendTo(ctx context.Context, w io.ReaderFrom, off, end int64) (int
 		return 0, fmt.Errorf("%w: %w", ErrSpool, err)
 	}
 	defer f.Close()
+	b.spool.sending.Add(1)
+	defer b.spool.sending.Add(-1)
+	defer b.spool.markPull()
 	r := &spoolReader{b: b, ctx: ctx, off: off, end: end, pull: true}
 	var sent int64
 	for {
@@ -490,9 +496,14 @@ func (b *Blob) SendTo(ctx context.Context, w io.ReaderFrom, off, end int64) (int
 
 func (s *spool) markPull() { s.lastPull.Store(time.Now().UnixNano()) }
 
+// pullsQuiet tells whether no pull is sending and none read within pullQuiet.
+func (s *spool) pullsQuiet() bool {
+	return s.sending.Load() == 0 && time.Since(time.Unix(0, s.lastPull.Load())) >= pullQuiet
+}
+
 // giveWay waits while pulls read the spool, within what is left of r.yield.
 func (r *spoolReader) giveWay() error {
-	for r.yield > 0 && time.Since(time.Unix(0, r.b.spool.lastPull.Load())) < pullQuiet {
+	for r.yield > 0 && !r.b.spool.pullsQuiet() {
 		select {
 		case <-time.After(pullQuiet):
 			r.yield -= pullQuiet

@@ -267,15 +267,8 @@ func TestSpoolResumes(t *testing.T) {
 // A copy's reader gives way to pulls: it reads nothing while pulls read
 // (a pull's read marks the spool), and all of the blob once they are quiet.
 func TestSpoolCopyFollowsPulls(t *testing.T) {
-	s := newSpool(t.TempDir(), time.Minute, 1<<30, quiet())
-	data := randomBytes(1 << 20)
-	d := digest.FromBytes(data)
-	src := newPipeSource(int64(len(data)))
+	s, b, data := fillingBlob(t)
 	ctx := context.Background()
-	b, _, err := s.open(ctx, "k", d, src.fetch, func() {})
-	must(t, err)
-	defer s.release(b)
-	go func() { _, _ = src.pw.Write(data); src.pw.Close() }()
 
 	if _, err := b.Reader(ctx, 0, -1).Read(make([]byte, 10)); err != nil {
 		t.Fatal(err)
@@ -298,4 +291,61 @@ func TestSpoolCopyFollowsPulls(t *testing.T) {
 	if err != nil || !bytes.Equal(got, data) {
 		t.Fatalf("copy read %d bytes (%v), want the blob's %d", len(got), err, len(data))
 	}
+}
+
+// blockingWriter holds up a pull's send (one long sendfile) until let go.
+type blockingWriter struct {
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (w *blockingWriter) ReadFrom(r io.Reader) (int64, error) {
+	select {
+	case w.entered <- struct{}{}:
+	default:
+	}
+	<-w.release
+	return io.Copy(io.Discard, r)
+}
+
+// A pull inside one long send counts as reading, however long ago its last
+// read began: the copy waits for the send to end.
+func TestSpoolCopyWaitsForSend(t *testing.T) {
+	s, b, data := fillingBlob(t)
+	ctx := context.Background()
+
+	w := &blockingWriter{entered: make(chan struct{}, 1), release: make(chan struct{})}
+	sent := make(chan error, 1)
+	go func() { _, err := b.SendTo(ctx, w, 0, -1); sent <- err }()
+	<-w.entered
+	s.lastPull.Store(0) // no read for a long time: only the send says a pull is on
+	var released atomic.Bool
+	go func() {
+		time.Sleep(5 * pullQuiet)
+		released.Store(true)
+		close(w.release)
+	}()
+	got, err := io.ReadAll(b.copyReader(ctx))
+	if !released.Load() {
+		t.Fatal("the copy read while a pull was sending")
+	}
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("copy read %d bytes (%v), want the blob's %d", len(got), err, len(data))
+	}
+	if err := <-sent; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// fillingBlob is a spool with one 1 MiB blob whose fetch streams in.
+func fillingBlob(t *testing.T) (*spool, *Blob, []byte) {
+	t.Helper()
+	s := newSpool(t.TempDir(), time.Minute, 1<<30, quiet())
+	data := randomBytes(1 << 20)
+	src := newPipeSource(int64(len(data)))
+	b, _, err := s.open(context.Background(), "k", digest.FromBytes(data), src.fetch, func() {})
+	must(t, err)
+	t.Cleanup(func() { s.release(b) })
+	go func() { _, _ = src.pw.Write(data); src.pw.Close() }()
+	return s, b, data
 }
