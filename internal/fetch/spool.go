@@ -465,6 +465,8 @@ func (b *Blob) SendTo(ctx context.Context, w io.ReaderFrom, off, end int64) (int
 		return 0, fmt.Errorf("%w: %w", ErrSpool, err)
 	}
 	defer f.Close()
+	// Copies give way while it sends and for pullQuiet after (the mark
+	// comes before the count drops).
 	b.spool.sending.Add(1)
 	defer b.spool.sending.Add(-1)
 	defer b.spool.markPull()
@@ -484,7 +486,6 @@ func (b *Blob) SendTo(ctx context.Context, w io.ReaderFrom, off, end int64) (int
 		m, err := w.ReadFrom(&io.LimitedReader{R: f, N: n})
 		r.off += m
 		sent += m
-		b.spool.markPull()
 		if err != nil {
 			return sent, err
 		}

@@ -3,7 +3,6 @@ package mirror
 import (
 	"context"
 	"fmt"
-	"slices"
 
 	"github.com/distribution/reference"
 	"github.com/google/go-containerregistry/pkg/name"
@@ -233,9 +232,11 @@ func (c *refCopy) referrers(d v1.Hash) {
 // reads the fallback tag sha256-<hex> after a HEAD: a missing tag (the
 // usual answer) then costs no manifest GET, which Docker Hub would count
 // as a pull. An error of the API is dropped when the fallback answers: a
-// registry without the API answers it with an error.
+// registry without the API answers it with an error. opts are a read's
+// (clients.sourceRead, targetRead), whose puller has the library's own
+// fallback off.
 func listReferrers(d name.Digest, opts []remote.Option) ([]v1.Descriptor, error) {
-	if idx, err := remote.Referrers(d, slices.Concat(opts, []remote.Option{remote.WithReferrersTagFallback(false)})...); err == nil {
+	if idx, err := remote.Referrers(d, opts...); err == nil {
 		return manifests(idx)
 	}
 	h, err := v1.NewHash(d.DigestStr())
