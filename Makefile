@@ -126,7 +126,7 @@ conformance:
 # medians, references and ratios. Raw output in $(BENCHDIR)/bench.txt.
 BENCHCOUNT ?= 5
 BENCHDIR   ?= bin/bench
-BENCHRUN   ?= ^Benchmark(Pull|ColdPull10|Peers|CopyVsRead|CopyCommand|Admission|HubColdPull)$$
+BENCHRUN   ?= ^Benchmark(Pull|ColdPull10|ColdPullSmall|Peers|CopyVsRead|CopyCommand|Admission|HubColdPull)$$
 BENCHPKGS  := proxy internal/mirror webhook proxy/hub
 bench: deps build
 	@command -v skopeo >/dev/null 2>&1 || { echo "installing skopeo (apt), the copy benchmark's reference"; \

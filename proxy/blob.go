@@ -22,8 +22,10 @@ func (p *Proxy) serveBlob(ex *exchange, pl plan) error {
 	if p.serveBlobFile(ex, pl) {
 		return nil
 	}
-	if done, err := p.fromTarget(ex, pl, func() (*http.Response, error) { return p.targetBlob(ex, pl) }); done {
-		return err
+	if pl.src == nil || !p.targetLacks(ctx, pl.targetRepo, ex.call.Digest) {
+		if done, err := p.fromTarget(ex, pl, func() (*http.Response, error) { return p.targetBlob(ex, pl) }); done {
+			return err
+		}
 	}
 	s := *pl.src
 	if ex.r.Method == http.MethodHead {

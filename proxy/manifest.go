@@ -8,6 +8,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/fetch"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/mirror"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/upstream"
 )
 
@@ -31,9 +32,10 @@ func (p *Proxy) manifestByDigest(ex *exchange, pl plan) error {
 	}
 	s := *pl.src
 	m, err := p.sources.Manifest(ctx, s, d)
+	var job *mirror.Job
 	if err == nil && m.Relay == "" {
 		// A relay that serves the image copies it; from the source, we do.
-		job := p.triggerCopy(s, "", d)
+		job = p.triggerCopy(s, "", d)
 		if p.waitCopy(ctx, job) && p.tryTarget(ex, pl, d) {
 			return nil
 		}
@@ -41,6 +43,7 @@ func (p *Proxy) manifestByDigest(ex *exchange, pl plan) error {
 	if err != nil {
 		return sourceError(ex, pl, err)
 	}
+	p.checkBlobs(pl, m.Descriptor.MediaType, m.Body, job)
 	p.writeManifest(ex, m.Descriptor, m.Body, sourceFrom(pl, m.Relay))
 	return nil
 }
@@ -113,9 +116,10 @@ func (p *Proxy) manifestByTag(ex *exchange, pl plan) error {
 	if src.err != nil {
 		return sourceError(ex, pl, src.err)
 	}
+	var job *mirror.Job
 	if src.d.Relay == "" {
 		// A relay that resolved the tag serves the image and copies it.
-		job := p.triggerCopy(s, tag, src.d.Digest)
+		job = p.triggerCopy(s, tag, src.d.Digest)
 		if p.waitCopy(ctx, job) && p.tryTarget(ex, pl, src.d.Digest) {
 			return nil
 		}
@@ -128,6 +132,7 @@ func (p *Proxy) manifestByTag(ex *exchange, pl plan) error {
 	if err != nil {
 		return sourceError(ex, pl, err)
 	}
+	p.checkBlobs(pl, m.Descriptor.MediaType, m.Body, job)
 	p.writeManifest(ex, m.Descriptor, m.Body, sourceFrom(pl, m.Relay))
 	return nil
 }

@@ -89,19 +89,20 @@ func (o Options) defaults() Options {
 
 // Proxy serves the OCI distribution read API; see the package comment.
 type Proxy struct {
-	opts    Options
-	log     *slog.Logger
-	mapper  imageref.Mapper
-	target  *upstream.Client
-	sources *fetch.Sources
-	store   http.Handler     // the local target's full API; nil for others
-	files   blobFiles        // the local target's blob files; nil for others
-	push    *pushAuth        // nil: no client writes
-	ledger  target.TagLedger // the tags copies wrote; nil when the target keeps none
-	mirror  Mirror
-	allowed map[string]bool
-	copies  *copies
-	privacy *privacy
+	opts     Options
+	log      *slog.Logger
+	mapper   imageref.Mapper
+	target   *upstream.Client
+	sources  *fetch.Sources
+	store    http.Handler     // the local target's full API; nil for others
+	files    blobFiles        // the local target's blob files; nil for others
+	push     *pushAuth        // nil: no client writes
+	ledger   target.TagLedger // the tags copies wrote; nil when the target keeps none
+	mirror   Mirror
+	allowed  map[string]bool
+	copies   *copies
+	presence *presence
+	privacy  *privacy
 
 	imageLabels imageLabels
 }
@@ -137,10 +138,11 @@ func New(o Options) (*Proxy, error) {
 			Auth:      t.Authenticator,
 			Transport: t.Transport(), Timeout: o.UpstreamTimeout, MaxConcurrent: 4 * o.MaxConcurrent,
 		}),
-		sources: o.Sources,
-		mirror:  o.Mirror,
-		allowed: map[string]bool{},
-		copies:  newCopies(),
+		sources:  o.Sources,
+		mirror:   o.Mirror,
+		allowed:  map[string]bool{},
+		copies:   newCopies(),
+		presence: newPresence(),
 	}
 	if s, ok := t.(interface{ Handler() http.Handler }); ok {
 		p.store = s.Handler()

@@ -27,12 +27,13 @@ type aim struct {
 
 // Size names used in the labels.
 const (
-	pullImage = "256 MiB image (4 x 64 MiB layers)"
-	copyImage = "2-platform image (6 x 16 MiB layers)"
-	review    = "3-container pod over HTTPS, 200/s for 10 s, warm cache"
-	podStart  = "Pod create to Running on a real node, " + pullImage
-	remote    = "source behind a 50 MB/s link with 20 ms added round trip"
-	hubImage  = "48 MiB image (3 x 16 MiB layers)"
+	pullImage  = "256 MiB image (4 x 64 MiB layers)"
+	smallImage = "3 MiB image (48 x 64 KiB layers)"
+	copyImage  = "2-platform image (6 x 16 MiB layers)"
+	review     = "3-container pod over HTTPS, 200/s for 10 s, warm cache"
+	podStart   = "Pod create to Running on a real node, " + pullImage
+	remote     = "source behind a 50 MB/s link with 20 ms added round trip"
+	hubImage   = "48 MiB image (3 x 16 MiB layers)"
 )
 
 // rows are the figures named in the proxy and webhook issues and in the
@@ -45,6 +46,8 @@ var rows = []row{
 	{label: "Warm pull, 1 client, " + pullImage + ": MiB/s over 3 pulls", bench: "BenchmarkPull",
 		unit: "warm-MiB/s", ref: "warm-direct-MiB/s", refIs: "pull from the target", higher: true,
 		aim: &aim{onRatio: true, op: ">=", v: 0.95}},
+	{label: "Cold pull, 1 client, " + smallImage + ": ms per pull, 5 images", bench: "BenchmarkColdPullSmall",
+		unit: "cold-ms", ref: "cold-direct-ms", refIs: "pull from the source"},
 	{label: "Cold pulls, 10 clients at once, " + pullImage + ": wall s", bench: "BenchmarkColdPull10",
 		unit: "wall-s/op", ref: "direct-wall-s/op", refIs: "10 pulls from the source"},
 	{label: "Cold pulls, 10 clients: origin GETs per blob (max)", bench: "BenchmarkColdPull10",

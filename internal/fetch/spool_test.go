@@ -55,9 +55,16 @@ func readAll(ctx context.Context, b *Blob, off, end int64) ([]byte, error) {
 
 // Readers that join at different times all read the one fetch, and none
 // gets the last byte before the digest is checked.
+// So it goes for a small blob held in memory and for a file.
 func TestSpoolReadersShareOneFetch(t *testing.T) {
-	s := newSpool(t.TempDir(), time.Minute, 1<<30, quiet())
-	data := randomBytes(3<<20 + 17)
+	t.Run("memory", func(t *testing.T) { testShareOneFetch(t, smallBlob-17, 0) })
+	t.Run("file", func(t *testing.T) { testShareOneFetch(t, 3<<20+17, 1) })
+}
+
+func testShareOneFetch(t *testing.T, size, files int) {
+	dir := t.TempDir()
+	s := newSpool(dir, time.Minute, 1<<30, quiet())
+	data := randomBytes(size)
 	d := digest.FromBytes(data)
 	src := newPipeSource(int64(len(data)))
 	ctx := context.Background()
@@ -80,10 +87,13 @@ func TestSpoolReadersShareOneFetch(t *testing.T) {
 		}()
 	}
 	open()
-	_, _ = src.pw.Write(data[:1<<20])
+	_, _ = src.pw.Write(data[:size/3])
 	open()
-	_, _ = src.pw.Write(data[1<<20 : len(data)-1])
+	_, _ = src.pw.Write(data[size/3 : len(data)-1])
 	open()
+	if left, _ := os.ReadDir(dir); len(left) != files {
+		t.Fatalf("%d files in the spool while the blob streams, want %d", len(left), files)
+	}
 	// Everything but the last byte is in: readers must still be waiting.
 	time.Sleep(100 * time.Millisecond)
 	select {
@@ -348,4 +358,97 @@ func fillingBlob(t *testing.T) (*spool, *Blob, []byte) {
 	t.Cleanup(func() { s.release(b) })
 	go func() { _, _ = src.pw.Write(data); src.pw.Close() }()
 	return s, b, data
+}
+
+// Small blobs stay in memory within memBudget: beyond it idle ones go that
+// were copied or are past memGrace, and while none may, a new one takes a
+// file.
+func TestSpoolMemoryBudget(t *testing.T) {
+	dir := t.TempDir()
+	s := newSpool(dir, time.Hour, 1<<40, quiet())
+	ctx := context.Background()
+	get := func(key string, data []byte) *Blob {
+		t.Helper()
+		src := newPipeSource(int64(len(data)))
+		go func() { _, _ = src.pw.Write(data); src.pw.Close() }()
+		b, _, err := s.open(ctx, key, digest.FromBytes(data), src.fetch, func() {})
+		must(t, err)
+		got, err := readAll(ctx, b, 0, -1)
+		if err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("%s: read %d bytes, %v", key, len(got), err)
+		}
+		return b
+	}
+	var held []*Blob
+	for i := range memBudget / smallBlob {
+		held = append(held, get(fmt.Sprint("m", i), randomBytes(smallBlob)))
+	}
+	if left, _ := os.ReadDir(dir); len(left) != 0 || s.memUsed.Load() != memBudget {
+		t.Fatalf("%d files, %d bytes in memory after filling the budget", len(left), s.memUsed.Load())
+	}
+	// All are being read: the next one goes to a file.
+	over := get("over", randomBytes(1000))
+	if over.mem != nil || over.file == nil {
+		t.Fatal("a small blob over the budget was not put in a file")
+	}
+	s.release(over)
+	// Idle, and the oldest past memGrace: it makes room.
+	for _, b := range held {
+		s.release(b)
+	}
+	held[0].mu.Lock()
+	held[0].finished = time.Now().Add(-2 * memGrace)
+	held[0].mu.Unlock()
+	next := get("next", randomBytes(smallBlob))
+	defer func() { s.release(next) }()
+	if next.mem == nil {
+		t.Fatal("an idle blob past memGrace did not make room")
+	}
+	if _, ok := s.lookup("m0"); ok {
+		t.Fatal("the oldest idle blob in memory was kept over the budget")
+	}
+	if _, ok := s.lookup("m1"); !ok {
+		t.Fatal("an idle blob within memGrace was let go")
+	}
+	// One the copy into the target read to the end may go at once.
+	if _, err := io.ReadAll(held[1].copyReader(ctx)); err != nil {
+		t.Fatal(err)
+	}
+	s.release(next)
+	next = get("next2", randomBytes(smallBlob))
+	if next.mem == nil {
+		t.Fatal("an idle blob already copied did not make room")
+	}
+	if _, ok := s.lookup("m1"); ok {
+		t.Fatal("an idle blob already copied was kept over the budget")
+	}
+	if _, ok := s.lookup("m2"); !ok {
+		t.Fatal("an idle blob within memGrace, not copied, was let go")
+	}
+	if s.memUsed.Load() != memBudget {
+		t.Fatalf("%d bytes in memory, want %d", s.memUsed.Load(), memBudget)
+	}
+	s.close()
+	if s.memUsed.Load() != smallBlob { // next is still read
+		t.Fatalf("%d bytes in memory after close, want the one still read", s.memUsed.Load())
+	}
+}
+
+// A source sending more bytes than it said fails the blob (it does not
+// fit the memory it was given), and the next request fetches again.
+func TestSpoolLongerThanSaid(t *testing.T) {
+	s := newSpool(t.TempDir(), time.Minute, 1<<30, quiet())
+	data := randomBytes(1000)
+	src := newPipeSource(int64(len(data) - 1))
+	go func() { _, _ = src.pw.Write(data); src.pw.Close() }()
+	b, _, err := s.open(context.Background(), "k", digest.FromBytes(data[:999]), src.fetch, func() {})
+	must(t, err)
+	got, err := readAll(context.Background(), b, 0, -1)
+	s.release(b)
+	if err == nil || len(got) >= 999 {
+		t.Fatalf("read %d bytes, %v; want a failure short of the end", len(got), err)
+	}
+	if _, ok := s.lookup("k"); ok {
+		t.Fatal("a failed blob was kept")
+	}
 }

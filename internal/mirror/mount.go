@@ -4,6 +4,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/ttlcache"
 )
@@ -46,6 +47,10 @@ func (m mountImage) Layers() ([]v1.Layer, error) {
 	if err != nil {
 		return nil, err
 	}
+	mf, err := m.Image.Manifest()
+	if err != nil {
+		return nil, err
+	}
 	out := make([]v1.Layer, len(layers))
 	for i, l := range layers {
 		out[i] = l
@@ -53,12 +58,29 @@ func (m mountImage) Layers() ([]v1.Layer, error) {
 		if err != nil {
 			continue
 		}
+		if i < len(mf.Layers) && mf.Layers[i].Digest == h {
+			l = described{Layer: l, desc: mf.Layers[i]}
+			out[i] = l
+		}
 		if home, ok := m.homes.get(h); ok && home.String() != m.repo.String() {
 			out[i] = &remote.MountableLayer{Layer: l, Reference: home.Digest(h.String())}
 		}
 	}
 	return out, nil
 }
+
+// described answers a layer's size and media type from the manifest,
+// parsed once: a layer of a remote image parses the whole manifest again
+// for each (go-containerregistry asks both of every layer it writes), which
+// made a copy of n layers parse it about 3n times.
+type described struct {
+	v1.Layer
+	desc v1.Descriptor
+}
+
+func (d described) Size() (int64, error)                { return d.desc.Size, nil }
+func (d described) MediaType() (types.MediaType, error) { return d.desc.MediaType, nil }
+func (d described) Descriptor() (*v1.Descriptor, error) { return &d.desc, nil }
 
 // mountIndex does the same for each image of an index.
 type mountIndex struct {
