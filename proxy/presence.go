@@ -39,6 +39,8 @@ type blobCheck struct {
 	job     *mirror.Job // the copy bringing the image; nil when none
 }
 
+func checkKey(repo string, d digest.Digest) string { return repo + "@" + d.String() }
+
 func newPresence() *presence {
 	return &presence{checks: ttlcache.New[string, *blobCheck](20_000), sem: make(chan struct{}, presenceJobs)}
 }
@@ -61,7 +63,7 @@ func (p *Proxy) checkBlobs(pl plan, mediaType string, body []byte, job *mirror.J
 			continue
 		}
 		c := &blobCheck{done: make(chan struct{}), job: job}
-		if p.presence.checks.Add(pl.targetRepo+"@"+d.String(), c, presenceTTL) {
+		if p.presence.checks.Add(checkKey(pl.targetRepo, d), c, presenceTTL) {
 			go p.checkBlob(pl.targetRepo, d, c)
 		}
 	}
@@ -85,7 +87,7 @@ func (p *Proxy) checkBlob(repo string, d digest.Digest, c *blobCheck) {
 // little for a check in flight; no check, or no answer yet, is "ask the
 // target".
 func (p *Proxy) targetLacks(ctx context.Context, repo string, d digest.Digest) bool {
-	c, ok := p.presence.checks.Get(repo + "@" + d.String())
+	c, ok := p.presence.checks.Get(checkKey(repo, d))
 	if !ok {
 		return false
 	}

@@ -182,7 +182,8 @@ func (s *spool) fill(b *Blob, fetch fetchFunc, onMismatch func()) {
 		buf = make([]byte, 256<<10)
 	}
 	var extra [1]byte // where a source sending more than it said shows it
-	for resumes, written := 0, 0; ; {
+	var written int64 // what b.written says; only fill changes it
+	for resumes := 0; ; {
 		dst := buf
 		if b.mem != nil {
 			if dst = b.mem[written:]; len(dst) == 0 {
@@ -191,7 +192,7 @@ func (s *spool) fill(b *Blob, fetch fetchFunc, onMismatch func()) {
 		}
 		n, rerr := readChunk(resp.Body, dst)
 		if n > 0 {
-			if b.mem != nil && written+n > len(b.mem) {
+			if b.mem != nil && written+int64(n) > int64(len(b.mem)) {
 				s.finish(b, fmt.Errorf("read %s from source: more than the %d bytes it said", b.dgst, len(b.mem)))
 				return
 			}
@@ -203,9 +204,9 @@ func (s *spool) fill(b *Blob, fetch fetchFunc, onMismatch func()) {
 				}
 			}
 			_, _ = v.Write(dst[:n])
-			written += n
+			written += int64(n)
 			b.mu.Lock()
-			b.written += int64(n)
+			b.written = written
 			b.notifyLocked()
 			b.mu.Unlock()
 		}
@@ -213,9 +214,6 @@ func (s *spool) fill(b *Blob, fetch fetchFunc, onMismatch func()) {
 			break
 		}
 		if rerr != nil {
-			b.mu.Lock()
-			written := b.written
-			b.mu.Unlock()
 			if resumes < maxResumes {
 				if next, err := resume(fetch, written); err == nil {
 					s.log.Info("blob transfer broke off; picked up from the source", "digest", b.dgst.String(), "at", written, "error", rerr)
@@ -230,7 +228,7 @@ func (s *spool) fill(b *Blob, fetch fetchFunc, onMismatch func()) {
 		}
 	}
 	b.mu.Lock()
-	size, written := b.size, b.written
+	size := b.size
 	b.mu.Unlock()
 	switch {
 	case size >= 0 && written != size:
@@ -279,14 +277,7 @@ func (s *spool) reserveMem(size int64) bool {
 		}
 		b.mu.Unlock()
 	}
-	sort.Slice(idle, func(i, j int) bool { return idle[i].finished.Before(idle[j].finished) })
-	for _, b := range idle {
-		if s.memUsed.Load()+size <= memBudget {
-			break
-		}
-		delete(s.blobs, b.key)
-		s.drop(b)
-	}
+	s.dropOldestLocked(idle, func(*Blob) bool { return s.memUsed.Load()+size > memBudget })
 	if s.memUsed.Add(size) <= memBudget {
 		return true
 	}
@@ -428,16 +419,24 @@ func (s *spool) sweepLocked(now time.Time) {
 			idle = append(idle, b)
 		}
 	}
-	if kept <= s.maxBytes {
-		return
-	}
+	s.dropOldestLocked(idle, func(b *Blob) bool {
+		if kept <= s.maxBytes {
+			return false
+		}
+		kept -= b.written
+		return true
+	})
+}
+
+// dropOldestLocked lets go of idle blobs, oldest first, while more says
+// the next one is to go.
+func (s *spool) dropOldestLocked(idle []*Blob, more func(b *Blob) bool) {
 	sort.Slice(idle, func(i, j int) bool { return idle[i].finished.Before(idle[j].finished) })
 	for _, b := range idle {
-		if kept <= s.maxBytes {
-			break
+		if !more(b) {
+			return
 		}
 		delete(s.blobs, b.key)
-		kept -= b.written
 		s.drop(b)
 	}
 }
