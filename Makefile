@@ -2,6 +2,8 @@
 # store; `make test` runs the unit and integration tests (real registries).
 GO       ?= go
 BIN      := bin/k8s-image-swapper
+# The node proxy alone (-tags nodeproxy): what the chart's proxy DaemonSet runs.
+PROXY_BIN := bin/k8s-image-swapper-proxy
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT   ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS  := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
@@ -26,19 +28,23 @@ IMAGE_TAR       ?= $(IMAGE_DIR)/k8s-image-swapper.oci.tar
 REVISION        ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
 IMAGE_BUILD = $(GO) run ./hack/image build \
-	$(foreach p,$(IMAGE_PLATFORMS),-binary $(p)=$(IMAGE_DIR)/$(subst /,-,$(p))/k8s-image-swapper) \
+	$(foreach p,$(IMAGE_PLATFORMS),-binary $(p)=$(IMAGE_DIR)/$(subst /,-,$(p))/k8s-image-swapper \
+		-proxy-binary $(p)=$(IMAGE_DIR)/$(subst /,-,$(p))/k8s-image-swapper-proxy) \
 	-created $(SOURCE_DATE_EPOCH) -version $(VERSION) -revision $(REVISION) -tag $(VERSION)
 
 all: build
 
 build:
 	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/k8s-image-swapper
+	$(GO) build -tags nodeproxy -trimpath -ldflags "$(LDFLAGS)" -o $(PROXY_BIN) ./cmd/k8s-image-swapper
 
 image-bins:
 	@for p in $(IMAGE_PLATFORMS); do \
 		echo "building $$p" >&2; \
 		CGO_ENABLED=0 GOOS=$${p%%/*} GOARCH=$${p##*/} $(GO) build -trimpath -ldflags "$(LDFLAGS)" \
 			-o $(IMAGE_DIR)/$$(echo $$p | tr / -)/k8s-image-swapper ./cmd/k8s-image-swapper || exit 1; \
+		CGO_ENABLED=0 GOOS=$${p%%/*} GOARCH=$${p##*/} $(GO) build -tags nodeproxy -trimpath -ldflags "$(LDFLAGS)" \
+			-o $(IMAGE_DIR)/$$(echo $$p | tr / -)/k8s-image-swapper-proxy ./cmd/k8s-image-swapper || exit 1; \
 	done
 
 image: image-bins
@@ -71,7 +77,7 @@ tools:
 	bash hack/tools.sh
 
 e2e: deps tools build
-	E2E_REQUIRED=1 K8S_IMAGE_SWAPPER_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -tags e2e -timeout 30m -skip '^TestNode' ./e2e/...
+	E2E_REQUIRED=1 K8S_IMAGE_SWAPPER_BIN=$(CURDIR)/$(BIN) K8S_IMAGE_SWAPPER_PROXY_BIN=$(CURDIR)/$(PROXY_BIN) $(GO) test -count=1 -tags e2e -timeout 30m -skip '^TestNode' ./e2e/...
 
 # What a real node needs from Debian: CNI plugins, iptables for kube-proxy, a static busybox
 # for the test's pause and workload images.
@@ -138,7 +144,7 @@ bench: deps build
 	( while :; do cat /proc/loadavg; sleep 5; done ) > $(BENCHDIR)/load.txt & sampler=$$!; \
 	rc=0; for p in $(BENCHPKGS); do \
 		echo "  $$p" >&2; \
-		( cd $$p && K8S_IMAGE_SWAPPER_BIN=$(CURDIR)/$(BIN) $(CURDIR)/$(BENCHDIR)/$$(basename $$p).test \
+		( cd $$p && K8S_IMAGE_SWAPPER_BIN=$(CURDIR)/$(BIN) K8S_IMAGE_SWAPPER_PROXY_BIN=$(CURDIR)/$(PROXY_BIN) $(CURDIR)/$(BENCHDIR)/$$(basename $$p).test \
 			-test.run '^$$' -test.bench '$(BENCHRUN)' -test.benchtime $(BENCHTIME) -test.count $(BENCHCOUNT) \
 			-test.timeout 30m ) >> $(BENCHDIR)/bench.txt 2>&1 || { rc=$$?; break; }; \
 	done; \
@@ -149,6 +155,7 @@ bench: deps build
 lint:
 	@out=$$(gofmt -l $$(find . -name '*.go' -not -path './.git/*')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	$(GO) vet -tags nodeproxy ./cmd/...
 	$(GO) vet -tags e2e ./e2e/...
 
 # Each fuzz target for FUZZTIME; new corpus entries land in testdata/fuzz.

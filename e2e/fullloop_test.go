@@ -156,7 +156,7 @@ proxy:
 					t.Fatalf("no hosts.toml for %s: %v", h, err)
 				}
 			}
-			px := startChartProxy(t, bin, nodeDir, mapPaths(chart.args["proxy"], hostPaths...), "127.0.0.1:"+metricsPort)
+			px := startChartProxy(t, chartBinary(t, chart.commands["proxy"]), nodeDir, mapPaths(chart.args["proxy"], hostPaths...), "127.0.0.1:"+metricsPort)
 			served := func(from string) float64 {
 				return px.metrics.metric(t, "k8s_image_swapper_proxy_requests_total", map[string]string{"served_from": from})
 			}
@@ -233,13 +233,14 @@ func crictlPull(ctx context.Context, t *testing.T, node *containerdNode, pod *co
 
 // renderedChart is what the full loop takes from `helm template`.
 type renderedChart struct {
-	config string              // the ConfigMap's config.yml
-	args   map[string][]string // container name -> its args (the sub-command first)
+	config   string              // the ConfigMap's config.yml
+	args     map[string][]string // container name -> its args (the sub-command first)
+	commands map[string][]string // container name -> its command (none: the image's entrypoint)
 }
 
 func parseChart(t *testing.T, out []byte) renderedChart {
 	t.Helper()
-	rc := renderedChart{args: map[string][]string{}}
+	rc := renderedChart{args: map[string][]string{}, commands: map[string][]string{}}
 	for _, doc := range bytes.Split(out, []byte("\n---")) {
 		var head struct {
 			Kind string `json:"kind"`
@@ -275,7 +276,7 @@ func parseChart(t *testing.T, out []byte) renderedChart {
 		}
 		for _, c := range append(spec.InitContainers, spec.Containers...) {
 			if _, ok := rc.args[c.Name]; !ok {
-				rc.args[c.Name] = c.Args
+				rc.args[c.Name], rc.commands[c.Name] = c.Args, c.Command
 			}
 		}
 	}
@@ -288,6 +289,20 @@ func parseChart(t *testing.T, out []byte) renderedChart {
 		t.Fatal("the chart rendered no config.yml")
 	}
 	return rc
+}
+
+// chartBinary is the binary a container of the chart runs: the image's
+// entrypoint (k8s-image-swapper) unless its command names the node proxy's.
+func chartBinary(t *testing.T, command []string) string {
+	t.Helper()
+	switch strings.Join(command, " ") {
+	case "", "/usr/local/bin/k8s-image-swapper":
+		return swapperbin.Path(t)
+	case "/usr/local/bin/k8s-image-swapper-proxy":
+		return swapperbin.ProxyPath(t)
+	}
+	t.Fatalf("the chart runs %v, which is not a binary of the image", command)
+	return ""
 }
 
 // chartProxy is the proxy started with the chart's arguments.

@@ -276,7 +276,11 @@ func startProxyProcess(t *testing.T, cfg string, extra ...string) *proxyProcess 
 // Start runs the process (again) and waits until it answers.
 func (p *proxyProcess) Start(t *testing.T) {
 	t.Helper()
-	p.cmd = exec.Command(swapperbin.Path(t), append([]string{cmp.Or(p.command, "proxy"), "--config", p.config, "--listen-address", p.Addr,
+	bin := swapperbin.ProxyPath(t) // the node proxy binary, as the chart runs it
+	if p.command != "" && p.command != "proxy" {
+		bin = swapperbin.Path(t)
+	}
+	p.cmd = exec.Command(bin, append([]string{cmp.Or(p.command, "proxy"), "--config", p.config, "--listen-address", p.Addr,
 		"--spool-dir", filepath.Join(filepath.Dir(p.config), "spool")}, p.extra...)...)
 	p.cmd.Stdout, p.cmd.Stderr = p, p
 	if err := p.cmd.Start(); err != nil {

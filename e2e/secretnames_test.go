@@ -17,7 +17,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
-	"github.com/k8s-image-swapper/k8s-image-swapper/internal/auth"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/pullsecrets"
 )
 
 // TestPullSecretsByName: with RBAC restricted to named secrets (the chart's
@@ -58,7 +58,7 @@ func TestPullSecretsByName(t *testing.T) {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 
 	// Named: the cache fills and finds regcred, and only regcred.
-	ps := auth.NewPullSecrets(limited, "", time.Minute, log, "regcred")
+	ps := pullsecrets.New(limited, "", time.Minute, log, "regcred")
 	sctx, stop := context.WithCancel(ctx)
 	defer stop()
 	ps.Start(sctx)
@@ -86,7 +86,7 @@ func TestPullSecretsByName(t *testing.T) {
 	// which had no such flag): a cluster-wide list is refused under this
 	// rule, so the webhook does not wait for a cache that cannot fill; it
 	// reads each secret with get, which the rule allows for its names only.
-	all := auth.NewPullSecrets(limited, "", time.Minute, log)
+	all := pullsecrets.New(limited, "", time.Minute, log)
 	actx, acancel := context.WithCancel(ctx)
 	defer acancel()
 	all.Start(actx)

@@ -58,16 +58,16 @@ func startBenchStack(b *testing.B) *benchStack {
 	return s
 }
 
-// startBenchProxy runs the built binary's proxy with cfg on addr, its spool
-// under dir (more flags after), and waits until it answers. Its log goes
-// to a file, shown on failure: on the benchmark's stderr it could split a
-// result line that hack/benchtable reads.
+// startBenchProxy runs the node proxy binary (the chart's DaemonSet's) with
+// cfg on addr, its spool under dir (more flags after), and waits until it
+// answers. Its log goes to a file, shown on failure: on the benchmark's
+// stderr it could split a result line that hack/benchtable reads.
 func startBenchProxy(b *testing.B, dir, cfg, addr, name string, flags ...string) *exec.Cmd {
 	b.Helper()
 	must(b, os.WriteFile(filepath.Join(dir, "config.yml"), []byte(cfg), 0o600))
 	args := append([]string{"proxy", "--config", filepath.Join(dir, "config.yml"),
 		"--listen-address", addr, "--spool-dir", filepath.Join(dir, "spool")}, flags...)
-	cmd := exec.Command(swapperbin.Path(b), append(args, profileFlags(b, name)...)...)
+	cmd := exec.Command(swapperbin.ProxyPath(b), append(args, profileFlags(b, name)...)...)
 	logFile, err := os.Create(filepath.Join(dir, "proxy.log"))
 	must(b, err)
 	cmd.Stdout, cmd.Stderr = logFile, logFile

@@ -37,7 +37,7 @@ type Access interface {
 	Readable(ctx context.Context, src reference.Named, kc authn.Keychain) (bool, error)
 }
 
-// Keychains gives the registry credentials of a pod (*auth.PullSecrets).
+// Keychains gives the registry credentials of a pod (*pullsecrets.Keychains).
 type Keychains interface {
 	Keychain(namespace string, secrets []string, serviceAccount string) authn.Keychain
 }

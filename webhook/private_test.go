@@ -15,7 +15,7 @@ import (
 )
 
 // secretKeychains gives each named secret's keychain, nil for a pod with
-// none, as auth.PullSecrets does.
+// none, as pullsecrets.Keychains does.
 type secretKeychains struct {
 	mu      sync.Mutex
 	secrets map[string]authn.Keychain

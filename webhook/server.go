@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/dryrun"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/server"
 )
 
@@ -68,7 +69,7 @@ func NewServer(o ServerOptions) (*Server, error) {
 			}
 		}
 		if o.DryRun {
-			_, _ = w.Write([]byte("ok, " + dryRunMessage + "\n"))
+			_, _ = w.Write([]byte("ok, " + dryrun.Message + "\n"))
 			return
 		}
 		_, _ = w.Write([]byte("ok\n"))

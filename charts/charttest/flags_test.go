@@ -28,15 +28,29 @@ var (
 	flagName   = regexp.MustCompile(`(?m)^\s+(?:-[a-zA-Z], )?--([a-z0-9][a-z0-9-]*)`)
 )
 
-// binaryFlags lists the flags `k8s-image-swapper SUB --help` documents (its own and global).
-func binaryFlags(t testing.TB, sub string) []string {
+// imageBinaries are the binaries of our image a container's command may
+// name (none: the entrypoint, k8s-image-swapper), and how tests get each.
+var imageBinaries = map[string]func(testing.TB) string{
+	"":                                       swapperbin.Path,
+	"/usr/local/bin/k8s-image-swapper":       swapperbin.Path,
+	"/usr/local/bin/k8s-image-swapper-proxy": swapperbin.ProxyPath,
+}
+
+// binaryFlags lists the flags `BINARY SUB --help` documents (its own and
+// global), BINARY being the image's binary command names.
+func binaryFlags(t testing.TB, command []string, sub string) []string {
 	t.Helper()
+	bin, ok := imageBinaries[strings.Join(command, " ")]
+	if !ok {
+		t.Fatalf("command %v is not a binary of the image", command)
+	}
+	key := strings.Join(command, " ") + " " + sub
 	flagsMu.Lock()
 	defer flagsMu.Unlock()
-	if f, ok := flagsCache[sub]; ok {
+	if f, ok := flagsCache[key]; ok {
 		return f
 	}
-	out, err := exec.Command(swapperbin.Path(t), sub, "--help").CombinedOutput()
+	out, err := exec.Command(bin(t), sub, "--help").CombinedOutput()
 	if err != nil {
 		t.Fatalf("k8s-image-swapper %s --help: %v\n%s", sub, err, out)
 	}
@@ -47,7 +61,7 @@ func binaryFlags(t testing.TB, sub string) []string {
 	if len(flags) == 0 {
 		t.Fatalf("k8s-image-swapper %s --help lists no flags:\n%s", sub, out)
 	}
-	flagsCache[sub] = flags
+	flagsCache[key] = flags
 	return flags
 }
 
@@ -66,11 +80,11 @@ func checkFlags(t *testing.T, objs []object) {
 			if !binaryContainers[c.Name] {
 				continue
 			}
-			if len(c.Command) > 0 || len(c.Args) == 0 {
-				t.Errorf("%s container %s: want args only, the sub-command first: %v %v", o, c.Name, c.Command, c.Args)
+			if _, ok := imageBinaries[strings.Join(c.Command, " ")]; !ok || len(c.Args) == 0 {
+				t.Errorf("%s container %s: want a binary of the image (or its entrypoint) and args, the sub-command first: %v %v", o, c.Name, c.Command, c.Args)
 				continue
 			}
-			known := binaryFlags(t, c.Args[0])
+			known := binaryFlags(t, c.Command, c.Args[0])
 			for _, a := range c.Args[1:] {
 				if !strings.HasPrefix(a, "--") {
 					t.Errorf("%s container %s: argument %q is not a flag", o, c.Name, a)
@@ -98,7 +112,7 @@ func TestFlagsExist(t *testing.T) {
 	t.Run("proxy.metrics.enabled", func(t *testing.T) {
 		objs := render(t, "--set", "proxy.metrics.enabled=true", "--set", "podMonitor.enabled=true")
 		checkFlags(t, objs)
-		if !slices.Contains(binaryFlags(t, "proxy"), "metrics-address") {
+		if !slices.Contains(binaryFlags(t, []string{"/usr/local/bin/k8s-image-swapper-proxy"}, "proxy"), "metrics-address") {
 			t.Error("k8s-image-swapper proxy has no --metrics-address")
 		}
 		// The PodMonitor scrapes the port the metrics listener serves on.

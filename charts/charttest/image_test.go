@@ -83,3 +83,26 @@ func TestTestPod(t *testing.T) {
 		t.Errorf("test.image=busybox runs %s %v", lc.Image, lc.Command)
 	}
 }
+
+// TestProxyCommand: the proxy DaemonSet runs the image's node proxy binary (the proxy alone,
+// less memory on every node); an empty proxy.command runs the entrypoint, for a proxy.image
+// built without it.
+func TestProxyCommand(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		args []string
+		want []string
+	}{
+		{"defaults", nil, []string{"/usr/local/bin/k8s-image-swapper-proxy"}},
+		{"entrypoint", []string{"--set-json", "proxy.command=[]"}, nil},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			spec := podSpec(find(t, render(t, c.args...), "DaemonSet", "-proxy"))
+			for _, ct := range spec.Containers {
+				if ct.Name == "proxy" && !slices.Equal(ct.Command, c.want) {
+					t.Errorf("proxy container command %v, want %v", ct.Command, c.want)
+				}
+			}
+		})
+	}
+}

@@ -45,41 +45,22 @@ func exitCode(err error) int {
 	return 1
 }
 
-// newRoot is the command line. With no sub-command it runs the webhook with
-// the original k8s-image-swapper's flags, as the original chart starts it
-// (no arguments at all: the webhook with the defaults, as the original).
+// newRoot is the command line: the flags every command takes, and the
+// commands of this build (commands.go, or commands_nodeproxy.go).
 func newRoot() *cobra.Command {
-	w := &webhookFlags{}
 	root := &cobra.Command{
-		Use:   "k8s-image-swapper",
-		Short: "Mirror the images a Kubernetes cluster uses into a registry it owns",
-		Long: "Mirror the images a Kubernetes cluster uses into a registry it owns.\n\n" +
-			"With no command, runs the webhook (as `webhook`), taking the original\n" +
-			"k8s-image-swapper's flags. " + webhookLong,
-		Args:          cobra.NoArgs,
-		RunE:          w.run,
+		Use:           "k8s-image-swapper",
+		Short:         "Mirror the images a Kubernetes cluster uses into a registry it owns",
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	w.add(root.Flags())
 	pf := root.PersistentFlags()
 	pf.String("config", "", "config file (default .k8s-image-swapper.yml in the working folder or $HOME)")
 	pf.String("log-level", "", "trace, debug, info, warn, error, fatal or panic (default: logLevel from the config, else info)")
 	pf.String("log-format", "", "json or console (default: logFormat from the config, else json)")
 	pf.Bool("strict-config", false, "refuse a config file with unknown keys (by default they are warnings, as the original ignored them)")
 	addProfileFlags(root)
-	root.AddCommand(
-		newWebhookCmd(),
-		newProxyCmd(),
-		newHubCmd(),
-		newContainerdConfigCmd(),
-		newCopyCmd(),
-		newConfigCmd(),
-		newVersionCmd(),
-		newWaitDaemonSetCmd(),
-		newSleepCmd(),
-		newProbeCmd(),
-	)
+	addCommands(root)
 	return root
 }
 

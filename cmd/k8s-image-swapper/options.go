@@ -11,13 +11,11 @@ import (
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/auth"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/config"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/fetch"
-	"github.com/k8s-image-swapper/k8s-image-swapper/internal/filter"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/mirror"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/target"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/target/aws"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/target/gcp"
 	"github.com/k8s-image-swapper/k8s-image-swapper/proxy"
-	"github.com/k8s-image-swapper/k8s-image-swapper/webhook"
 )
 
 // This file is where the config file meets the components: each takes its
@@ -167,25 +165,5 @@ func proxyOptions(c *config.Config) proxy.Options {
 		UpstreamTimeout:    c.Proxy.UpstreamTimeout.D(),
 		Private:            c.Proxy.Private,
 		SharedRepositories: c.Proxy.SharedRepositories,
-	}
-}
-
-// webhookOptions are the policies, dry run and filters of c; the caller
-// sets Mirror, Mapper, Access, PullSecrets and Logger. Filters that do not compile
-// are kept, failing when reached, as in the original (the config warned
-// about them).
-func webhookOptions(c *config.Config) webhook.Options {
-	exprs := make([]string, len(c.Source.Filters))
-	for i, f := range c.Source.Filters {
-		exprs[i] = f.JMESPath
-	}
-	return webhook.Options{
-		SwapPolicy:    c.ImageSwapPolicy,
-		CopyPolicy:    c.ImageCopyPolicy,
-		CopyDeadline:  c.ImageCopyDeadline.D(),
-		DryRun:        c.DryRun,
-		TagTTL:        c.Proxy.TagTTL.D(),
-		Filter:        filter.New(exprs),
-		PrivateImages: c.Source.PrivateImages,
 	}
 }

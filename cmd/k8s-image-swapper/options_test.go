@@ -1,3 +1,5 @@
+//go:build !nodeproxy
+
 package main
 
 import (

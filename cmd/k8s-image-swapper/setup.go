@@ -13,7 +13,9 @@ import (
 
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/auth"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/config"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/dryrun"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/logging"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/metrics"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/mirror"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/target"
 )
@@ -132,4 +134,29 @@ func newEngine(c *config.Config, t target.Target, src sourceAccess, rt http.Roun
 	}
 	o.Sources, o.SourceKeychain, o.SourceTransport, o.Logger = src.creds, src.keychain, rt, log
 	return mirror.New(t, o), nil
+}
+
+// targetName describes a target for logs: its kind and where it is.
+func targetName(s target.Spec) string {
+	switch s.Kind {
+	case "aws":
+		return fmt.Sprintf("aws(%s/%s)", s.AWS.AccountID, s.AWS.Region)
+	case "gcp":
+		return fmt.Sprintf("gcp(%s/%s/%s)", s.GCP.Location, s.GCP.ProjectID, s.GCP.RepositoryID)
+	case "generic":
+		return fmt.Sprintf("generic(%s)", s.Generic.Registry)
+	default:
+		return fmt.Sprintf("local(%s)", s.Local.Path)
+	}
+}
+
+// setDryRun exports k8s_image_swapper_dry_run and, in a dry run, says so
+// now and every minute.
+func setDryRun(ctx context.Context, c *config.Config, log *slog.Logger) {
+	if !c.DryRun {
+		metrics.DryRun.Set(0)
+		return
+	}
+	metrics.DryRun.Set(1)
+	go dryrun.Warn(ctx, log, dryrun.Interval)
 }

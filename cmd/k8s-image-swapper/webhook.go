@@ -1,7 +1,8 @@
+//go:build !nodeproxy
+
 package main
 
 import (
-	"context"
 	"fmt"
 	"log/slog"
 	"time"
@@ -12,9 +13,9 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
-	"github.com/k8s-image-swapper/k8s-image-swapper/internal/auth"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/config"
-	"github.com/k8s-image-swapper/k8s-image-swapper/internal/metrics"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/filter"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/pullsecrets"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/target"
 	"github.com/k8s-image-swapper/k8s-image-swapper/proxy/hub"
 	"github.com/k8s-image-swapper/k8s-image-swapper/webhook"
@@ -153,17 +154,6 @@ func (w *webhookFlags) run(cmd *cobra.Command, _ []string) error {
 	return srv.ListenAndServe(ctx)
 }
 
-// setDryRun exports k8s_image_swapper_dry_run and, in a dry run, says so
-// now and every minute.
-func setDryRun(ctx context.Context, c *config.Config, log *slog.Logger) {
-	if !c.DryRun {
-		metrics.DryRun.Set(0)
-		return
-	}
-	metrics.DryRun.Set(1)
-	go webhook.WarnDryRun(ctx, log, webhook.DryRunInterval)
-}
-
 // inCluster tells whether the process runs in a pod with an API token.
 func inCluster() bool {
 	_, err := rest.InClusterConfig()
@@ -171,7 +161,7 @@ func inCluster() bool {
 }
 
 // newPullSecrets connects to the cluster (in-cluster unless kubeconfig).
-func newPullSecrets(kubeconfig string, names []string, log *slog.Logger) (*auth.PullSecrets, error) {
+func newPullSecrets(kubeconfig string, names []string, log *slog.Logger) (*pullsecrets.Keychains, error) {
 	rc, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
 	if err != nil {
 		return nil, fmt.Errorf("secret reader: kubernetes client config: %w", err)
@@ -180,5 +170,25 @@ func newPullSecrets(kubeconfig string, names []string, log *slog.Logger) (*auth.
 	if err != nil {
 		return nil, fmt.Errorf("secret reader: %w", err)
 	}
-	return auth.NewPullSecrets(client, "", 10*time.Minute, log, names...), nil
+	return pullsecrets.New(client, "", 10*time.Minute, log, names...), nil
+}
+
+// webhookOptions are the policies, dry run and filters of c; the caller
+// sets Mirror, Mapper, Access, PullSecrets and Logger. Filters that do not compile
+// are kept, failing when reached, as in the original (the config warned
+// about them).
+func webhookOptions(c *config.Config) webhook.Options {
+	exprs := make([]string, len(c.Source.Filters))
+	for i, f := range c.Source.Filters {
+		exprs[i] = f.JMESPath
+	}
+	return webhook.Options{
+		SwapPolicy:    c.ImageSwapPolicy,
+		CopyPolicy:    c.ImageCopyPolicy,
+		CopyDeadline:  c.ImageCopyDeadline.D(),
+		DryRun:        c.DryRun,
+		TagTTL:        c.Proxy.TagTTL.D(),
+		Filter:        filter.New(exprs),
+		PrivateImages: c.Source.PrivateImages,
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -31,10 +32,12 @@ func (m meta) labels() map[string]string {
 	}
 }
 
-// platformBinary is one -binary os/arch[/variant]=path.
+// platformBinary is one -binary os/arch[/variant]=path, and the
+// -proxy-binary of the same platform.
 type platformBinary struct {
-	platform v1.Platform
-	path     string
+	platform  v1.Platform
+	path      string
+	proxyPath string
 }
 
 type binaries []platformBinary
@@ -56,16 +59,39 @@ func (b *binaries) Set(s string) error {
 	return nil
 }
 
+// pair gives each binary the proxy binary of its platform: every platform
+// needs both, and each proxy binary a binary.
+func (b binaries) pair(proxies binaries) error {
+	for i := range b {
+		for _, p := range proxies {
+			if p.platform.Equals(b[i].platform) {
+				b[i].proxyPath = p.path
+			}
+		}
+		if b[i].proxyPath == "" {
+			return fmt.Errorf("no -proxy-binary for %s", b[i].platform)
+		}
+	}
+	for _, p := range proxies {
+		if !slices.ContainsFunc(b, func(x platformBinary) bool { return x.platform.Equals(p.platform) }) {
+			return fmt.Errorf("-proxy-binary for %s, which has no -binary", p.platform)
+		}
+	}
+	return nil
+}
+
 func runBuild(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("build", flag.ContinueOnError)
 	var (
 		bins    binaries
+		proxies binaries
 		m       meta
 		created string
 		caFile  string
 		out     outputs
 	)
 	fs.Var(&bins, "binary", "os/arch=PATH of a static binary (repeat per platform)")
+	fs.Var(&proxies, "proxy-binary", "os/arch=PATH of the platform's static node proxy binary, k8s-image-swapper-proxy (repeat per platform)")
 	fs.StringVar(&created, "created", "", "build time, RFC 3339 or Unix seconds: the commit time")
 	fs.StringVar(&m.version, "version", "dev", "org.opencontainers.image.version")
 	fs.StringVar(&m.revision, "revision", "unknown", "org.opencontainers.image.revision")
@@ -77,6 +103,9 @@ func runBuild(ctx context.Context, args []string) error {
 	}
 	if len(bins) == 0 {
 		return fmt.Errorf("no -binary given")
+	}
+	if err := bins.pair(proxies); err != nil {
+		return err
 	}
 	t, err := parseTime(created)
 	if err != nil {
@@ -133,7 +162,11 @@ func buildImage(base v1.Layer, b platformBinary, m meta) (v1.Image, error) {
 	if err != nil {
 		return nil, err
 	}
-	binLayer, err := binaryLayer(bin, m.created)
+	proxyBin, err := readFile(b.proxyPath)
+	if err != nil {
+		return nil, err
+	}
+	binLayer, err := binaryLayer(bin, proxyBin, m.created)
 	if err != nil {
 		return nil, err
 	}
@@ -141,7 +174,7 @@ func buildImage(base v1.Layer, b platformBinary, m meta) (v1.Image, error) {
 	created := v1.Time{Time: m.created}
 	img, err = mutate.Append(img,
 		mutate.Addendum{Layer: base, MediaType: types.OCILayer, History: v1.History{Created: created, CreatedBy: "hack/image: CA certificates, users, /tmp", Comment: "base"}},
-		mutate.Addendum{Layer: binLayer, MediaType: types.OCILayer, History: v1.History{Created: created, CreatedBy: "hack/image: " + binaryPath, Comment: m.version}},
+		mutate.Addendum{Layer: binLayer, MediaType: types.OCILayer, History: v1.History{Created: created, CreatedBy: "hack/image: " + binaryPath + ", " + proxyBinaryPath, Comment: m.version}},
 	)
 	if err != nil {
 		return nil, err

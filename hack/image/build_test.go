@@ -1,9 +1,6 @@
 package main
 
 import (
-	"archive/tar"
-	"errors"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,14 +8,13 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
 func testBinaries(t *testing.T) binaries {
 	t.Helper()
 	dir := t.TempDir()
-	var bins binaries
+	var bins, proxies binaries
 	for _, p := range []string{"linux/amd64", "linux/arm64"} {
 		f := filepath.Join(dir, filepath.Base(p))
 		if err := os.WriteFile(f, []byte("binary for "+p), 0o755); err != nil {
@@ -27,6 +23,15 @@ func testBinaries(t *testing.T) binaries {
 		if err := bins.Set(p + "=" + f); err != nil {
 			t.Fatal(err)
 		}
+		if err := os.WriteFile(f+"-proxy", []byte("proxy binary for "+p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := proxies.Set(p + "=" + f + "-proxy"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := bins.pair(proxies); err != nil {
+		t.Fatal(err)
 	}
 	return bins
 }
@@ -96,19 +101,11 @@ func checkImage(t *testing.T, img v1.Image, p v1.Platform, m meta) {
 			t.Errorf("%s label %s = %q, want %q", p.Architecture, k, cf.Config.Labels[k], v)
 		}
 	}
-	files := map[string]*tar.Header{}
-	rc := mutate.Extract(img)
-	defer rc.Close()
-	tr := tar.NewReader(rc)
-	for {
-		h, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		files[strings.TrimSuffix(h.Name, "/")] = h
+	files, err := imageFiles(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range files {
 		if !h.ModTime.Equal(m.created) || h.Uid != 0 || h.Gid != 0 {
 			t.Errorf("%s %s: mtime %s, owner %d:%d", p.Architecture, h.Name, h.ModTime, h.Uid, h.Gid)
 		}
@@ -116,12 +113,62 @@ func checkImage(t *testing.T, img v1.Image, p v1.Platform, m meta) {
 	if h := files["tmp"]; h == nil || h.Mode&0o1777 != 0o1777 {
 		t.Errorf("%s: /tmp is not writable by all: %+v", p.Architecture, h)
 	}
-	if h := files[binaryPath[1:]]; h == nil || h.Mode&0o111 == 0 {
-		t.Errorf("%s: no executable %s", p.Architecture, binaryPath)
+	for _, f := range []string{binaryPath, proxyBinaryPath} {
+		if h := files[f[1:]]; h == nil || h.Mode&0o111 == 0 {
+			t.Errorf("%s: no executable %s", p.Architecture, f)
+		}
+	}
+	// What verify checks of a pushed image.
+	if err := hasExecutables(img, binaryPath, proxyBinaryPath); err != nil {
+		t.Errorf("%s: %v", p.Architecture, err)
+	}
+	if err := hasExecutables(img, "/etc/passwd"); err == nil {
+		t.Errorf("%s: /etc/passwd passes as an executable", p.Architecture)
 	}
 	for _, f := range []string{"etc/ssl/certs/ca-certificates.crt", "etc/passwd", "etc/group"} {
 		if files[f] == nil {
 			t.Errorf("%s: no %s", p.Architecture, f)
 		}
+	}
+}
+
+// TestPairProxyBinaries: every platform needs its node proxy binary, and a proxy binary needs
+// its platform's binary.
+func TestPairProxyBinaries(t *testing.T) {
+	set := func(specs ...string) binaries {
+		var b binaries
+		for _, s := range specs {
+			if err := b.Set(s); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return b
+	}
+	for _, c := range []struct {
+		name          string
+		bins, proxies binaries
+		wantErr       string
+	}{
+		{"paired", set("linux/amd64=a", "linux/arm64=b"), set("linux/arm64=bp", "linux/amd64=ap"), ""},
+		{"missing", set("linux/amd64=a", "linux/arm64=b"), set("linux/amd64=ap"), "no -proxy-binary for linux/arm64/v8"},
+		{"extra", set("linux/amd64=a"), set("linux/amd64=ap", "linux/arm64=bp"), "-proxy-binary for linux/arm64/v8, which has no -binary"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			err := c.bins.pair(c.proxies)
+			if c.wantErr == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, b := range c.bins {
+					if b.proxyPath != b.path+"p" {
+						t.Errorf("%s: proxy binary %q, want %q", b.platform, b.proxyPath, b.path+"p")
+					}
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), c.wantErr) {
+				t.Errorf("error %v, want %q", err, c.wantErr)
+			}
+		})
 	}
 }

@@ -18,8 +18,10 @@ import (
 // The image's file system.
 const (
 	binaryPath = "/usr/local/bin/k8s-image-swapper"
-	caPath     = "/etc/ssl/certs/ca-certificates.crt"
-	nonrootID  = 65532
+	// The node proxy alone (go build -tags nodeproxy): what the chart's proxy DaemonSet runs.
+	proxyBinaryPath = "/usr/local/bin/k8s-image-swapper-proxy"
+	caPath          = "/etc/ssl/certs/ca-certificates.crt"
+	nonrootID       = 65532
 )
 
 // file is one entry of a layer: a regular file, or a folder when body is nil.
@@ -41,9 +43,9 @@ func baseLayer(caCerts []byte, created time.Time) (v1.Layer, error) {
 	})
 }
 
-// binaryLayer holds the platform's static binary.
-func binaryLayer(bin []byte, created time.Time) (v1.Layer, error) {
-	return layer(created, []file{{name: binaryPath, mode: 0o755, body: bin}})
+// binaryLayer holds the platform's static binaries.
+func binaryLayer(bin, proxyBin []byte, created time.Time) (v1.Layer, error) {
+	return layer(created, []file{{name: binaryPath, mode: 0o755, body: bin}, {name: proxyBinaryPath, mode: 0o755, body: proxyBin}})
 }
 
 // layer writes files, and every folder above them, into a tar in name order, owned by root

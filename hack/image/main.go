@@ -4,7 +4,8 @@
 //
 // Every timestamp is the commit time (-created), so two builds of one commit give one digest.
 //
-//	image build -binary linux/amd64=PATH -binary linux/arm64=PATH -created RFC3339 \
+//	image build -binary linux/amd64=PATH -binary linux/arm64=PATH \
+//	      -proxy-binary linux/amd64=PATH -proxy-binary linux/arm64=PATH -created RFC3339 \
 //	      -version V -revision SHA [-push REF [-insecure]] [-layout DIR] [-tar FILE]
 //	image verify [-insecure] -platform linux/amd64 -platform linux/arm64 REF
 package main

@@ -1,13 +1,18 @@
 package main
 
 import (
+	"archive/tar"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"slices"
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/authn"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 )
 
@@ -17,7 +22,8 @@ func (l *list) String() string     { return strings.Join(*l, ",") }
 func (l *list) Set(s string) error { *l = append(*l, s); return nil }
 
 // runVerify checks a pushed index: every -platform is there, each image runs as nonroot with
-// the binary as entrypoint, and the labels name the version and revision.
+// the binary as entrypoint and holds the node proxy binary, and the labels name the version
+// and revision.
 func runVerify(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("verify", flag.ContinueOnError)
 	var (
@@ -69,6 +75,9 @@ func runVerify(ctx context.Context, args []string) error {
 		if !slices.Equal(c.Entrypoint, []string{binaryPath}) {
 			return fmt.Errorf("%s: entrypoint %v", where, c.Entrypoint)
 		}
+		if err := hasExecutables(img, binaryPath, proxyBinaryPath); err != nil {
+			return fmt.Errorf("%s: %w", where, err)
+		}
 		for k, want := range map[string]string{"org.opencontainers.image.version": version, "org.opencontainers.image.revision": revision, "org.opencontainers.image.source": "", "org.opencontainers.image.created": ""} {
 			got := c.Labels[k]
 			if got == "" || (want != "" && got != want) {
@@ -86,5 +95,37 @@ func runVerify(ctx context.Context, args []string) error {
 	}
 	d, _ := idx.Digest()
 	fmt.Printf("%s@%s: %s, nonroot, labelled %s %s\n", ref.Context(), d, strings.Join(seen, " "), version, revision)
+	return nil
+}
+
+// imageFiles are the headers of img's files, by path without the leading slash.
+func imageFiles(img v1.Image) (map[string]*tar.Header, error) {
+	rc := mutate.Extract(img)
+	defer rc.Close()
+	files := map[string]*tar.Header{}
+	tr := tar.NewReader(rc)
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return files, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read layers: %w", err)
+		}
+		files[strings.Trim(h.Name, "/")] = h
+	}
+}
+
+// hasExecutables checks that img's files include each of paths, executable.
+func hasExecutables(img v1.Image, paths ...string) error {
+	files, err := imageFiles(img)
+	if err != nil {
+		return err
+	}
+	for _, p := range paths {
+		if h := files[strings.TrimPrefix(p, "/")]; h == nil || h.Typeflag != tar.TypeReg || h.Mode&0o111 == 0 {
+			return fmt.Errorf("no executable %s", p)
+		}
+	}
 	return nil
 }

@@ -1,5 +1,5 @@
-// Package auth gives credentials for source and target registries: the
-// config's registries, pods' pull secrets, and cloud tokens.
+// Package auth gives credentials for source registries: the config's
+// generic registries (pods' pull secrets are in package pullsecrets).
 package auth
 
 import (

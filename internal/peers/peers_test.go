@@ -3,8 +3,6 @@ package peers
 import (
 	"fmt"
 	"testing"
-
-	discoveryv1 "k8s.io/api/discovery/v1"
 )
 
 // Every repository has one owner among the replicas, the same whichever
@@ -62,21 +60,3 @@ func btoi(b bool) int {
 }
 
 // Ready endpoints on the named port count; not ready, terminating and other ports do not.
-func TestReady(t *testing.T) {
-	yes, no := true, false
-	http, metrics := "http", "metrics"
-	p1, p2 := int32(7440), int32(9090)
-	slices := []*discoveryv1.EndpointSlice{{
-		Ports: []discoveryv1.EndpointPort{{Name: &metrics, Port: &p2}, {Name: &http, Port: &p1}},
-		Endpoints: []discoveryv1.Endpoint{
-			{Addresses: []string{"10.1.0.1"}, Conditions: discoveryv1.EndpointConditions{Ready: &yes}},
-			{Addresses: []string{"10.1.0.2"}, Conditions: discoveryv1.EndpointConditions{Ready: &no}},
-			{Addresses: []string{"10.1.0.3"}, Conditions: discoveryv1.EndpointConditions{Ready: &yes, Terminating: &yes}},
-			{Addresses: []string{"fd00::4"}},
-		},
-	}, {Ports: []discoveryv1.EndpointPort{{Name: &metrics, Port: &p2}}, Endpoints: []discoveryv1.Endpoint{{Addresses: []string{"10.1.0.9"}}}}}
-	got := fmt.Sprint(ready(slices, "http"))
-	if got != "[10.1.0.1:7440 [fd00::4]:7440]" {
-		t.Errorf("ready endpoints %s", got)
-	}
-}

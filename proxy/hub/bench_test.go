@@ -32,7 +32,7 @@ import (
 // the origin's GETs per blob (the most any blob got) and the wall time of
 // the N pulls.
 func BenchmarkHubColdPull(b *testing.B) {
-	bin := swapperbin.Path(b)
+	bin, proxyBin := swapperbin.Path(b), swapperbin.ProxyPath(b)
 	src := registryproc.Start(b, registryproc.Options{})
 	tgt := registryproc.Start(b, registryproc.Options{})
 	hubAddr := registryproc.FreeAddr(b)
@@ -41,8 +41,8 @@ func BenchmarkHubColdPull(b *testing.B) {
 	var direct, viaHub []string
 	for range 16 {
 		a, h := registryproc.FreeAddr(b), registryproc.FreeAddr(b)
-		startProcess(b, bin, "proxy", cfg, a)
-		startProcess(b, bin, "proxy", cfg+fmt.Sprintf("hub: {url: %q}\n", "http://"+hubAddr), h)
+		startProcess(b, proxyBin, "proxy", cfg, a)
+		startProcess(b, proxyBin, "proxy", cfg+fmt.Sprintf("hub: {url: %q}\n", "http://"+hubAddr), h)
 		direct, viaHub = append(direct, a), append(viaHub, h)
 	}
 	for _, n := range []int{1, 4, 8, 16} {

@@ -1,6 +1,6 @@
-// Package swapperbin finds the k8s-image-swapper binary for tests that run
-// it as a process: $K8S_IMAGE_SWAPPER_BIN (make builds it), else one build
-// per test process.
+// Package swapperbin finds the k8s-image-swapper binaries for tests that run
+// them as processes: $K8S_IMAGE_SWAPPER_BIN and $K8S_IMAGE_SWAPPER_PROXY_BIN
+// (make builds them), else one build of each per test process.
 package swapperbin
 
 import (
@@ -15,37 +15,67 @@ import (
 // Env names the binary to use instead of building one.
 const Env = "K8S_IMAGE_SWAPPER_BIN"
 
-var (
+// ProxyEnv names the node proxy binary (k8s-image-swapper-proxy) to use
+// instead of building one.
+const ProxyEnv = "K8S_IMAGE_SWAPPER_PROXY_BIN"
+
+// build is one binary built on first use.
+type build struct {
+	name string
+	tags string
 	once sync.Once
-	dir  string
 	path string
 	err  error
+}
+
+var (
+	full  = &build{name: "k8s-image-swapper"}
+	proxy = &build{name: "k8s-image-swapper-proxy", tags: "nodeproxy"}
+
+	dirOnce sync.Once
+	dir     string
+	dirErr  error
 )
 
 // Path returns the binary, building it on first use when Env is unset.
 func Path(tb testing.TB) string {
 	tb.Helper()
-	if p := os.Getenv(Env); p != "" {
-		return p
-	}
-	once.Do(func() {
-		if dir, err = os.MkdirTemp("", "k8s-image-swapper-bin-"); err != nil {
-			return
-		}
-		path = filepath.Join(dir, "k8s-image-swapper")
-		// By import path: it builds from any directory of the module.
-		cmd := exec.Command("go", "build", "-o", path, "github.com/k8s-image-swapper/k8s-image-swapper/cmd/k8s-image-swapper")
-		if out, e := cmd.CombinedOutput(); e != nil {
-			err = fmt.Errorf("go build: %v\n%s", e, out)
-		}
-	})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return path
+	return full.get(tb, Env)
 }
 
-// Remove deletes a binary Path built; TestMain calls it after the tests.
+// ProxyPath returns the node proxy binary (the cmd built with -tags
+// nodeproxy: the proxy command alone, as the chart's DaemonSet runs it),
+// building it on first use when ProxyEnv is unset.
+func ProxyPath(tb testing.TB) string {
+	tb.Helper()
+	return proxy.get(tb, ProxyEnv)
+}
+
+func (b *build) get(tb testing.TB, env string) string {
+	tb.Helper()
+	if p := os.Getenv(env); p != "" {
+		return p
+	}
+	b.once.Do(func() {
+		dirOnce.Do(func() { dir, dirErr = os.MkdirTemp("", "k8s-image-swapper-bin-") })
+		if b.err = dirErr; b.err != nil {
+			return
+		}
+		b.path = filepath.Join(dir, b.name)
+		// By import path: it builds from any directory of the module.
+		cmd := exec.Command("go", "build", "-tags", b.tags, "-o", b.path, "github.com/k8s-image-swapper/k8s-image-swapper/cmd/k8s-image-swapper")
+		if out, e := cmd.CombinedOutput(); e != nil {
+			b.err = fmt.Errorf("go build %s: %v\n%s", b.name, e, out)
+		}
+	})
+	if b.err != nil {
+		tb.Fatal(b.err)
+	}
+	return b.path
+}
+
+// Remove deletes the binaries Path and ProxyPath built; TestMain calls it
+// after the tests.
 func Remove() {
 	if dir != "" {
 		_ = os.RemoveAll(dir)

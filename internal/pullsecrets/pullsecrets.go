@@ -1,4 +1,6 @@
-package auth
+// Package pullsecrets finds the registry credentials of pods in their
+// imagePullSecrets and service accounts, read from the Kubernetes API.
+package pullsecrets
 
 import (
 	"context"
@@ -15,12 +17,12 @@ import (
 	"k8s.io/client-go/tools/cache"
 )
 
-// PullSecrets finds the registry credentials of a pod: its imagePullSecrets
+// Keychains finds the registry credentials of a pod: its imagePullSecrets
 // and its service account's. Where RBAC allows list and watch they come from
 // informer caches, so an admission never waits on the API server; where it
 // allows only get (the original chart's rules) each is read when a copy
 // needs it, as the original did; one the rules refuse is skipped.
-type PullSecrets struct {
+type Keychains struct {
 	client    kubernetes.Interface
 	namespace string
 	names     []string
@@ -34,21 +36,21 @@ type PullSecrets struct {
 	got                         *getCache
 }
 
-// NewPullSecrets reads the pull secrets and service accounts of namespace
+// New reads the pull secrets and service accounts of namespace
 // ("" for all). Cached, only the two docker secret types are listed and only
 // what lookups need is kept, so the cache stays small on clusters with many
 // secrets. With names, only secrets of those names are read, one watch per
 // name: RBAC's resourceNames allows list and watch only with a metadata.name
 // field selector. Call Start before use.
-func NewPullSecrets(client kubernetes.Interface, namespace string, resync time.Duration, log *slog.Logger, names ...string) *PullSecrets {
+func New(client kubernetes.Interface, namespace string, resync time.Duration, log *slog.Logger, names ...string) *Keychains {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &PullSecrets{client: client, namespace: namespace, names: names, resync: resync, log: log, got: newGetCache(getTTL)}
+	return &Keychains{client: client, namespace: namespace, names: names, resync: resync, log: log, got: newGetCache(getTTL)}
 }
 
 // selectors are the field selectors of the secret informers.
-func (p *PullSecrets) selectors() []string {
+func (p *Keychains) selectors() []string {
 	var out []string
 	if len(p.names) == 0 {
 		for _, typ := range []corev1.SecretType{corev1.SecretTypeDockerConfigJson, corev1.SecretTypeDockercfg} {
@@ -63,7 +65,7 @@ func (p *PullSecrets) selectors() []string {
 
 // Start finds what RBAC allows (logging it once when that is less than
 // list and watch), then runs the informers it allows until ctx ends.
-func (p *PullSecrets) Start(ctx context.Context) {
+func (p *Keychains) Start(ctx context.Context) {
 	p.secretAccess, p.accountAccess = p.probe(ctx)
 	if p.secretAccess == accessWatch {
 		for _, sel := range p.selectors() {
@@ -84,7 +86,7 @@ func (p *PullSecrets) Start(ctx context.Context) {
 }
 
 // WaitForSync waits until the caches in use are filled or ctx ends.
-func (p *PullSecrets) WaitForSync(ctx context.Context) error {
+func (p *Keychains) WaitForSync(ctx context.Context) error {
 	var synced []cache.InformerSynced
 	for _, inf := range p.informers() {
 		synced = append(synced, inf.HasSynced)
@@ -95,7 +97,7 @@ func (p *PullSecrets) WaitForSync(ctx context.Context) error {
 	return nil
 }
 
-func (p *PullSecrets) informers() []cache.SharedIndexInformer {
+func (p *Keychains) informers() []cache.SharedIndexInformer {
 	out := append([]cache.SharedIndexInformer(nil), p.secrets...)
 	if p.accounts != nil {
 		out = append(out, p.accounts)
@@ -107,7 +109,7 @@ func (p *PullSecrets) informers() []cache.SharedIndexInformer {
 // service account's, as one kubelet-style keyring; nil when there are none.
 // Read with get, they are read on the keychain's first use, in the copy,
 // not in the admission. Missing or malformed secrets are logged and skipped.
-func (p *PullSecrets) Keychain(namespace string, names []string, serviceAccount string) authn.Keychain {
+func (p *Keychains) Keychain(namespace string, names []string, serviceAccount string) authn.Keychain {
 	if p == nil {
 		return nil
 	}
@@ -118,7 +120,7 @@ func (p *PullSecrets) Keychain(namespace string, names []string, serviceAccount 
 }
 
 // keyring reads the secrets of a pod now.
-func (p *PullSecrets) keyring(ctx context.Context, namespace string, names []string, serviceAccount string) authn.Keychain {
+func (p *Keychains) keyring(ctx context.Context, namespace string, names []string, serviceAccount string) authn.Keychain {
 	all := append([]string(nil), names...)
 	if serviceAccount != "" {
 		if sa := p.serviceAccount(ctx, namespace, serviceAccount); sa != nil {
@@ -151,7 +153,7 @@ func (p *PullSecrets) keyring(ctx context.Context, namespace string, names []str
 	return &kr
 }
 
-func (p *PullSecrets) secret(ctx context.Context, namespace, name string) *corev1.Secret {
+func (p *Keychains) secret(ctx context.Context, namespace, name string) *corev1.Secret {
 	if p.secretAccess != accessWatch {
 		return p.getSecret(ctx, namespace, name)
 	}
@@ -166,7 +168,7 @@ func (p *PullSecrets) secret(ctx context.Context, namespace, name string) *corev
 	return nil
 }
 
-func (p *PullSecrets) serviceAccount(ctx context.Context, namespace, name string) *corev1.ServiceAccount {
+func (p *Keychains) serviceAccount(ctx context.Context, namespace, name string) *corev1.ServiceAccount {
 	if p.accountAccess != accessWatch {
 		return p.getServiceAccount(ctx, namespace, name)
 	}

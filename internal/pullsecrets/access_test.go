@@ -1,4 +1,4 @@
-package auth
+package pullsecrets
 
 import (
 	"bytes"
@@ -59,7 +59,7 @@ func podObjects() []runtime.Object {
 	}
 }
 
-func resolveUser(t *testing.T, p *PullSecrets, ref string) string {
+func resolveUser(t *testing.T, p *Keychains, ref string) string {
 	t.Helper()
 	kc := p.Keychain("app", []string{"pod-secret"}, "builder")
 	if kc == nil {
@@ -97,7 +97,7 @@ func verbsUsed(c *fake.Clientset, res string) map[string]int {
 func TestPullSecretsWithOriginalChartRights(t *testing.T) {
 	c := rbacClient(map[string][]string{"secrets": {"get", "watch"}, "serviceaccounts": {"get"}}, podObjects()...)
 	var logs bytes.Buffer
-	p := NewPullSecrets(c, "", 0, slog.New(slog.NewTextHandler(&logs, nil)))
+	p := New(c, "", 0, slog.New(slog.NewTextHandler(&logs, nil)))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	p.Start(ctx)
@@ -130,7 +130,7 @@ func TestPullSecretsWithOriginalChartRights(t *testing.T) {
 func TestPullSecretsWithNoRights(t *testing.T) {
 	c := rbacClient(nil, podObjects()...)
 	var logs bytes.Buffer
-	p := NewPullSecrets(c, "", 0, slog.New(slog.NewTextHandler(&logs, nil)))
+	p := New(c, "", 0, slog.New(slog.NewTextHandler(&logs, nil)))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	p.Start(ctx)
@@ -149,7 +149,7 @@ func TestPullSecretsWithNoRights(t *testing.T) {
 // secretReader.secretNames): get of those names.
 func TestPullSecretsNamesWithGetOnly(t *testing.T) {
 	c := rbacClient(map[string][]string{"secrets": {"get", "watch"}, "serviceaccounts": {"get"}}, podObjects()...)
-	p := NewPullSecrets(c, "", 0, slog.New(slog.DiscardHandler), "sa-secret")
+	p := New(c, "", 0, slog.New(slog.DiscardHandler), "sa-secret")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	p.Start(ctx)

@@ -1,4 +1,4 @@
-package auth
+package pullsecrets
 
 import (
 	"context"
@@ -53,7 +53,7 @@ const (
 // probe finds what the rules allow, asking as the lookups will. An answer
 // other than "forbidden" (the API server down) counts as allowed: the
 // informers then retry, and readiness waits for them, as before.
-func (p *PullSecrets) probe(ctx context.Context) (secrets, accounts access) {
+func (p *Keychains) probe(ctx context.Context) (secrets, accounts access) {
 	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
 	defer cancel()
 	ns := p.namespace
@@ -104,7 +104,7 @@ func watchOnce(w interface{ Stop() }, err error) error {
 
 // logAccess says once what the rights allow, when that is less than the
 // informers want.
-func (p *PullSecrets) logAccess() {
+func (p *Keychains) logAccess() {
 	if p.secretAccess == accessWatch && p.accountAccess == accessWatch {
 		return
 	}
@@ -117,7 +117,7 @@ func (p *PullSecrets) logAccess() {
 		p.secretAccess, p.accountAccess, how))
 }
 
-func (p *PullSecrets) getSecret(ctx context.Context, namespace, name string) *corev1.Secret {
+func (p *Keychains) getSecret(ctx context.Context, namespace, name string) *corev1.Secret {
 	if len(p.names) > 0 && !slices.Contains(p.names, name) {
 		return nil // not in the rule's resourceNames
 	}
@@ -135,7 +135,7 @@ func (p *PullSecrets) getSecret(ctx context.Context, namespace, name string) *co
 	return s
 }
 
-func (p *PullSecrets) getServiceAccount(ctx context.Context, namespace, name string) *corev1.ServiceAccount {
+func (p *Keychains) getServiceAccount(ctx context.Context, namespace, name string) *corev1.ServiceAccount {
 	o, err := p.got.get(ctx, "serviceaccount/"+namespace+"/"+name, func(ctx context.Context) (any, error) {
 		sa, err := p.client.CoreV1().ServiceAccounts(namespace).Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
@@ -180,7 +180,7 @@ func (c *getCache) get(ctx context.Context, key string, fetch func(context.Conte
 
 // lazyKeychain reads a pod's secrets on first use, in the copy.
 type lazyKeychain struct {
-	p                         *PullSecrets
+	p                         *Keychains
 	namespace, serviceAccount string
 	names                     []string
 	once                      sync.Once

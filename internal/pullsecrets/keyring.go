@@ -1,4 +1,4 @@
-package auth
+package pullsecrets
 
 import (
 	"encoding/base64"

@@ -1,4 +1,4 @@
-package auth
+package pullsecrets
 
 import (
 	"context"
@@ -152,7 +152,7 @@ func TestPullSecretsFromInformers(t *testing.T) {
 	)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	p := NewPullSecrets(client, "", 0, nil)
+	p := New(client, "", 0, nil)
 	p.Start(ctx)
 	if err := p.WaitForSync(ctx); err != nil {
 		t.Fatal(err)
@@ -190,8 +190,8 @@ func TestPullSecretsFromInformers(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	var nilP *PullSecrets
+	var nilP *Keychains
 	if nilP.Keychain("a", []string{"b"}, "c") != nil {
-		t.Error("nil PullSecrets gave a keychain")
+		t.Error("nil Keychains gave a keychain")
 	}
 }

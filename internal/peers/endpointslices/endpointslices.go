@@ -1,4 +1,6 @@
-package peers
+// Package endpointslices keeps a peers.Set to the ready endpoints of a
+// Service, read from its EndpointSlices.
+package endpointslices
 
 import (
 	"context"
@@ -14,6 +16,8 @@ import (
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
+
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/peers"
 )
 
 // Watch keeps s to the ready endpoints of a Service's EndpointSlices (port
@@ -21,7 +25,7 @@ import (
 // endpointslices in the namespace: RBAC cannot narrow a list to one
 // Service's slices, whose names are generated. It returns once the first
 // list is in.
-func Watch(ctx context.Context, c kubernetes.Interface, namespace, service, portName string, s *Set, log *slog.Logger) error {
+func Watch(ctx context.Context, c kubernetes.Interface, namespace, service, portName string, s *peers.Set, log *slog.Logger) error {
 	f := informers.NewSharedInformerFactoryWithOptions(c, 10*time.Minute, informers.WithNamespace(namespace),
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
 			o.LabelSelector = labels.Set{discoveryv1.LabelServiceName: service}.String()
