@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -125,6 +126,17 @@ proxy:
 		}
 		if got := src.Count(http.MethodGet, "/v2/apps/x/manifests/") + src.Count(http.MethodGet, "/v2/apps/x/blobs/"); got != 0 {
 			t.Errorf("the source served %d manifests and blobs to the second pull: %v", got, src.Requests())
+		}
+	})
+
+	t.Run("the proxy pod runs the node proxy binary", func(t *testing.T) {
+		// The kubelet's containers are processes of this machine.
+		procs := processes(t, "/usr/local/bin/k8s-image-swapper-proxy", "proxy")
+		if len(procs) == 0 {
+			t.Fatal("no process runs /usr/local/bin/k8s-image-swapper-proxy proxy")
+		}
+		for pid, hwm := range procs {
+			t.Logf("proxy pid %d: %s after the pulls", pid, hwm)
 		}
 	})
 
@@ -282,4 +294,34 @@ func imageSize(t testing.TB, img v1.Image) int64 {
 		n += l.Size
 	}
 	return n
+}
+
+// processes are the processes of this machine whose command line starts
+// with args, and the VmHWM line of each.
+func processes(t *testing.T, args ...string) map[int]string {
+	t.Helper()
+	want := strings.Join(args, "\x00") + "\x00"
+	dirs, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := map[int]string{}
+	for _, d := range dirs {
+		pid, err := strconv.Atoi(d.Name())
+		if err != nil {
+			continue
+		}
+		cmdline, err := os.ReadFile(filepath.Join("/proc", d.Name(), "cmdline"))
+		if err != nil || !strings.HasPrefix(string(cmdline), want) {
+			continue
+		}
+		found[pid] = "VmHWM unknown"
+		status, _ := os.ReadFile(filepath.Join("/proc", d.Name(), "status"))
+		for _, l := range strings.Split(string(status), "\n") {
+			if strings.HasPrefix(l, "VmHWM:") {
+				found[pid] = strings.Join(strings.Fields(l), " ")
+			}
+		}
+	}
+	return found
 }
