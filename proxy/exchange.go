@@ -175,11 +175,12 @@ func relay(ex *exchange, resp *http.Response, from string) {
 	}
 }
 
-// 128 KiB: under 10 warm pulls the proxy's anonymous memory peaked at 16.8
-// MiB with 256 KiB and 13.0 with 128; 64 KiB (11.0) cost about a fifth more
-// CPU in smaller reads and writes; throughput was the same at all three
-// (BENCHMARKS.md). Pooled, so idle clients hold none.
-var bufPool = sync.Pool{New: func() any { b := make([]byte, 128<<10); return &b }}
+// 64 KiB: under 10 warm pulls the proxy's anonymous memory peaked at 16.8
+// MiB with 256 KiB buffers, 13.0 with 128 and 11.0 with 64, for the same
+// throughput; the price is more, smaller reads and writes (about a fifth
+// more proxy CPU than 256 KiB), paid during pulls, where memory is held on
+// every node all the time (BENCHMARKS.md). Pooled, so idle clients hold none.
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 64<<10); return &b }}
 
 // copyBody copies with the pooled buffer. The writer is wrapped so that
 // io.CopyBuffer uses that buffer rather than the ResponseWriter's ReadFrom,
