@@ -176,10 +176,11 @@ func relay(ex *exchange, resp *http.Response, from string) {
 }
 
 // 64 KiB: under 10 warm pulls the proxy's anonymous memory peaked at 16.8
-// MiB with 256 KiB buffers, 13.0 with 128 and 11.0 with 64, for the same
-// throughput; the price is more, smaller reads and writes (about a fifth
-// more proxy CPU than 256 KiB), paid during pulls, where memory is held on
-// every node all the time (BENCHMARKS.md). Pooled, so idle clients hold none.
+// MiB with 256 KiB buffers, 13.0 with 128 and 11.0 with 64. The price is
+// more, smaller reads and writes: about a fifth more proxy CPU than 256 KiB
+// and perhaps 2-3 % of warm throughput, paid during pulls, where memory is
+// held on every node all the time (BENCHMARKS.md). Pooled, so idle clients
+// hold none.
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 64<<10); return &b }}
 
 // copyBody copies with the pooled buffer. The writer is wrapped so that
