@@ -291,18 +291,14 @@ func parseChart(t *testing.T, out []byte) renderedChart {
 	return rc
 }
 
-// chartBinary is the binary a container of the chart runs: the image's
-// entrypoint (k8s-image-swapper) unless its command names the node proxy's.
+// chartBinary is the binary a container of the chart runs.
 func chartBinary(t *testing.T, command []string) string {
 	t.Helper()
-	switch strings.Join(command, " ") {
-	case "", "/usr/local/bin/k8s-image-swapper":
-		return swapperbin.Path(t)
-	case "/usr/local/bin/k8s-image-swapper-proxy":
-		return swapperbin.ProxyPath(t)
+	bin, ok := swapperbin.ForCommand(t, command)
+	if !ok {
+		t.Fatalf("the chart runs %v, which is not a binary of the image", command)
 	}
-	t.Fatalf("the chart runs %v, which is not a binary of the image", command)
-	return ""
+	return bin
 }
 
 // chartProxy is the proxy started with the chart's arguments.

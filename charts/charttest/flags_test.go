@@ -28,29 +28,21 @@ var (
 	flagName   = regexp.MustCompile(`(?m)^\s+(?:-[a-zA-Z], )?--([a-z0-9][a-z0-9-]*)`)
 )
 
-// imageBinaries are the binaries of our image a container's command may
-// name (none: the entrypoint, k8s-image-swapper), and how tests get each.
-var imageBinaries = map[string]func(testing.TB) string{
-	"":                                       swapperbin.Path,
-	"/usr/local/bin/k8s-image-swapper":       swapperbin.Path,
-	"/usr/local/bin/k8s-image-swapper-proxy": swapperbin.ProxyPath,
-}
-
 // binaryFlags lists the flags `BINARY SUB --help` documents (its own and
 // global), BINARY being the image's binary command names.
 func binaryFlags(t testing.TB, command []string, sub string) []string {
 	t.Helper()
-	bin, ok := imageBinaries[strings.Join(command, " ")]
-	if !ok {
-		t.Fatalf("command %v is not a binary of the image", command)
-	}
 	key := strings.Join(command, " ") + " " + sub
 	flagsMu.Lock()
 	defer flagsMu.Unlock()
 	if f, ok := flagsCache[key]; ok {
 		return f
 	}
-	out, err := exec.Command(bin(t), sub, "--help").CombinedOutput()
+	bin, ok := swapperbin.ForCommand(t, command)
+	if !ok {
+		t.Fatalf("command %v is not a binary of the image", command)
+	}
+	out, err := exec.Command(bin, sub, "--help").CombinedOutput()
 	if err != nil {
 		t.Fatalf("k8s-image-swapper %s --help: %v\n%s", sub, err, out)
 	}
@@ -80,7 +72,7 @@ func checkFlags(t *testing.T, objs []object) {
 			if !binaryContainers[c.Name] {
 				continue
 			}
-			if _, ok := imageBinaries[strings.Join(c.Command, " ")]; !ok || len(c.Args) == 0 {
+			if _, ok := swapperbin.ForCommand(t, c.Command); !ok || len(c.Args) == 0 {
 				t.Errorf("%s container %s: want a binary of the image (or its entrypoint) and args, the sub-command first: %v %v", o, c.Name, c.Command, c.Args)
 				continue
 			}

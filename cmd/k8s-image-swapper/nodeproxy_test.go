@@ -5,6 +5,7 @@ package main
 import (
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 
@@ -32,12 +33,7 @@ func TestNodeProxyBuildLinks(t *testing.T) {
 	unwanted := []string{"k8s.io/", "sigs.k8s.io/", mod + "webhook", mod + "internal/pullsecrets",
 		mod + "internal/peers/endpointslices", mod + "internal/rollout", mod + "daemonset/"}
 	linked := func(deps []string, prefix string) bool {
-		for _, d := range deps {
-			if strings.HasPrefix(d, prefix) {
-				return true
-			}
-		}
-		return false
+		return slices.ContainsFunc(deps, func(d string) bool { return strings.HasPrefix(d, prefix) })
 	}
 	full, slim := list(""), list("nodeproxy")
 	for _, u := range unwanted {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -49,6 +50,20 @@ func Path(tb testing.TB) string {
 func ProxyPath(tb testing.TB) string {
 	tb.Helper()
 	return proxy.get(tb, ProxyEnv)
+}
+
+// ForCommand is the binary a container of our image runs with command:
+// the entrypoint (k8s-image-swapper) for none, else the image's binary at
+// that path; false for a command that names no binary of the image.
+func ForCommand(tb testing.TB, command []string) (string, bool) {
+	tb.Helper()
+	switch strings.Join(command, " ") {
+	case "", "/usr/local/bin/k8s-image-swapper":
+		return Path(tb), true
+	case "/usr/local/bin/k8s-image-swapper-proxy":
+		return ProxyPath(tb), true
+	}
+	return "", false
 }
 
 func (b *build) get(tb testing.TB, env string) string {
