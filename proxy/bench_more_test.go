@@ -11,7 +11,9 @@ import (
 	"os"
 	"regexp"
 	"strconv"
+	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -37,6 +39,13 @@ import (
 //     warm10-peak-RSS-MiB is the proxy's VmHWM over its 10 pulls alone,
 //     warm10-peak-anon-RSS-MiB the peak of its anonymous memory.
 //
+// The cold phase also reports CPU time: cold-cpu-s and cold-direct-cpu-s
+// add up every process of the pull (this one, the client; the proxy; both
+// registries), cold-proxy-cpu-s is the proxy's share of the proxied pull,
+// copy-proxy-cpu-s what the proxy spent copying into the target after it.
+// On a machine whose cores the direct pull already keeps busy, the wall
+// time follows the CPU time.
+//
 // ns/op is the time of the proxied pulls.
 func BenchmarkPull(b *testing.B) {
 	s := startBenchStack(b)
@@ -44,6 +53,7 @@ func BenchmarkPull(b *testing.B) {
 	pid := s.cmd.Process.Pid
 	proxyBase, srcBase, tgtBase := "http://"+s.addr, "http://"+s.src.Addr, "http://"+s.tgt.Addr
 	var m pullFigures
+	cpu := cpuClock{proxy: pid, src: s.src.Pid(), tgt: s.tgt.Pid()}
 	b.ResetTimer()
 	for i := range b.N {
 		b.StopTimer()
@@ -54,13 +64,22 @@ func BenchmarkPull(b *testing.B) {
 		m.imgBytes += size
 
 		s.src.ResetLog()
+		c0 := cpu.read()
 		m.coldDirect += timed(b, func() error { _, err := pull(ctx, srcBase, "", repo, "v1"); return err })
+		c1 := cpu.read()
 		m.coldDirectOrigin += originBytes(s.src)
 		s.src.ResetLog()
+		c2 := cpu.read()
 		b.StartTimer()
 		m.cold += timed(b, func() error { _, err := pull(ctx, proxyBase, s.src.Addr, repo, "v1"); return err })
 		b.StopTimer()
+		c3 := cpu.read()
 		waitBenchTarget(b, s, repo, want)
+		c4 := cpu.read()
+		m.coldDirectCPU += c1.sub(c0).all()
+		m.coldCPU += c3.sub(c2).all()
+		m.coldProxyCPU += c3.sub(c2).proxy
+		m.copyProxyCPU += c4.sub(c3).proxy
 		m.coldOrigin += originBytes(s.src)
 
 		direct := func() error { _, err := pull(ctx, tgtBase, "", s.mirrorRepo(repo), "v1"); return err }
@@ -92,6 +111,10 @@ func BenchmarkPull(b *testing.B) {
 	mib := float64(m.imgBytes) / (1 << 20)
 	b.ReportMetric(m.cold.Seconds()/n, "cold-wall-s")
 	b.ReportMetric(m.coldDirect.Seconds()/n, "cold-direct-wall-s")
+	b.ReportMetric(m.coldCPU.Seconds()/n, "cold-cpu-s")
+	b.ReportMetric(m.coldDirectCPU.Seconds()/n, "cold-direct-cpu-s")
+	b.ReportMetric(m.coldProxyCPU.Seconds()/n, "cold-proxy-cpu-s")
+	b.ReportMetric(m.copyProxyCPU.Seconds()/n, "copy-proxy-cpu-s")
 	b.ReportMetric(float64(m.coldOrigin)/float64(m.imgBytes), "cold-origin-B/image-B")
 	b.ReportMetric(float64(m.coldDirectOrigin)/float64(m.imgBytes), "cold-direct-origin-B/image-B")
 	b.ReportMetric(warmRounds*mib/m.warm.Seconds(), "warm-MiB/s")
@@ -110,7 +133,10 @@ type pullFigures struct {
 	imgBytes, coldOrigin, coldDirectOrigin int64
 	cold, coldDirect, warm, warmDirect     time.Duration
 	warm10, warm10Direct                   time.Duration
-	warm10Peak, warm10PeakAnon             int64 // kB
+	// CPU time of every process of the pull (client, proxy, registries),
+	// the proxy's alone, and the proxy's for the copy after the pull.
+	coldCPU, coldDirectCPU, coldProxyCPU, copyProxyCPU time.Duration
+	warm10Peak, warm10PeakAnon                         int64 // kB
 }
 
 // timed runs f and returns how long it took; an error fails b.
@@ -169,6 +195,44 @@ func originBytes(reg *registryproc.Registry) int64 {
 		}
 	}
 	return n
+}
+
+// cpuClock reads the CPU time (user + system) of the benchmark's processes.
+type cpuClock struct{ proxy, src, tgt int }
+
+// cpuTimes are the CPU times of the benchmark's processes at one moment.
+type cpuTimes struct{ self, proxy, src, tgt time.Duration }
+
+func (c cpuClock) read() cpuTimes {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return cpuTimes{self: time.Duration(ru.Utime.Nano() + ru.Stime.Nano()),
+		proxy: procCPU(c.proxy), src: procCPU(c.src), tgt: procCPU(c.tgt)}
+}
+
+func (t cpuTimes) sub(o cpuTimes) cpuTimes {
+	return cpuTimes{self: t.self - o.self, proxy: t.proxy - o.proxy, src: t.src - o.src, tgt: t.tgt - o.tgt}
+}
+
+func (t cpuTimes) all() time.Duration { return t.self + t.proxy + t.src + t.tgt }
+
+// procCPU is pid's user + system time from /proc/PID/stat (fields 14 and
+// 15, in clock ticks of 10 ms: USER_HZ is 100 on Linux), 0 if unreadable.
+func procCPU(pid int) time.Duration {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	s := string(raw)
+	// The command name (field 2) may hold spaces; the fields after it are
+	// numbers.
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(f) < 13 {
+		return 0
+	}
+	utime, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(utime+stime) * 10 * time.Millisecond
 }
 
 // resetPeakRSS starts pid's VmHWM afresh (Linux: clear_refs 5).

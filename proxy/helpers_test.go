@@ -106,7 +106,8 @@ func (e *env) start(t testing.TB, s setup) {
 	e.sources = newSources(t, s.fetch)
 	e.engine = mirror.New(s.Target, mirror.Options{
 		Sources: s.fetch.Credentials, SourceTransport: e.sources.Transport(target.NewTransport(false)),
-		Logger: s.Logger, Retries: s.retries,
+		SourceBlobs: e.sources.CopyLayer,
+		Logger:      s.Logger, Retries: s.retries,
 	})
 	e.engine.Start(context.Background())
 	t.Cleanup(e.engine.Close)

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"errors"
 	"io"
@@ -10,9 +11,13 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/opencontainers/go-digest"
 
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/fetch"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/imageref"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/mirror"
 )
 
 // corrupt overwrites the stored bytes of d in a registry's storage with
@@ -105,5 +110,30 @@ func TestNoSpoolStreamsDirect(t *testing.T) {
 			t.Fatalf("%s %s", resp.Status, body)
 		}
 		checkDigest(t, body, layer.String())
+	}
+}
+
+// A copy reads its layers from the spool (fetch.Sources.CopyLayer) and
+// does not hash them again: the spool's check must stop a corrupt layer on
+// its way to the target.
+func TestCopyOfCorruptLayerFails(t *testing.T) {
+	e := newEnv(t)
+	img := blobImage(t, 1, 2<<20) // on disk in the spool, not in memory
+	want := e.push(t, "team/app", "v1", img)
+	layer := blobs(t, img)[1]
+	corrupt(t, e.src.Dir, digest.Digest(layer.String()))
+	src, err := imageref.Parse(e.src.Addr + "/team/app:v1")
+	must(t, err)
+	_, err = e.engine.Copy(context.Background(), mirror.Request{Source: src})
+	if !errors.Is(err, fetch.ErrDigestMismatch) {
+		t.Fatalf("copy of a corrupt layer: %v, want the spool's %v", err, fetch.ErrDigestMismatch)
+	}
+	if got := e.src.Count(http.MethodGet, "/blobs/"+layer.String()); got != 1 {
+		t.Errorf("%d GETs of the layer at the source, want 1 (the spool's)", got)
+	}
+	r, err := name.ParseReference(e.tgt.Addr+"/"+e.mirrorRepo("team/app")+":v1", name.Insecure)
+	must(t, err)
+	if d, err := remote.Head(r); err == nil && d.Digest == want {
+		t.Fatal("the target has the image whose layer was corrupt")
 	}
 }

@@ -30,7 +30,7 @@ func newReadAPI(c *config.Config, t target.Target, src sourceAccess, fo fetch.Op
 	if err != nil {
 		return nil, err
 	}
-	engine, err := newEngine(c, t, src, sources.Transport(target.NewTransport(false)), log)
+	engine, err := newEngine(c, t, src, sources, log)
 	if err != nil {
 		sources.Close()
 		return nil, err

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"os"
 	"strings"
 
@@ -14,6 +13,7 @@ import (
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/auth"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/config"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/dryrun"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/fetch"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/logging"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/metrics"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/mirror"
@@ -125,14 +125,19 @@ func openEngine(ctx context.Context, c *config.Config, log *slog.Logger) (target
 	return t, e, nil
 }
 
-// newEngine is the copy engine into t. Its source requests go through rt
-// when set (the proxy's fetch layer), else straight to the sources.
-func newEngine(c *config.Config, t target.Target, src sourceAccess, rt http.RoundTripper, log *slog.Logger) (*mirror.Engine, error) {
+// newEngine is the copy engine into t. It reads sources through fetched
+// when set (the proxy's and the hub's fetch layer, so a copy reuses what
+// pulls fetched), else straight.
+func newEngine(c *config.Config, t target.Target, src sourceAccess, fetched *fetch.Sources, log *slog.Logger) (*mirror.Engine, error) {
 	o, err := engineOptions(c)
 	if err != nil {
 		return nil, err
 	}
-	o.Sources, o.SourceKeychain, o.SourceTransport, o.Logger = src.creds, src.keychain, rt, log
+	o.Sources, o.SourceKeychain, o.Logger = src.creds, src.keychain, log
+	if fetched != nil {
+		o.SourceTransport = fetched.Transport(target.NewTransport(false))
+		o.SourceBlobs = fetched.CopyLayer
+	}
 	return mirror.New(t, o), nil
 }
 

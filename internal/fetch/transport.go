@@ -2,9 +2,14 @@ package fetch
 
 import (
 	"bytes"
+	"context"
 	"io"
 	"net/http"
 	"strconv"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/opencontainers/go-digest"
 
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/registry"
 )
@@ -51,17 +56,39 @@ func (t *sharedTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		return response(req, h, m.Size, body), nil
 	}
-	b, err := t.s.OpenBlob(ctx, src, c.Digest)
+	body, size, err := t.s.copyBlob(ctx, src, c.Digest)
 	if err != nil {
 		return t.next.RoundTrip(req)
 	}
-	size := b.Length()
 	if size >= 0 {
 		h.Set("Content-Length", strconv.FormatInt(size, 10))
 	}
 	h.Set("Content-Type", "application/octet-stream")
-	body := &spoolBody{Reader: b.copyReader(ctx), close: b.Release}
 	return response(req, h, size, body), nil
+}
+
+// CopyLayer opens a layer of a source repository for a copy into the
+// target (mirror.Options.SourceBlobs), as the transport does a blob GET:
+// through the spool, sharing what pulls fetch, reading behind them. The
+// reader checks the bytes against h (the last byte comes only once they
+// match, else the read fails), so the copy need not hash them again.
+func (s *Sources) CopyLayer(ctx context.Context, repo name.Repository, h v1.Hash) (io.ReadCloser, error) {
+	d, err := digest.Parse(h.String())
+	if err != nil {
+		return nil, err
+	}
+	rc, _, err := s.copyBlob(ctx, Source{Registry: registry.Canonical(repo.RegistryStr()), Repo: repo.RepositoryStr()}, d)
+	return rc, err
+}
+
+// copyBlob opens blob d of src for a copy; size is -1 when the source did
+// not say. The caller closes the reader.
+func (s *Sources) copyBlob(ctx context.Context, src Source, d digest.Digest) (rc io.ReadCloser, size int64, err error) {
+	b, err := s.OpenBlob(ctx, src, d)
+	if err != nil {
+		return nil, 0, err
+	}
+	return &spoolBody{Reader: b.copyReader(ctx), close: b.Release}, b.Length(), nil
 }
 
 // SetContent sets the headers that describe a manifest.

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"sync"
@@ -55,7 +56,13 @@ type Options struct {
 	SourceKeychain authn.Keychain
 	// SourceTransport reaches sources; default target.NewTransport(false).
 	SourceTransport http.RoundTripper
-	Logger          *slog.Logger
+	// SourceBlobs, when set, opens a layer of a source repository with a
+	// reader that checks the bytes against the digest itself (the node
+	// proxy's spool, shared with the pulls): a copy uploads from it without
+	// hashing the bytes again. On an error the layer is read through
+	// SourceTransport, and go-containerregistry checks it.
+	SourceBlobs func(ctx context.Context, repo name.Repository, d v1.Hash) (io.ReadCloser, error)
+	Logger      *slog.Logger
 }
 
 // defaults fills what o leaves zero: every default of the engine.

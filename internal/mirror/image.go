@@ -3,6 +3,7 @@ package mirror
 import (
 	"context"
 	"fmt"
+	"io"
 	"slices"
 
 	"github.com/distribution/reference"
@@ -86,7 +87,7 @@ func (e *Engine) copy(ctx context.Context, req Request, c *clients) (Result, sub
 		}
 		repo := tgtRef.Context()
 		opts, wait := withProgress(req, c.targetWrite(ctx))
-		err = remote.WriteIndex(tgtRef, mountIndex{index: idx, homes: &e.homes, repo: repo}, opts...)
+		err = remote.WriteIndex(tgtRef, mountIndex{index: idx, homes: &e.homes, repo: repo, open: e.sourceBlobs(ctx, srcRef)}, opts...)
 		wait()
 		if err != nil {
 			return res, subjects{}, fmt.Errorf("write %s to %s: %w", src, tgtRef, err)
@@ -101,7 +102,7 @@ func (e *Engine) copy(ctx context.Context, req Request, c *clients) (Result, sub
 		sub = subjects{root: desc.Digest}
 		repo := tgtRef.Context()
 		opts, wait := withProgress(req, c.targetWrite(ctx))
-		err = remote.Write(tgtRef, mountImage{Image: img, homes: &e.homes, repo: repo}, opts...)
+		err = remote.Write(tgtRef, mountImage{Image: img, homes: &e.homes, repo: repo, open: e.sourceBlobs(ctx, srcRef)}, opts...)
 		wait()
 		if err != nil {
 			return res, subjects{}, fmt.Errorf("write %s to %s: %w", src, tgtRef, err)
@@ -111,6 +112,14 @@ func (e *Engine) copy(ctx context.Context, req Request, c *clients) (Result, sub
 	metrics.ManifestsWritten.Inc()
 	e.cache.set(tgt.String(), true)
 	return res, sub, nil
+}
+
+// sourceBlobs opens layers of src with Options.SourceBlobs, nil without.
+func (e *Engine) sourceBlobs(ctx context.Context, src name.Reference) opener {
+	if e.opts.SourceBlobs == nil {
+		return nil
+	}
+	return func(d v1.Hash) (io.ReadCloser, error) { return e.opts.SourceBlobs(ctx, src.Context(), d) }
 }
 
 // sourceString drops the tag of a tag+digest reference: the digest decides.
