@@ -88,7 +88,7 @@ type described struct {
 
 // Compressed reads through open when it can: go-containerregistry hashes
 // every layer it reads from a registry, which for a blob the node proxy's
-// spool already checked was a third of the proxy's CPU for a copy.
+// spool already checked was two thirds of the proxy's CPU for a copy.
 func (d described) Compressed() (io.ReadCloser, error) {
 	if d.open != nil {
 		if rc, err := d.open(d.desc.Digest); err == nil {
