@@ -14,6 +14,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/opencontainers/go-digest"
+	"golang.org/x/sys/unix"
 
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/fetch"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/imageref"
@@ -110,6 +111,42 @@ func TestNoSpoolStreamsDirect(t *testing.T) {
 			t.Fatalf("%s %s", resp.Status, body)
 		}
 		checkDigest(t, body, layer.String())
+	}
+}
+
+// A blob bigger than the room left on the spool's disk streams whole,
+// checked, from its first request, rather than breaking off where the disk
+// filled; a blob that fits is still spooled (no pause). The spool is a
+// small tmpfs, a nearly full disk as the proxy sees one.
+func TestSpoolWithoutRoomStreamsWhole(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("mounting a small tmpfs for the spool needs root (CI runs as root)")
+	}
+	dir := t.TempDir()
+	must(t, unix.Mount("tmpfs", dir, "tmpfs", 0, "size=4m"))
+	t.Cleanup(func() { _ = unix.Unmount(dir, unix.MNT_DETACH) })
+	e := newEnv(t, func(o *setup) { o.fetch.SpoolDir = dir })
+	big, fits := blobImage(t, 1, 6<<20), blobImage(t, 1, 2<<20)
+	e.push(t, "team/app", "v1", big)
+	e.push(t, "team/app", "v2", fits)
+
+	layer := blobs(t, big)[1]
+	resp, body := e.get(t, http.MethodGet, e.src.Addr, "/v2/team/app/blobs/"+layer.String())
+	if resp.StatusCode != http.StatusOK || len(body) != 6<<20 {
+		t.Fatalf("blob bigger than the spool's room: %s, %d of %d bytes", resp.Status, len(body), 6<<20)
+	}
+	checkDigest(t, body, layer.String())
+
+	layer = blobs(t, fits)[1]
+	resp, body = e.get(t, http.MethodGet, e.src.Addr, "/v2/team/app/blobs/"+layer.String())
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("blob that fits: %s", resp.Status)
+	}
+	checkDigest(t, body, layer.String())
+	files, err := os.ReadDir(dir)
+	must(t, err)
+	if len(files) != 1 {
+		t.Errorf("%d files in the spool after a blob that fits, want 1 (it is kept for the copy)", len(files))
 	}
 }
 

@@ -254,6 +254,16 @@ func (s *spool) store(b *Blob, size int64) error {
 		s.pause(err)
 		return fmt.Errorf("%w: %w", ErrSpool, err)
 	}
+	if size > 0 {
+		if err := preallocate(f, size); err != nil {
+			// This blob does not fit (the disk is nearly full): it streams
+			// unshared, and smaller ones still spool, so no pause.
+			f.Close()
+			os.Remove(f.Name())
+			s.log.Warn("no room to spool a blob; streaming it unshared", "digest", b.dgst.String(), "size", size, "error", err)
+			return fmt.Errorf("%w: reserve %d bytes for %s: %w", ErrSpool, size, b.dgst, err)
+		}
+	}
 	b.file, b.path = f, f.Name()
 	return nil
 }
