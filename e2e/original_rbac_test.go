@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
-	"golang.org/x/crypto/bcrypt"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -36,11 +35,7 @@ func TestOriginalChartRBAC(t *testing.T) {
 	c := kube.Client
 
 	const user, pass = "puller", "s3cret"
-	hash, err := bcrypt.GenerateFromPassword([]byte(pass), bcrypt.MinCost)
-	if err != nil {
-		t.Fatal(err)
-	}
-	private := registryproc.Start(t, registryproc.Options{Htpasswd: user + ":" + string(hash) + "\n"})
+	private := registryproc.Start(t, registryproc.Options{Htpasswd: registryproc.Htpasswd(t, user, pass)})
 	dst := registryproc.Start(t, registryproc.Options{})
 	image := private.Addr + "/team/private:v1"
 	pushAuth(t, image, images.Image(t, 4096, 1, "linux/amd64"), &authn.Basic{Username: user, Password: pass})

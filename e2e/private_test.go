@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
-	"golang.org/x/crypto/bcrypt"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/encoding/protowire"
@@ -54,11 +53,7 @@ func testPrivateImages(t *testing.T, v2 bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	const user, pass = "puller", "s3cret"
-	hash, err := bcrypt.GenerateFromPassword([]byte(pass), bcrypt.MinCost)
-	if err != nil {
-		t.Fatal(err)
-	}
-	src := registryproc.Start(t, registryproc.Options{Htpasswd: user + ":" + string(hash) + "\n"})
+	src := registryproc.Start(t, registryproc.Options{Htpasswd: registryproc.Htpasswd(t, user, pass)})
 	tgt := registryproc.Start(t, registryproc.Options{})
 	px := startProxyProcess(t, fmt.Sprintf(`logLevel: debug
 source:

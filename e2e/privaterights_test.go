@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
-	"golang.org/x/crypto/bcrypt"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -32,11 +31,7 @@ func TestPrivateImageKeptWithoutRights(t *testing.T) {
 	kube := startKube(t)
 	bin := swapperbin.Path(t)
 	const user, pass = "puller", "s3cret"
-	hash, err := bcrypt.GenerateFromPassword([]byte(pass), bcrypt.MinCost)
-	if err != nil {
-		t.Fatal(err)
-	}
-	private := registryproc.Start(t, registryproc.Options{Htpasswd: user + ":" + string(hash) + "\n"})
+	private := registryproc.Start(t, registryproc.Options{Htpasswd: registryproc.Htpasswd(t, user, pass)})
 	public := registryproc.Start(t, registryproc.Options{})
 	dst := registryproc.Start(t, registryproc.Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)

@@ -22,7 +22,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"golang.org/x/crypto/bcrypt"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -42,11 +41,7 @@ func TestWebhookOnKubeAPIServer(t *testing.T) {
 	bin := swapperbin.Path(t)
 	src := registryproc.Start(t, registryproc.Options{})
 	const user, pass = "puller", "s3cret"
-	hash, err := bcrypt.GenerateFromPassword([]byte(pass), bcrypt.MinCost)
-	if err != nil {
-		t.Fatal(err)
-	}
-	private := registryproc.Start(t, registryproc.Options{Htpasswd: user + ":" + string(hash) + "\n"})
+	private := registryproc.Start(t, registryproc.Options{Htpasswd: registryproc.Htpasswd(t, user, pass)})
 	dst := registryproc.Start(t, registryproc.Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()

@@ -17,6 +17,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/bcrypt"
 )
 
 // Binary is the registry executable; override with $REGISTRY_BIN.
@@ -49,6 +51,16 @@ type Options struct {
 	// ProxyRemote makes it distribution's pull-through cache of this
 	// registry URL (proxy.remoteurl): the peer the proxy is measured against.
 	ProxyRemote string
+}
+
+// Htpasswd is an htpasswd line for user and pass (Options.Htpasswd).
+func Htpasswd(t testing.TB, user, pass string) string {
+	t.Helper()
+	hash, err := bcrypt.GenerateFromPassword([]byte(pass), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return user + ":" + string(hash) + "\n"
 }
 
 // Start runs a registry until the test ends. It skips the test when the
