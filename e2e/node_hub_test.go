@@ -14,7 +14,8 @@ import (
 
 // TestNodeHub installs the chart with hub.enabled and no target (the embedded store) on a
 // real node, containerd 1.6: the no-cloud-account install. The store lives in the hub (a
-// StatefulSet); the webhook asks the hub and rewrites a Pod's image to the hub's store, the
+// StatefulSet); the webhook asks the hub (with the chart's projected token, which the hub
+// reviews: a wrong audience leaves the Pod unswapped) and rewrites a Pod's image to the hub's store, the
 // Pod runs (containerd through the node proxy, which reaches the hub by its Service's
 // address); a second Pod, after the node forgot the image, is served from the hub's store
 // without the source.

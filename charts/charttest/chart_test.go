@@ -26,6 +26,7 @@ import (
 	sigsyaml "sigs.k8s.io/yaml"
 
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/config"
+	"github.com/k8s-image-swapper/k8s-image-swapper/proxy/hub"
 )
 
 func TestLint(t *testing.T) {
@@ -530,6 +531,11 @@ func TestRBAC(t *testing.T) {
 				rules = v.Rules
 			}
 			for _, r := range rules {
+				// Asking who holds a token (the hub's callers) writes nothing.
+				if slices.Equal(r.APIGroups, []string{"authentication.k8s.io"}) && slices.Equal(r.Resources, []string{"tokenreviews"}) &&
+					slices.Equal(r.Verbs, []string{"create"}) {
+					continue
+				}
 				for _, v := range r.Verbs {
 					if !slices.Contains(rw, v) {
 						t.Errorf("%s: verb %q in %+v", o, v, r)
@@ -653,6 +659,64 @@ func TestRenderedConfigParses(t *testing.T) {
 	data := configData(t, render(t, "--set", "config.target.type=gcp,config.target.gcp.location=eu,config.target.gcp.projectId=p,config.target.gcp.repositoryId=r,config.target.aws.accountId=1,config.target.aws.region=x"))
 	if strings.Contains(data, "aws") {
 		t.Errorf("target.aws kept although target.type is gcp:\n%s", data)
+	}
+}
+
+// With the hub, only the webhook's ServiceAccount may ask it to copy: the hub
+// is told that caller and may review tokens; the webhook carries a token for
+// the hub's audience, projected and rotated by the kubelet.
+func TestHubCallers(t *testing.T) {
+	objs := render(t, "--set", "hub.enabled=true")
+	sa := as[*corev1.ServiceAccount](t, find(t, objs, "ServiceAccount", "k8s-image-swapper"))
+	hubPod := as[*appsv1.StatefulSet](t, find(t, objs, "StatefulSet", "-hub")).Spec.Template.Spec
+	want := "--api-callers=system:serviceaccount:" + namespace + ":" + sa.Name
+	if args := container(t, hubPod, "hub").Args; !slices.Contains(args, want) {
+		t.Errorf("hub args %v lack %s", args, want)
+	}
+	if a := hubPod.AutomountServiceAccountToken; a == nil || !*a || hubPod.ServiceAccountName != sa.Name {
+		t.Errorf("the hub needs its API token to review tokens (automount %v, account %q)", deref(a), hubPod.ServiceAccountName)
+	}
+	role := as[*rbacv1.ClusterRole](t, find(t, objs, "ClusterRole", "-hub"))
+	if len(role.Rules) != 1 || !slices.Equal(role.Rules[0].Resources, []string{"tokenreviews"}) || !slices.Equal(role.Rules[0].Verbs, []string{"create"}) {
+		t.Errorf("hub ClusterRole rules %+v, want tokenreviews create only", role.Rules)
+	}
+	binding := as[*rbacv1.ClusterRoleBinding](t, find(t, objs, "ClusterRoleBinding", "-hub"))
+	if binding.RoleRef.Name != role.Name || len(binding.Subjects) != 1 || binding.Subjects[0].Name != sa.Name {
+		t.Errorf("binding %+v does not bind %s to %s", binding, role.Name, sa.Name)
+	}
+
+	spec := as[*appsv1.Deployment](t, find(t, objs, "Deployment", "")).Spec.Template.Spec
+	web := container(t, spec, "webhook")
+	var file string
+	for _, a := range web.Args {
+		if f, ok := strings.CutPrefix(a, "--hub-token-file="); ok {
+			file = f
+		}
+	}
+	mounted := false
+	for _, m := range web.VolumeMounts {
+		if filepath.Dir(file) != m.MountPath {
+			continue
+		}
+		for _, v := range spec.Volumes {
+			if v.Name != m.Name || v.Projected == nil || len(v.Projected.Sources) != 1 {
+				continue
+			}
+			tok := v.Projected.Sources[0].ServiceAccountToken
+			mounted = tok != nil && tok.Audience == hub.Audience && tok.Path == filepath.Base(file) &&
+				tok.ExpirationSeconds != nil && *tok.ExpirationSeconds <= 3600
+		}
+	}
+	if file == "" || !mounted {
+		t.Errorf("the webhook's --hub-token-file %q is not a projected token for %q (args %v, volumes %+v)", file, hub.Audience, web.Args, spec.Volumes)
+	}
+	for _, o := range render(t) {
+		if strings.HasSuffix(o.Name(), "-hub") {
+			t.Errorf("without the hub: %s", o)
+		}
+	}
+	if args := container(t, *podSpec(find(t, render(t), "Deployment", "")), "webhook").Args; slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, "--hub-token-file") }) {
+		t.Errorf("without the hub the webhook is given a hub token: %v", args)
 	}
 }
 

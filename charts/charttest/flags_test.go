@@ -58,7 +58,7 @@ func binaryFlags(t testing.TB, command []string, sub string) []string {
 }
 
 // The chart's containers that run the k8s-image-swapper binary, whatever image.repository says.
-var binaryContainers = map[string]bool{"webhook": true, "proxy": true, "containerd-config": true, "containerd-cleanup": true}
+var binaryContainers = map[string]bool{"webhook": true, "proxy": true, "hub": true, "containerd-config": true, "containerd-cleanup": true}
 
 // checkFlags: every flag the chart passes the binary is one the binary has.
 func checkFlags(t *testing.T, objs []object) {
@@ -101,6 +101,11 @@ func TestFlagsExist(t *testing.T) {
 		}
 		t.Run(name, func(t *testing.T) { checkFlags(t, render(t, args...)) })
 	}
+	t.Run("hub.enabled", func(t *testing.T) {
+		checkFlags(t, render(t, "--set", "hub.enabled=true"))
+		checkFlags(t, render(t, "--set", "hub.enabled=true", "--set", "hub.replicaCount=2", "--set", "config.target.type=generic",
+			"--set", "config.target.generic.registry=registry.example"))
+	})
 	t.Run("proxy.metrics.enabled", func(t *testing.T) {
 		objs := render(t, "--set", "proxy.metrics.enabled=true", "--set", "podMonitor.enabled=true")
 		checkFlags(t, objs)

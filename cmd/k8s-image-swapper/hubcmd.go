@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"strings"
 
@@ -20,6 +21,7 @@ import (
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/peers/endpointslices"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/server"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/target"
+	"github.com/k8s-image-swapper/k8s-image-swapper/internal/tokenreview"
 	"github.com/k8s-image-swapper/k8s-image-swapper/proxy/hub"
 )
 
@@ -28,7 +30,7 @@ func newHubCmd() *cobra.Command {
 		listen, metricsAddr, dataDir, spoolDir string
 		self, service, namespace, portName     string
 		kubeconfig                             string
-		staticPeers                            []string
+		staticPeers, callers                   []string
 	)
 	cmd := &cobra.Command{
 		Use:   "hub",
@@ -38,7 +40,9 @@ func newHubCmd() *cobra.Command {
 			"copy into the target. Replicas (--peers, or the ready endpoints of --peers-service)\n" +
 			"split repositories by rendezvous hashing and pass a miss to the repository's owner.\n" +
 			"Also serves the webhook's questions (/hub/v1/exists, /hub/v1/copy), /metrics,\n" +
-			"/healthz and /readyz. With target.type local it holds the embedded store.",
+			"/healthz and /readyz. With target.type local it holds the embedded store.\n" +
+			"With --api-callers, /hub/v1/ answers only requests with a ServiceAccount token of\n" +
+			"theirs for the audience " + hub.Audience + " (checked with the API server's TokenReview).",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, file, err := loadConfig(cmd)
@@ -66,6 +70,10 @@ func newHubCmd() *cobra.Command {
 					return err
 				}
 			}
+			guard, err := apiGuard(kubeconfig, callers, log)
+			if err != nil {
+				return err
+			}
 
 			t, src, err := openTarget(ctx, c)
 			if err != nil {
@@ -85,8 +93,11 @@ func newHubCmd() *cobra.Command {
 			if relay != nil {
 				owners = set
 			}
-			servers := api.servers("hub", addr, metricsAddr,
-				hub.NewAPI(api.engine, owners, target.NewTransport(false), log).Register)
+			servers := api.servers("hub", addr, metricsAddr, func(mux *http.ServeMux) {
+				questions := http.NewServeMux()
+				hub.NewAPI(api.engine, owners, target.NewTransport(false), log).Register(questions)
+				mux.Handle("/hub/", guard(questions))
+			})
 			if err := server.Listen(servers...); err != nil {
 				return err
 			}
@@ -106,7 +117,8 @@ func newHubCmd() *cobra.Command {
 	f.StringVar(&service, "peers-service", "", "find the replicas in the ready endpoints of this Service's EndpointSlices")
 	f.StringVar(&namespace, "namespace", "", "namespace of --peers-service (default the pod's)")
 	f.StringVar(&portName, "peers-port", "http", "name of the Service port the replicas serve on")
-	f.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig for --peers-service (default: in-cluster)")
+	f.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig for --peers-service and --api-callers (default: in-cluster)")
+	f.StringSliceVar(&callers, "api-callers", nil, "who may ask /hub/v1/ (have the hub copy an image with its credentials): ServiceAccount users, system:serviceaccount:NAMESPACE:NAME (default anyone who reaches the hub, warned)")
 	return cmd
 }
 
@@ -138,15 +150,45 @@ func podNamespace() string {
 	return strings.TrimSpace(string(b))
 }
 
-// watchPeers keeps set to the ready endpoints of the Service's EndpointSlices.
-func watchPeers(ctx context.Context, kubeconfig, namespace, service, port string, set *peers.Set, log *slog.Logger) error {
+// apiGuard lets through to the hub's API only the callers' requests; with
+// none given, every request (the API copies with the hub's credentials, so
+// a hub that others than the webhook reach must be given them).
+func apiGuard(kubeconfig string, callers []string, log *slog.Logger) (func(http.Handler) http.Handler, error) {
+	if len(callers) == 0 {
+		log.Warn("the hub's API answers anyone who reaches it: give --api-callers (the chart does)")
+		return func(h http.Handler) http.Handler { return h }, nil
+	}
+	for _, c := range callers {
+		rest, sa := strings.CutPrefix(c, "system:serviceaccount:")
+		if ns, name, ok := strings.Cut(rest, ":"); !sa || !ok || ns == "" || name == "" || strings.Contains(name, ":") {
+			return nil, &exitError{code: 2, err: fmt.Errorf("--api-callers: %q is not system:serviceaccount:NAMESPACE:NAME", c)}
+		}
+	}
+	client, err := kubeClient(kubeconfig, "hub api callers")
+	if err != nil {
+		return nil, err
+	}
+	return tokenreview.New(client.AuthenticationV1().TokenReviews(), hub.Audience, callers, log).Require, nil
+}
+
+// kubeClient connects to the cluster (in-cluster unless kubeconfig), for what.
+func kubeClient(kubeconfig, what string) (kubernetes.Interface, error) {
 	rc, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
 	if err != nil {
-		return fmt.Errorf("hub peers: kubernetes client config: %w", err)
+		return nil, fmt.Errorf("%s: kubernetes client config: %w", what, err)
 	}
 	client, err := kubernetes.NewForConfig(rc)
 	if err != nil {
-		return fmt.Errorf("hub peers: %w", err)
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	return client, nil
+}
+
+// watchPeers keeps set to the ready endpoints of the Service's EndpointSlices.
+func watchPeers(ctx context.Context, kubeconfig, namespace, service, port string, set *peers.Set, log *slog.Logger) error {
+	client, err := kubeClient(kubeconfig, "hub peers")
+	if err != nil {
+		return err
 	}
 	return endpointslices.Watch(ctx, client, namespace, service, port, set, log)
 }

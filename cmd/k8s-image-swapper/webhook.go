@@ -3,15 +3,12 @@
 package main
 
 import (
-	"fmt"
 	"log/slog"
 	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/config"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/filter"
@@ -42,7 +39,7 @@ func newWebhookCmd() *cobra.Command {
 // command (which runs the webhook, as the original's did).
 type webhookFlags struct {
 	listen, certFile, keyFile, kubeconfig string
-	hubURL                                string
+	hubURL, hubToken                      string
 	dryRun, secretReader, unreachableOK   bool
 	secretNames                           []string
 }
@@ -56,6 +53,7 @@ func (w *webhookFlags) add(f *pflag.FlagSet) {
 	f.StringSliceVar(&w.secretNames, "secret-names", nil, "with --secret-reader, watch only secrets of these names (the chart's secretReader.secretNames)")
 	f.StringVar(&w.kubeconfig, "kubeconfig", "", "kubeconfig for --secret-reader (default: in-cluster)")
 	f.StringVar(&w.hubURL, "hub-url", "", "the hub to ask whether the target has an image, and to copy it (default hub.url)")
+	f.StringVar(&w.hubToken, "hub-token-file", "", "a ServiceAccount token for the audience "+hub.Audience+" that each question to the hub carries, read again each time (the chart's projected token)")
 	f.BoolVar(&w.unreachableOK, "target-unreachable-ok", false, "report ready without waiting for the target to answer")
 }
 
@@ -114,7 +112,11 @@ func (w *webhookFlags) run(cmd *cobra.Command, _ []string) error {
 		if targetIsHub(c) {
 			local = nil
 		}
-		opts.Mirror = hub.NewClient(hu, target.NewTransport(false), hubTimeout(c), local, log)
+		var token func() (string, error)
+		if w.hubToken != "" {
+			token = hub.TokenFile(w.hubToken)
+		}
+		opts.Mirror = hub.NewClient(hu, target.NewTransport(false), hubTimeout(c), local, token, log)
 	}
 
 	ready := &webhook.Readiness{}
@@ -162,13 +164,9 @@ func inCluster() bool {
 
 // newPullSecrets connects to the cluster (in-cluster unless kubeconfig).
 func newPullSecrets(kubeconfig string, names []string, log *slog.Logger) (*pullsecrets.Keychains, error) {
-	rc, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	client, err := kubeClient(kubeconfig, "secret reader")
 	if err != nil {
-		return nil, fmt.Errorf("secret reader: kubernetes client config: %w", err)
-	}
-	client, err := kubernetes.NewForConfig(rc)
-	if err != nil {
-		return nil, fmt.Errorf("secret reader: %w", err)
+		return nil, err
 	}
 	return pullsecrets.New(client, "", 10*time.Minute, log, names...), nil
 }

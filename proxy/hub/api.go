@@ -136,6 +136,9 @@ func (a *API) forward(w http.ResponseWriter, r *http.Request, src reference.Name
 	if err != nil {
 		return false
 	}
+	if auth := r.Header.Get("Authorization"); auth != "" {
+		req.Header.Set("Authorization", auth) // the owner checks the caller again
+	}
 	resp, err := a.client.Do(req)
 	if err != nil {
 		a.log.Info("hub owner unreachable; answering here", "owner", owner, "image", src.String(), "error", err)

@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -27,6 +29,7 @@ type engine struct {
 	asked   []string
 	present bool
 	err     error
+	auth    []string // the Authorization of each request to the server
 }
 
 func (e *engine) Exists(_ context.Context, src reference.Named) (bool, error) {
@@ -47,14 +50,24 @@ func serveAPI(t *testing.T, e Mirror, set *peers.Set) *httptest.Server {
 	t.Helper()
 	mux := http.NewServeMux()
 	NewAPI(e, set, http.DefaultTransport, slog.New(slog.DiscardHandler)).Register(mux)
-	s := httptest.NewServer(mux)
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if e, ok := e.(*engine); ok {
+			e.mu.Lock()
+			e.auth = append(e.auth, r.Header.Get("Authorization"))
+			e.mu.Unlock()
+		}
+		mux.ServeHTTP(w, r)
+	}))
 	t.Cleanup(s.Close)
 	return s
 }
 
-func call(t *testing.T, method, u string) (int, answer) {
+func call(t *testing.T, method, u string, header ...string) (int, answer) {
 	t.Helper()
 	req, _ := http.NewRequest(method, u, nil)
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -146,11 +159,15 @@ func TestAPIForwardsToOwner(t *testing.T) {
 		t.Fatal("no repository of eight is owned by the second replica")
 	}
 	q := "?image=" + url.QueryEscape(image)
-	if status, _ := call(t, http.MethodGet, sa.URL+existsPath+q); status != 200 {
+	if status, _ := call(t, http.MethodGet, sa.URL+existsPath+q, "Authorization", "Bearer webhook"); status != 200 {
 		t.Fatalf("exists via A: %d", status)
 	}
 	if len(ea.asked) != 0 || len(eb.asked) != 1 {
 		t.Errorf("asked A %v, B %v: want the owner B only", ea.asked, eb.asked)
+	}
+	// The owner checks the caller's token too (tokenreview in front of each replica).
+	if len(eb.auth) != 1 || eb.auth[0] != "Bearer webhook" {
+		t.Errorf("the owner got Authorization %q, want the caller's", eb.auth)
 	}
 	sb.Close()
 	if status, _ := call(t, http.MethodGet, sa.URL+existsPath+q); status != 200 {
@@ -168,7 +185,7 @@ func TestClientFallsBack(t *testing.T) {
 	s := serveAPI(t, hubEngine, nil)
 	u, _ := url.Parse(s.URL)
 	src, _ := reference.ParseNormalizedNamed("nginx:1")
-	c := NewClient(u, http.DefaultTransport, time.Second, local, slog.New(slog.DiscardHandler))
+	c := NewClient(u, http.DefaultTransport, time.Second, local, nil, slog.New(slog.DiscardHandler))
 	if ok, err := c.Exists(context.Background(), src); err != nil || !ok || len(local.asked) != 0 {
 		t.Errorf("Exists: %v %v, local asked %v: want the hub's yes", ok, err, local.asked)
 	}
@@ -180,9 +197,38 @@ func TestClientFallsBack(t *testing.T) {
 	if err := c.Mirror(context.Background(), policy.CopyImmediate, time.Second, mirror.Request{Source: src}); err != nil || len(local.asked) != 2 {
 		t.Errorf("Mirror with the hub gone: %v, local asked %v: want a local copy", err, local.asked)
 	}
-	alone := NewClient(u, http.DefaultTransport, time.Second, nil, slog.New(slog.DiscardHandler))
+	alone := NewClient(u, http.DefaultTransport, time.Second, nil, nil, slog.New(slog.DiscardHandler))
 	if _, err := alone.Exists(context.Background(), src); err == nil {
 		t.Error("Exists with the hub gone and no local engine: no error")
+	}
+}
+
+// The client sends the token file's content, read again for each question
+// (the kubelet rotates it); without the file it asks nothing of the hub and
+// answers locally.
+func TestClientSendsToken(t *testing.T) {
+	hubEngine, local := &engine{}, &engine{}
+	s := serveAPI(t, hubEngine, nil)
+	u, _ := url.Parse(s.URL)
+	src, _ := reference.ParseNormalizedNamed("nginx:1")
+	file := filepath.Join(t.TempDir(), "token")
+	c := NewClient(u, http.DefaultTransport, time.Second, local, TokenFile(file), slog.New(slog.DiscardHandler))
+	for _, tok := range []string{"first", "rotated"} {
+		if err := os.WriteFile(file, []byte(tok+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Exists(context.Background(), src); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if strings.Join(hubEngine.auth, ",") != "Bearer first,Bearer rotated" {
+		t.Errorf("the hub got Authorization %q, want each token as the file held it", hubEngine.auth)
+	}
+	if err := os.Remove(file); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Exists(context.Background(), src); err != nil || len(hubEngine.auth) != 2 || len(local.asked) != 1 {
+		t.Errorf("without the token file: %v, hub asked %d times, local %v: want the local answer", err, len(hubEngine.auth), local.asked)
 	}
 }
 

@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"os"
+	"strings"
 	"time"
 
 	"github.com/distribution/reference"
@@ -27,12 +29,31 @@ type Client struct {
 	http    *http.Client
 	timeout time.Duration
 	local   Mirror
+	token   func() (string, error)
 	log     *slog.Logger
 }
 
 // NewClient asks the hub at u, and local (may be nil) when the hub fails.
-func NewClient(u *url.URL, rt http.RoundTripper, timeout time.Duration, local Mirror, log *slog.Logger) *Client {
-	return &Client{base: u, http: &http.Client{Transport: rt}, timeout: timeout, local: local, log: log}
+// token (may be nil) is the bearer token each question carries: the hub
+// copies only for callers it knows (the chart's projected ServiceAccount
+// token for Audience).
+func NewClient(u *url.URL, rt http.RoundTripper, timeout time.Duration, local Mirror, token func() (string, error), log *slog.Logger) *Client {
+	return &Client{base: u, http: &http.Client{Transport: rt}, timeout: timeout, local: local, token: token, log: log}
+}
+
+// Audience is what the tokens of the hub's callers are issued for.
+const Audience = "k8s-image-swapper-hub"
+
+// TokenFile reads a token from path at each question: the kubelet rewrites
+// a projected token before it expires.
+func TokenFile(path string) func() (string, error) {
+	return func() (string, error) {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return "", fmt.Errorf("hub token: %w", err)
+		}
+		return strings.TrimSpace(string(b)), nil
+	}
 }
 
 // Exists asks the hub whether the target has src.
@@ -86,6 +107,13 @@ func (c *Client) ask(ctx context.Context, method, path string, q url.Values) (an
 	req, err := http.NewRequestWithContext(ctx, method, u.String(), nil)
 	if err != nil {
 		return answer{}, err
+	}
+	if c.token != nil {
+		tok, err := c.token()
+		if err != nil {
+			return answer{}, err
+		}
+		req.Header.Set("Authorization", "Bearer "+tok)
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {

@@ -183,6 +183,11 @@ hub's volume, named after the hub's Service. */}}
 {{- include "k8s-image-swapper.suffixed" (list . "hub") }}
 {{- end }}
 
+{{/* Where the webhook's token for the hub (audience k8s-image-swapper-hub) is mounted. */}}
+{{- define "k8s-image-swapper.hubTokenDir" -}}
+/var/run/secrets/k8s-image-swapper/hub
+{{- end }}
+
 {{- define "k8s-image-swapper.hubHost" -}}
 {{- printf "%s.%s.svc:%d" (include "k8s-image-swapper.hubName" .) .Release.Namespace (int .Values.hub.port) }}
 {{- end }}
