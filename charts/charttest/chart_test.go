@@ -710,12 +710,13 @@ func TestHubCallers(t *testing.T) {
 	if file == "" || !mounted {
 		t.Errorf("the webhook's --hub-token-file %q is not a projected token for %q (args %v, volumes %+v)", file, hub.Audience, web.Args, spec.Volumes)
 	}
-	for _, o := range render(t) {
+	def := render(t)
+	for _, o := range def {
 		if strings.HasSuffix(o.Name(), "-hub") {
 			t.Errorf("without the hub: %s", o)
 		}
 	}
-	if args := container(t, *podSpec(find(t, render(t), "Deployment", "")), "webhook").Args; slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, "--hub-token-file") }) {
+	if args := container(t, *podSpec(find(t, def, "Deployment", "")), "webhook").Args; slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, "--hub-token-file") }) {
 		t.Errorf("without the hub the webhook is given a hub token: %v", args)
 	}
 }

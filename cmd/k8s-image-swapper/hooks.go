@@ -8,8 +8,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/logging"
 	"github.com/k8s-image-swapper/k8s-image-swapper/internal/probe"
@@ -30,13 +28,9 @@ func newWaitDaemonSetCmd() *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			log := logging.New(cmd.ErrOrStderr(), "info", "json")
-			rc, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+			client, err := kubeClient(kubeconfig, "wait-daemonset")
 			if err != nil {
-				return fmt.Errorf("kubernetes client config: %w", err)
-			}
-			client, err := kubernetes.NewForConfig(rc)
-			if err != nil {
-				return fmt.Errorf("kubernetes client: %w", err)
+				return err
 			}
 			ctx := cmd.Context()
 			if timeout > 0 {
