@@ -152,25 +152,34 @@ func TestSpoolWithoutRoomStreamsWhole(t *testing.T) {
 
 // A copy reads its layers from the spool (fetch.Sources.CopyLayer) and
 // does not hash them again: the spool's check must stop a corrupt layer on
-// its way to the target.
+// its way to the target, and once it has, the source is not asked again,
+// whether the mismatch shows before the copy's reader opens (a small layer,
+// checked at once) or while it reads.
 func TestCopyOfCorruptLayerFails(t *testing.T) {
-	e := newEnv(t)
-	img := blobImage(t, 1, 2<<20) // on disk in the spool, not in memory
-	want := e.push(t, "team/app", "v1", img)
-	layer := blobs(t, img)[1]
-	corrupt(t, e.src.Dir, digest.Digest(layer.String()))
-	src, err := imageref.Parse(e.src.Addr + "/team/app:v1")
-	must(t, err)
-	_, err = e.engine.Copy(context.Background(), mirror.Request{Source: src})
-	if !errors.Is(err, fetch.ErrDigestMismatch) {
-		t.Fatalf("copy of a corrupt layer: %v, want the spool's %v", err, fetch.ErrDigestMismatch)
-	}
-	if got := e.src.Count(http.MethodGet, "/blobs/"+layer.String()); got != 1 {
-		t.Errorf("%d GETs of the layer at the source, want 1 (the spool's)", got)
-	}
-	r, err := name.ParseReference(e.tgt.Addr+"/"+e.mirrorRepo("team/app")+":v1", name.Insecure)
-	must(t, err)
-	if d, err := remote.Head(r); err == nil && d.Digest == want {
-		t.Fatal("the target has the image whose layer was corrupt")
+	for _, c := range []struct {
+		name string
+		size int64
+	}{{"on disk", 2 << 20}, {"in memory", 64 << 10}} {
+		t.Run(c.name, func(t *testing.T) {
+			e := newEnv(t)
+			img := blobImage(t, 1, c.size)
+			want := e.push(t, "team/app", "v1", img)
+			layer := blobs(t, img)[1]
+			corrupt(t, e.src.Dir, digest.Digest(layer.String()))
+			src, err := imageref.Parse(e.src.Addr + "/team/app:v1")
+			must(t, err)
+			_, err = e.engine.Copy(context.Background(), mirror.Request{Source: src})
+			if !errors.Is(err, fetch.ErrDigestMismatch) {
+				t.Fatalf("copy of a corrupt layer: %v, want the spool's %v", err, fetch.ErrDigestMismatch)
+			}
+			if got := e.src.Count(http.MethodGet, "/blobs/"+layer.String()); got != 1 {
+				t.Errorf("%d GETs of the layer at the source, want 1 (the spool's)", got)
+			}
+			r, err := name.ParseReference(e.tgt.Addr+"/"+e.mirrorRepo("team/app")+":v1", name.Insecure)
+			must(t, err)
+			if d, err := remote.Head(r); err == nil && d.Digest == want {
+				t.Fatal("the target has the image whose layer was corrupt")
+			}
+		})
 	}
 }

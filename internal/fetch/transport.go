@@ -3,6 +3,7 @@ package fetch
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"strconv"
@@ -85,6 +86,12 @@ func (s *Sources) CopyLayer(ctx context.Context, repo name.Repository, h v1.Hash
 // not say. The caller closes the reader.
 func (s *Sources) copyBlob(ctx context.Context, src Source, d digest.Digest) (rc io.ReadCloser, size int64, err error) {
 	b, err := s.OpenBlob(ctx, src, d)
+	if errors.Is(err, ErrDigestMismatch) {
+		// The source's bytes are wrong: fetched again (the caller's way
+		// when it cannot open), they would be wrong again. The copy fails
+		// on its first read, as it does when the mismatch shows later.
+		return io.NopCloser(failedReader{err}), -1, nil
+	}
 	if err != nil {
 		return nil, 0, err
 	}
@@ -104,6 +111,11 @@ func response(req *http.Request, h http.Header, size int64, body io.ReadCloser) 
 		Header: h, ContentLength: size, Body: body, Request: req,
 	}
 }
+
+// failedReader fails every read with err.
+type failedReader struct{ err error }
+
+func (r failedReader) Read([]byte) (int, error) { return 0, r.err }
 
 // spoolBody lets go of its blob once, on Close.
 type spoolBody struct {
